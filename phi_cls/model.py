@@ -275,7 +275,9 @@ def add_lora(backbone, r:int=16, alpha:int=32, dropout:float=0.05, gradient_chec
         else: backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gc_kwargs)  # transformers < 5.x
         backbone.enable_input_require_grads()
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear", bias="none")
-    return get_peft_model(backbone, config)
+    with warnings.catch_warnings():  # peft still calls transformers' deprecated is_gradient_checkpointing
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(backbone, config)
 
 # %% ../nbs/01_model.ipynb #c039
 def save_classifier(clf:PhiClassifier, tokenizer, path:str|Path, meta:dict) -> Path:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_train.ipynb #c003
 from __future__ import annotations
-import dataclasses, json, os, platform, shutil, time, typing, zipfile
+import dataclasses, datetime, hashlib, json, os, platform, shutil, time, typing, zipfile
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -21,7 +21,8 @@ from .model import (PhiClassifier, add_lora, cpu_kind, describe_trainable, extra
 # %% auto #0
 __all__ = ['MODES', 'PRED_COLUMNS', 'PRED_FILES', 'ConfigError', 'TrainConfig', 'resolve', 'trainable_state_dict',
            'ClassifierTrainer', 'FeatureDataset', 'training_args', 'predictions_frame', 'classification_metrics',
-           'train_probe', 'train_lora', 'write_json', 'write_csv', 'zip_run', 'package_versions', 'prepare_data', 'run']
+           'train_probe', 'train_lora', 'write_json', 'write_csv', 'zip_run', 'git_commit', 'data_fingerprint',
+           'package_versions', 'prepare_data', 'run']
 
 # %% ../nbs/02_train.ipynb #c006
 class ConfigError(ValueError):
@@ -36,13 +37,25 @@ _POSITIVE = ("epochs", "batch_size", "grad_accum", "learning_rate", "max_length"
 
 def _help(text:str, default): return field(default=default, metadata={"help": text})
 
+def _type_ok(value, kind) -> bool:
+    if typing.get_origin(kind) is typing.Union: return any(_type_ok(value, k) for k in typing.get_args(kind))
+    if kind is type(None): return value is None
+    if kind is float: return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int: return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+def _type_name(kind) -> str:
+    if typing.get_origin(kind) is typing.Union: return " or ".join(_type_name(k) for k in typing.get_args(kind))
+    return {type(None): "None", float: "a number", int: "an integer", bool: "true or false", str: "a string"}.get(kind, str(kind))
+
 @dataclass
 class TrainConfig:
     "Every knob of a run, with the reference recipe's defaults."
     mode: str = _help("probe (frozen backbone, train the head), lora (adapters + head) or both", "both")
     data: str = _help("save_to_disk folder, CSV/JSONL/Parquet file or folder, or 'champ' (embedded data)", "champ")
     model: str = _help("hub id or local folder (e.g. microsoft/Phi-4-mini-instruct), 'embedded' (SmolLM2-135M) or 'tiny'", "embedded")
-    output_dir: str = _help("folder the run writes into", "outputs/run")
+    output_dir: str = _help("folder the run writes into (with run_name: the folder that holds the run folder)", "outputs/run")
+    run_name: str = _help("if set, the run goes into output_dir/run_name", "")
     epochs: float = _help("training epochs", 3)
     batch_size: int = _help("examples per device per step", 8)
     grad_accum: int = _help("gradient accumulation steps (effective batch = batch_size x grad_accum)", 4)
@@ -70,6 +83,10 @@ class TrainConfig:
     progress: bool = _help("show progress bars", True)
 
     def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            if not _type_ok(getattr(self, f.name), hints[f.name]):
+                raise ConfigError(f"{f.name}={getattr(self, f.name)!r} has the wrong type; it must be {_type_name(hints[f.name])}.")
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not allowed; use one of {', '.join(allowed)}.")
@@ -82,11 +99,15 @@ class TrainConfig:
             if v is not None and not (isinstance(v, int) and v > 0): raise ConfigError(f"{name}={v!r} must be a positive integer or None (all rows).")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"device={self.device!r} is not allowed; use auto, cpu, cuda or cuda:N.")
+        if Path(self.run_name).name != self.run_name or self.run_name in (".", ".."):
+            raise ConfigError(f"run_name={self.run_name!r} must be a plain folder name (no '/').")
         if self.data != "champ" and not Path(self.data).expanduser().exists():
             raise ConfigError(f"data={self.data!r}: no such file or folder. Pass a save_to_disk folder, a CSV/JSONL/Parquet file or folder, or 'champ'.")
 
     @property
     def modes(self) -> list: return ["probe", "lora"] if self.mode == "both" else [self.mode]
+    @property
+    def run_dir(self) -> Path: return Path(self.output_dir) / self.run_name if self.run_name else Path(self.output_dir)
 
 # %% ../nbs/02_train.ipynb #c009
 def resolve(cfg:TrainConfig) -> dict:
@@ -107,7 +128,22 @@ def trainable_state_dict(model:torch.nn.Module) -> dict:
     return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 class ClassifierTrainer(Trainer):
-    "A Trainer whose checkpoints hold only the trainable weights, as safetensors."
+    "A Trainer whose checkpoints hold only the trainable weights, as safetensors, and which keeps every step's loss."
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.step_losses = {}  # optimizer step -> losses of its micro-batches (for the loss curve; not printed)
+
+    def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+        if model.training:
+            loss = result[0] if return_outputs else result
+            self.step_losses.setdefault(self.state.global_step + 1, []).append(float(loss.detach()))
+        return result
+
+    def training_log(self) -> list:
+        "The Trainer's log history plus the mean loss of every optimizer step (`step_loss`)."
+        return self.state.log_history + [{"step": s, "step_loss": sum(v) / len(v)} for s, v in sorted(self.step_losses.items())]
+
     def _save(self, output_dir=None, state_dict=None):
         if not self.args.should_save: return
         out = Path(output_dir or self.args.output_dir); out.mkdir(parents=True, exist_ok=True)
@@ -180,7 +216,7 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict) -
     trainer.train()
     clf.eval()
     with torch.no_grad(): probs = _softmax(clf(features=feats["test"].to(clf.head.weight.device)).logits.cpu())
-    return dict(clf=clf, probs=probs, log_history=trainer.state.log_history, train_seconds=time.perf_counter() - start,
+    return dict(clf=clf, probs=probs, log_history=trainer.training_log(), train_seconds=time.perf_counter() - start,
                 feature_seconds=feature_seconds)
 
 # %% ../nbs/02_train.ipynb #c019
@@ -197,7 +233,7 @@ def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict) ->
     train_seconds = time.perf_counter() - start
     clf.eval()
     probs = _softmax(predict_logits(clf, data["test"], tok.pad_token_id, cfg.eval_batch_size, res["precision"], cfg.progress))
-    return dict(clf=clf, probs=probs, log_history=trainer.state.log_history, train_seconds=train_seconds)
+    return dict(clf=clf, probs=probs, log_history=trainer.training_log(), train_seconds=train_seconds)
 
 # %% ../nbs/02_train.ipynb #c021
 def write_json(path:Path, obj) -> Path:
@@ -222,6 +258,25 @@ def zip_run(out:Path, name:str="artifacts.zip") -> Path:
     os.replace(tmp, out / name)
     return out / name
 
+def git_commit() -> dict|None:
+    "The commit of the phi_cls source in use, and whether it had uncommitted changes (None outside a git checkout)."
+    import importlib, subprocess
+    src = Path(importlib.import_module("phi_cls").__file__).parent
+    try:
+        sha = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if sha.returncode: return None
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+        return dict(commit=sha.stdout.strip(), dirty=bool(dirty.stdout.strip()))
+    except (OSError, subprocess.TimeoutExpired): return None
+
+def data_fingerprint(splits:dict) -> str:
+    "SHA-256 over the rows a run uses (split, index, label, question, solution), so two runs can tell they saw the same data."
+    h = hashlib.sha256()
+    for name in sorted(k for k, v in splits.items() if v is not None):
+        ds = splits[name]
+        for row in zip(ds["index"], ds["label"], ds["question"], ds["solution"]): h.update(json.dumps([name, *row]).encode())
+    return h.hexdigest()
+
 def package_versions() -> dict:
     "Versions of the packages that decide a run's numbers."
     import datasets, peft, transformers, phi_cls
@@ -229,40 +284,60 @@ def package_versions() -> dict:
                 peft=peft.__version__, datasets=datasets.__version__, phi_cls=phi_cls.__version__)
 
 # %% ../nbs/02_train.ipynb #c022
-def prepare_data(cfg:TrainConfig, tok) -> dict:
-    "Load, check, subsample and tokenize the data: train, validation (or None) and test."
+def prepare_data(cfg:TrainConfig, tok) -> tuple:
+    "Load, check, subsample and tokenize the data: ({train, validation or None, test}, facts for the run card)."
     required = ("train", "validation", "test") if cfg.keep_validation else ("train", "test")
     train, val, test = training_splits(load_data(cfg.data, required=required), cfg.keep_validation,
                                        cfg.max_train_samples, cfg.max_eval_samples, cfg.seed)
+    raw = dict(train=train, validation=val, test=test)
     enc = PromptEncoder(tok, cfg.max_length)
-    data = {k: tokenize(ds, enc) if ds is not None else None for k, ds in dict(train=train, validation=val, test=test).items()}
-    for k, ds in data.items():
-        if ds is not None and (n := sum(ds["truncated"])):
-            print(f"{k}: {n} of {len(ds)} rows are longer than max_length={cfg.max_length}; kept the start of the prompt and the end of the solution.")
-    return data
+    data = {k: tokenize(ds, enc) if ds is not None else None for k, ds in raw.items()}
+    truncated = {k: sum(ds["truncated"]) for k, ds in data.items() if ds is not None}
+    for k, n in truncated.items():
+        if n: print(f"{k}: {n} of {len(data[k])} rows are longer than max_length={cfg.max_length}; kept the start of the prompt and the end of the solution.")
+    facts = dict(fingerprint=data_fingerprint(raw), rows={k: len(ds) for k, ds in data.items() if ds is not None}, truncated=truncated)
+    return data, facts
+
+_RESULTS = ["metrics.json", "artifacts.zip", *PRED_FILES.values()]
+
+def _now() -> str: return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 def run(cfg:TrainConfig) -> dict:
-    "Train and evaluate the experiments of `cfg`; write predictions, metrics and artifacts to `cfg.output_dir`."
-    out, res = Path(cfg.output_dir), resolve(cfg)
+    "Train and evaluate the experiments of `cfg`; write predictions, metrics, artifacts and a run card to `cfg.run_dir`."
+    out, res, start = cfg.run_dir, resolve(cfg), time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
+    for name in _RESULTS: (out / name).unlink(missing_ok=True)  # results of an earlier run here would look like ours
+    card = dict(status="running", started=_now(), config=asdict(cfg), resolved=res, versions=package_versions(), git=git_commit(),
+                host=platform.node(), seconds={})
+    write_json(out / "run.json", card)
     print(f"phi_cls: mode={cfg.mode} model={cfg.model} data={cfg.data} on {res['device']} "
           f"({res['cpu_kind'] or res['gpu']}), precision={res['precision']}, quantize={res['quantize']}, optim={res['optim']}")
-    tok = load_tokenizer(cfg.model)
-    data = prepare_data(cfg, tok)
-    backbone = load_backbone(cfg.model, res["device"], res["quantize"], res["precision"], cfg.attn_implementation)
-    write_json(out / "config.json", dict(config=asdict(cfg), resolved=res, versions=package_versions()))
-    meta = dict(base_model=cfg.model, max_length=cfg.max_length, precision=res["precision"], quantize=res["quantize"],
-                prompt=PROMPT, batch_size=cfg.eval_batch_size)
-    metrics, test = {}, data["test"]
-    for mode in cfg.modes:
-        result = (train_probe if mode == "probe" else train_lora)(cfg, backbone, tok, data, out, res)
-        write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], result["probs"]))
-        save_classifier(result["clf"], tok, out / mode, meta)
-        write_json(out / mode / "training_log.json", result["log_history"])
-        metrics[mode] = dict(classification_metrics(test["labels"], result["probs"][:, 1]), n_train=len(data["train"]),
-                             train_seconds=round(result["train_seconds"], 2),
-                             **({"feature_seconds": round(result["feature_seconds"], 2)} if "feature_seconds" in result else {}))
-        print(f"{mode}: test accuracy {metrics[mode]['accuracy']:.3f}, F1 (flawed) {metrics[mode]['f1']:.3f} on {len(test)} rows")
-    write_json(out / "metrics.json", metrics)
+    try:
+        tok = load_tokenizer(cfg.model)
+        data, card["data"] = prepare_data(cfg, tok)
+        backbone = load_backbone(cfg.model, res["device"], res["quantize"], res["precision"], cfg.attn_implementation)
+        card["seconds"]["load"] = round(time.perf_counter() - start, 2)
+        write_json(out / "config.json", dict(config=asdict(cfg), resolved=res, versions=card["versions"]))
+        meta = dict(base_model=cfg.model, max_length=cfg.max_length, precision=res["precision"], quantize=res["quantize"],
+                    prompt=PROMPT, batch_size=cfg.eval_batch_size)
+        metrics, test = {}, data["test"]
+        for mode in cfg.modes:
+            t0 = time.perf_counter()
+            result = (train_probe if mode == "probe" else train_lora)(cfg, backbone, tok, data, out, res)
+            write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], result["probs"]))
+            save_classifier(result["clf"], tok, out / mode, meta)
+            write_json(out / mode / "training_log.json", result["log_history"])
+            metrics[mode] = dict(classification_metrics(test["labels"], result["probs"][:, 1]), n_train=len(data["train"]),
+                                 train_seconds=round(result["train_seconds"], 2),
+                                 **({"feature_seconds": round(result["feature_seconds"], 2)} if "feature_seconds" in result else {}))
+            card["seconds"][mode] = round(time.perf_counter() - t0, 2)
+            print(f"{mode}: test accuracy {metrics[mode]['accuracy']:.3f}, F1 (flawed) {metrics[mode]['f1']:.3f} on {len(test)} rows")
+        write_json(out / "metrics.json", metrics)
+    except BaseException as e:
+        card.update(status="failed", finished=_now(), error=f"{type(e).__name__}: {e}")
+        write_json(out / "run.json", card)
+        raise
+    card["seconds"]["total"] = round(time.perf_counter() - start, 2)
+    write_json(out / "run.json", dict(card, status="finished", finished=_now()))
     zip_run(out)
     return metrics
