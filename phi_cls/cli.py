@@ -54,10 +54,17 @@ def main(argv:list|None=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try: COMMANDS[args.command](args)
-    except (ValueError, OSError) as e:  # our ConfigError / DataError / ModelError are ValueErrors with a message for people
+    except KeyboardInterrupt:
+        print(f"phi-cls {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as e:  # ConfigError / DataError / ModelError are ValueErrors written for people
         if args.debug: raise
         print(f"phi-cls {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if args.debug: raise
+        print(f"phi-cls {args.command}: unexpected error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 # %% ../nbs/08_cli.ipynb #c007

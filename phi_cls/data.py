@@ -15,8 +15,8 @@ from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 
 # %% auto #0
 __all__ = ['PROMPT', 'SPLITS', 'COLUMNS', 'build_prompt', 'DataError', 'validate_frame', 'read_table', 'load_data', 'champ_file',
-           'champ_rows', 'split_problems', 'load_champ', 'training_splits', 'fit_lengths', 'PromptEncoder', 'tokenize',
-           'Collator']
+           'champ_rows', 'split_problems', 'load_champ', 'check_leakage', 'check_classes', 'training_splits',
+           'fit_lengths', 'PromptEncoder', 'tokenize', 'Collator']
 
 # %% ../nbs/00_data.ipynb #c006
 PROMPT = ("Analyze the following mathematical problem and solution to determine if the solution is correct or flawed."
@@ -83,6 +83,7 @@ def read_table(path:Path) -> pd.DataFrame:
     path = Path(path)
     if path.suffix.lower() not in _READERS:
         raise DataError(f"{path}: unknown file type '{path.suffix}'. Use .csv, .jsonl (one JSON object per line) or .parquet.")
+    if path.stat().st_size == 0: raise DataError(f"{path} is empty. It needs a header row and at least one example.")
     try: df = _READERS[path.suffix.lower()](path)
     except UnicodeDecodeError as e: raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}). Save it as UTF-8 and retry.") from None
     except pd.errors.EmptyDataError: raise DataError(f"{path} is empty. It needs a header row and at least one example.") from None
@@ -174,26 +175,51 @@ def load_champ(seed:int=0) -> DatasetDict:
     return DatasetDict({s: Dataset.from_pandas(df[split == s].reset_index(drop=True), preserve_index=False) for s in SPLITS})
 
 # %% ../nbs/00_data.ipynb #c025
+def _norm(text:str) -> str: return " ".join(str(text).lower().split())
+
+def check_leakage(train:Dataset, test:Dataset, allow:bool=False) -> int:
+    "Count test rows whose question is also a training question; raise `DataError` unless `allow`."
+    seen = {_norm(q) for q in train["question"]}
+    leaked = [(i, q) for i, q in zip(test["index"], test["question"]) if _norm(q) in seen]
+    if leaked:
+        shown = "; ".join(f"index {i}: {q[:60]!r}" for i, q in leaked[:3])
+        msg = (f"{len(leaked)} of {len(test)} test rows have a question that is also in the training data (leakage), e.g. {shown}. "
+               "Split by problem so no question is in both, or pass allow_leakage=True (--allow-leakage) to train anyway.")
+        if not allow: raise DataError(msg)
+        print(f"warning: {msg}")
+    return len(leaked)
+
+def check_classes(train:Dataset, capped:bool=False) -> None:
+    "Raise `DataError` if the training rows have only one label."
+    labels = set(train["label"])
+    if len(labels) < 2:
+        hint = " Raise max_train_samples, or" if capped else ""
+        raise DataError(f"the training set has only label {labels.pop()} ({len(train)} rows): a classifier needs correct (0) and flawed (1) examples.{hint} add rows of the other class.")
+
+# %% ../nbs/00_data.ipynb #c028
 def _cap(ds:Dataset, n:int|None, seed:int) -> Dataset:
     return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed).select(range(n))
 
 def training_splits(dd:DatasetDict, keep_validation:bool=False, max_train_samples:int|None=None,
-                    max_eval_samples:int|None=None, seed:int=42) -> tuple:
-    "(train, validation or None, test) datasets as the recipe uses them."
+                    max_eval_samples:int|None=None, seed:int=42, allow_leakage:bool=False) -> tuple:
+    "(train, validation or None, test) datasets as the recipe uses them, checked for leakage and for both classes."
     has_val = "validation" in dd and len(dd["validation"]) > 0
     if keep_validation and not has_val: raise DataError("keep_validation=True needs a 'validation' split, and the data has none.")
     train = dd["train"] if keep_validation or not has_val else concatenate_datasets([dd["train"], dd["validation"]])
+    check_leakage(train, dd["test"], allow_leakage)
     val = _cap(dd["validation"], max_eval_samples, seed) if keep_validation else None
-    return _cap(train, max_train_samples, seed), val, _cap(dd["test"], max_eval_samples, seed)
+    train = _cap(train, max_train_samples, seed)
+    check_classes(train, capped=max_train_samples is not None)
+    return train, val, _cap(dd["test"], max_eval_samples, seed)
 
-# %% ../nbs/00_data.ipynb #c028
+# %% ../nbs/00_data.ipynb #c031
 def fit_lengths(n_question:int, n_solution:int, room:int) -> tuple:
     "Tokens kept (question, solution): all if they fit, else the solution gets what the question leaves and at least half the room."
     if n_question + n_solution <= room: return n_question, n_solution
     keep_q = min(n_question, max(room - n_solution, room // 2))
     return keep_q, min(n_solution, room - keep_q)
 
-# %% ../nbs/00_data.ipynb #c030
+# %% ../nbs/00_data.ipynb #c033
 class PromptEncoder:
     "Token ids of the recipe's prompt, at most `max_length` long, keeping the end of a long solution."
     def __init__(self, tokenizer, max_length:int=512):
@@ -218,7 +244,7 @@ class PromptEncoder:
             truncated.append(nq < len(q) or ns < len(s))
         return {"input_ids": ids, "length": [len(i) for i in ids], "truncated": truncated}
 
-# %% ../nbs/00_data.ipynb #c035
+# %% ../nbs/00_data.ipynb #c038
 def tokenize(ds:Dataset, encoder:PromptEncoder) -> Dataset:
     "Add `input_ids`, `length`, `truncated` and `labels` to a dataset of questions and solutions."
     keep = [c for c in ("index", "label") if c in ds.column_names]
@@ -226,7 +252,7 @@ def tokenize(ds:Dataset, encoder:PromptEncoder) -> Dataset:
                  desc="Tokenizing", load_from_cache_file=False)
     return out.rename_column("label", "labels") if "label" in keep else out
 
-# %% ../nbs/00_data.ipynb #c038
+# %% ../nbs/00_data.ipynb #c041
 class Collator:
     "Pad token ids to the batch's longest row (left by default) and stack labels, or stack precomputed `features`."
     def __init__(self, pad_token_id:int, padding_side:str="left"): self.pad, self.side = pad_token_id, padding_side

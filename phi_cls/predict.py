@@ -13,8 +13,8 @@ import torch
 from datasets import Dataset
 
 from .data import DataError, PromptEncoder
-from .model import (ModelError, load_backbone, load_tokenizer, predict_logits, resolve_device, resolve_precision,
-                           restore_classifier)
+from .model import (ModelError, load_backbone, load_tokenizer, predict_logits, read_classifier_info, resolve_device,
+                           resolve_precision, restore_classifier)
 
 # %% auto #0
 __all__ = ['find_artifact', 'Classifier', 'load_classifier']
@@ -34,7 +34,7 @@ def find_artifact(path:str|Path, kind:str|None=None) -> Path:
     if not path.exists(): raise ModelError(f"classifier '{path}' does not exist. Pass a run's probe/ or lora/ folder, the run folder, or its artifacts.zip.")
     root = _unzip(path) if path.is_file() else path
     if (root / "classifier.json").exists():
-        found = json.loads((root / "classifier.json").read_text()).get("kind")
+        found = read_classifier_info(root).get("kind")
         if kind and kind != found: raise ModelError(f"{path} holds a {found} classifier, not {kind}.")
         return root
     kinds = [k for k in ("lora", "probe") if (root / k / "classifier.json").exists()]
@@ -77,15 +77,12 @@ class Classifier:
 
 # %% ../nbs/03_predict.ipynb #c009
 def load_classifier(path:str|Path, kind:str|None=None, device:str="auto", quantize:str="auto", precision:str|None=None,
-                    batch_size:int|None=None) -> Classifier:
-    "Load a trained probe or LoRA classifier from its folder, a run folder or the run's zip."
+                    batch_size:int|None=None, base_model:str|None=None) -> Classifier:
+    "Load a trained probe or LoRA classifier from its folder, a run folder or the run's zip (on `base_model` if given, else the one it names)."
     art = find_artifact(path, kind)
-    info = json.loads((art / "classifier.json").read_text())
+    info = read_classifier_info(art)
     dev = resolve_device(device)
     precision = resolve_precision(precision or info.get("precision", "auto"), dev)
-    backbone = load_backbone(info["base_model"], dev, quantize, precision)
-    if backbone.config.hidden_size != info["hidden_size"]:
-        raise ModelError(f"{art} was trained on a backbone with hidden size {info['hidden_size']}, but '{info['base_model']}' "
-                         f"has {backbone.config.hidden_size}.")
+    backbone = load_backbone(base_model or info["base_model"], dev, quantize, precision)
     return Classifier(restore_classifier(art, backbone), load_tokenizer(str(art)), info, precision,
                       batch_size or info.get("batch_size", 8), art)

@@ -15,14 +15,14 @@ from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainingArguments, set_seed
 
 from .data import DataError, PromptEncoder, Collator, load_data, tokenize, training_splits, PROMPT
-from .model import (PhiClassifier, add_lora, cpu_kind, describe_trainable, extract_features, freeze, load_backbone,
+from .model import (PhiClassifier, add_lora, context_length, cpu_kind, describe_trainable, extract_features, freeze, load_backbone,
                            load_tokenizer, predict_logits, resolve_device, resolve_precision, resolve_quantize, save_classifier)
 
 # %% auto #0
 __all__ = ['MODES', 'PRED_COLUMNS', 'PRED_FILES', 'ConfigError', 'TrainConfig', 'resolve', 'trainable_state_dict',
            'ClassifierTrainer', 'FeatureDataset', 'training_args', 'predictions_frame', 'classification_metrics',
            'train_probe', 'train_lora', 'write_json', 'write_csv', 'zip_run', 'git_commit', 'data_fingerprint',
-           'package_versions', 'prepare_data', 'run']
+           'package_versions', 'prepare_data', 'last_checkpoint', 'previous_run', 'check_max_length', 'run']
 
 # %% ../nbs/02_train.ipynb #c006
 class ConfigError(ValueError):
@@ -81,6 +81,8 @@ class TrainConfig:
     lora_dropout: float = _help("LoRA dropout", 0.05)
     gradient_checkpointing: bool = _help("recompute activations in the backward pass to save memory", False)
     progress: bool = _help("show progress bars", True)
+    resume: bool = _help("continue an interrupted run in the same folder from its last checkpoint", False)
+    allow_leakage: bool = _help("train even if test questions also appear in the training data (warns instead of stopping)", False)
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -200,7 +202,7 @@ def classification_metrics(y_true, p_flawed, threshold:float=0.5) -> dict:
 # %% ../nbs/02_train.ipynb #c017
 def _softmax(logits:torch.Tensor) -> np.ndarray: return torch.softmax(logits.float(), -1).numpy()
 
-def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict) -> dict:
+def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict, resume_from:str|None=None) -> dict:
     "Freeze the backbone, extract last-token features once, train the head on them, predict the test set."
     set_seed(cfg.seed)
     clf = PhiClassifier(freeze(backbone))
@@ -213,14 +215,14 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict) -
         train_dataset=FeatureDataset(feats["train"], data["train"]["labels"]), data_collator=Collator(pad),
         eval_dataset=FeatureDataset(feats["validation"], data["validation"]["labels"]) if "validation" in feats else None,
         compute_metrics=_accuracy)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from)
     clf.eval()
     with torch.no_grad(): probs = _softmax(clf(features=feats["test"].to(clf.head.weight.device)).logits.cpu())
     return dict(clf=clf, probs=probs, log_history=trainer.training_log(), train_seconds=time.perf_counter() - start,
                 feature_seconds=feature_seconds)
 
 # %% ../nbs/02_train.ipynb #c019
-def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict) -> dict:
+def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict, resume_from:str|None=None) -> dict:
     "Add LoRA adapters to the backbone, train them with a fresh head, predict the test set."
     set_seed(cfg.seed)
     clf = PhiClassifier(add_lora(backbone, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing))
@@ -229,7 +231,7 @@ def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict) ->
     trainer = ClassifierTrainer(model=clf, args=training_args(cfg, out / "checkpoints" / "lora", res, res["precision"], data["validation"] is not None, by_length=True),
                                 train_dataset=data["train"], eval_dataset=data["validation"], data_collator=Collator(tok.pad_token_id),
                                 compute_metrics=_accuracy)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - start
     clf.eval()
     probs = _softmax(predict_logits(clf, data["test"], tok.pad_token_id, cfg.eval_batch_size, res["precision"], cfg.progress))
@@ -288,7 +290,7 @@ def prepare_data(cfg:TrainConfig, tok) -> tuple:
     "Load, check, subsample and tokenize the data: ({train, validation or None, test}, facts for the run card)."
     required = ("train", "validation", "test") if cfg.keep_validation else ("train", "test")
     train, val, test = training_splits(load_data(cfg.data, required=required), cfg.keep_validation,
-                                       cfg.max_train_samples, cfg.max_eval_samples, cfg.seed)
+                                       cfg.max_train_samples, cfg.max_eval_samples, cfg.seed, cfg.allow_leakage)
     raw = dict(train=train, validation=val, test=test)
     enc = PromptEncoder(tok, cfg.max_length)
     data = {k: tokenize(ds, enc) if ds is not None else None for k, ds in raw.items()}
@@ -300,20 +302,52 @@ def prepare_data(cfg:TrainConfig, tok) -> tuple:
 
 _RESULTS = ["metrics.json", "artifacts.zip", *PRED_FILES.values()]
 
+def last_checkpoint(folder:Path) -> str|None:
+    "The newest complete Trainer checkpoint (weights and trainer state written) in `folder`."
+    done = [c for c in Path(folder).glob("checkpoint-*") if (c / "model.safetensors").exists() and (c / "trainer_state.json").exists()]
+    return str(max(done, key=lambda c: int(c.name.rsplit("-", 1)[1]))) if done else None
+
+def previous_run(cfg:TrainConfig) -> dict:
+    "The run card of the run `cfg` resumes, checked to have been started with the same settings."
+    card = cfg.run_dir / "run.json"
+    if not card.exists(): raise ConfigError(f"resume=True, but {cfg.run_dir} holds no run to resume (no run.json). Start it without resume.")
+    prev = json.loads(card.read_text())
+    same_anyway = {"resume", "progress", "output_dir", "run_name"}
+    diff = [k for k, v in asdict(cfg).items() if k not in same_anyway and prev["config"].get(k) != v]
+    if diff:
+        raise ConfigError(f"resume=True, but the run in {cfg.run_dir} used other settings: "
+                          + ", ".join(f"{k}={prev['config'].get(k)!r} (now {getattr(cfg, k)!r})" for k in diff)
+                          + ". Resume with the same settings, or start a new run in another folder.")
+    return prev
+
+def check_max_length(cfg:TrainConfig):
+    "Stop early if `max_length` exceeds the model's context."
+    limit = context_length(cfg.model)
+    if limit and cfg.max_length > limit:
+        raise ConfigError(f"max_length={cfg.max_length} is more than model '{cfg.model}' can read ({limit} positions). Use at most {limit}.")
+
 def _now() -> str: return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 def run(cfg:TrainConfig) -> dict:
     "Train and evaluate the experiments of `cfg`; write predictions, metrics, artifacts and a run card to `cfg.run_dir`."
     out, res, start = cfg.run_dir, resolve(cfg), time.perf_counter()
+    prev = previous_run(cfg) if cfg.resume else None
+    if prev and prev.get("status") == "finished" and (out / "metrics.json").exists():
+        print(f"phi_cls: the run in {out} has already finished; nothing to resume.")
+        return json.loads((out / "metrics.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
-    for name in _RESULTS: (out / name).unlink(missing_ok=True)  # results of an earlier run here would look like ours
+    if not prev:  # a fresh run: results or checkpoints of an earlier run here would look like ours
+        for name in _RESULTS: (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     card = dict(status="running", started=_now(), config=asdict(cfg), resolved=res, versions=package_versions(), git=git_commit(),
-                host=platform.node(), seconds={})
+                host=platform.node(), seconds={}, done=dict(prev.get("done", {})) if prev else {})
+    if prev: card["resumed_from"] = dict(started=prev.get("started"), status=prev.get("status"))
     write_json(out / "run.json", card)
     print(f"phi_cls: mode={cfg.mode} model={cfg.model} data={cfg.data} on {res['device']} "
           f"({res['cpu_kind'] or res['gpu']}), precision={res['precision']}, quantize={res['quantize']}, optim={res['optim']}")
     try:
         tok = load_tokenizer(cfg.model)
+        check_max_length(cfg)
         data, card["data"] = prepare_data(cfg, tok)
         backbone = load_backbone(cfg.model, res["device"], res["quantize"], res["precision"], cfg.attn_implementation)
         card["seconds"]["load"] = round(time.perf_counter() - start, 2)
@@ -322,8 +356,13 @@ def run(cfg:TrainConfig) -> dict:
                     prompt=PROMPT, batch_size=cfg.eval_batch_size)
         metrics, test = {}, data["test"]
         for mode in cfg.modes:
-            t0 = time.perf_counter()
-            result = (train_probe if mode == "probe" else train_lora)(cfg, backbone, tok, data, out, res)
+            if mode in card["done"] and (out / PRED_FILES[mode]).exists() and (out / mode / "classifier.json").exists():
+                metrics[mode] = card["done"][mode]
+                print(f"{mode}: finished before the interruption; kept its results.")
+                continue
+            t0, resume_from = time.perf_counter(), last_checkpoint(out / "checkpoints" / mode) if prev else None
+            if resume_from: print(f"{mode}: resuming from {resume_from}")
+            result = (train_probe if mode == "probe" else train_lora)(cfg, backbone, tok, data, out, res, resume_from)
             write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], result["probs"]))
             save_classifier(result["clf"], tok, out / mode, meta)
             write_json(out / mode / "training_log.json", result["log_history"])
@@ -331,6 +370,8 @@ def run(cfg:TrainConfig) -> dict:
                                  train_seconds=round(result["train_seconds"], 2),
                                  **({"feature_seconds": round(result["feature_seconds"], 2)} if "feature_seconds" in result else {}))
             card["seconds"][mode] = round(time.perf_counter() - t0, 2)
+            card["done"][mode] = metrics[mode]
+            write_json(out / "run.json", card)
             print(f"{mode}: test accuracy {metrics[mode]['accuracy']:.3f}, F1 (flawed) {metrics[mode]['f1']:.3f} on {len(test)} rows")
         write_json(out / "metrics.json", metrics)
     except BaseException as e:
