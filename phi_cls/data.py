@@ -14,9 +14,9 @@ import torch
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 
 # %% auto #0
-__all__ = ['PROMPT', 'SPLITS', 'COLUMNS', 'build_prompt', 'DataError', 'validate_frame', 'read_table', 'load_data', 'champ_file',
-           'champ_rows', 'split_problems', 'load_champ', 'check_leakage', 'check_classes', 'training_splits',
-           'fit_lengths', 'PromptEncoder', 'tokenize', 'Collator']
+__all__ = ['PROMPT', 'SPLITS', 'COLUMNS', 'build_prompt', 'DataError', 'validate_frame', 'read_table', 'load_data', 'iter_table',
+           'champ_file', 'champ_rows', 'split_problems', 'load_champ', 'check_leakage', 'check_classes',
+           'training_splits', 'fit_lengths', 'PromptEncoder', 'tokenize', 'Collator']
 
 # %% ../nbs/00_data.ipynb #c006
 PROMPT = ("Analyze the following mathematical problem and solution to determine if the solution is correct or flawed."
@@ -49,17 +49,17 @@ def _label_mask(labels:pd.Series) -> pd.Series:
 def _text_mask(texts:pd.Series) -> pd.Series:
     return ~texts.map(lambda t: isinstance(t, str) and t.strip() != "")
 
-def validate_frame(df:pd.DataFrame, source:str, split:str) -> pd.DataFrame:
-    "Check one split (columns, labels, texts, index) and return it with clean dtypes; raise `DataError` otherwise."
-    where = f"{source}, split '{split}'"
+def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_required:bool=True) -> pd.DataFrame:
+    "Check one split or input file (columns, labels, texts, index) and return it with clean dtypes; raise `DataError` otherwise."
+    where = f"{source}, split '{split}'" if split else str(source)
     if "_row" not in df: df = df.assign(_row=np.arange(len(df)))
     if len(df) == 0: raise DataError(f"{where} has no rows. Every split needs at least one example.")
-    missing = [c for c in ("question", "solution", "label") if c not in df]
+    missing = [c for c in ("question", "solution", "label") if c not in df and (c != "label" or label_required)]
     if missing:
         found = [c for c in df.columns if c != "_row"]
         raise DataError(f"{where} has no column {', '.join(map(repr, missing))} (columns found: {found}). "
-                        f"Rename your columns to question, solution, label (0 = correct, 1 = flawed) and optionally index.")
-    if (bad := _label_mask(df["label"])).any():
+                        f"Rename your columns to question, solution{', label (0 = correct, 1 = flawed)' if label_required else ''} and optionally index.")
+    if "label" in df and (bad := _label_mask(df["label"])).any():
         raise DataError(f"{where}, column 'label' is not 0 or 1 in {_count(bad)}: {_examples(df, bad, 'label')}. "
                         "Labels must be 0 (correct) or 1 (flawed), with no empty cells.")
     for col in ("question", "solution"):
@@ -72,7 +72,8 @@ def validate_frame(df:pd.DataFrame, source:str, split:str) -> pd.DataFrame:
     if (bad := df["index"].duplicated(keep=False)).any():
         raise DataError(f"{where}, column 'index' repeats in {_count(bad)}: {_examples(df, bad, 'index')}. "
                         "Each row needs its own index, which names it in the predictions file.")
-    return df.assign(label=pd.to_numeric(df["label"]).astype("int64"), index=pd.to_numeric(df["index"]).astype("int64"))
+    df = df.assign(index=pd.to_numeric(df["index"]).astype("int64"))
+    return df.assign(label=pd.to_numeric(df["label"]).astype("int64")) if "label" in df else df
 
 # %% ../nbs/00_data.ipynb #c014
 _READERS = {".csv": lambda p: pd.read_csv(p, dtype={"question": str, "solution": str}), ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False), ".json": lambda p: pd.read_json(p, lines=True, dtype=False),
@@ -135,6 +136,33 @@ def load_data(source:str|Path="champ", split_column:str="split", required:tuple=
     return DatasetDict(out)
 
 # %% ../nbs/00_data.ipynb #c019
+def _chunks(path, chunk_rows:int):
+    import sys
+    if str(path) == "-": return pd.read_json(sys.stdin, lines=True, chunksize=chunk_rows, dtype=False)
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv": return pd.read_csv(path, chunksize=chunk_rows, dtype={"question": str, "solution": str})
+    if suffix in (".jsonl", ".json"): return pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False)
+    import pyarrow.parquet as pq
+    return (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows))
+
+def iter_table(path:str|Path, chunk_rows:int=1024):
+    "Yield a CSV, JSONL or Parquet file (or `-`: JSON lines on stdin) as DataFrames of at most `chunk_rows` rows, with `_row`."
+    if str(path) != "-":
+        path = Path(path).expanduser()
+        if not path.exists(): raise DataError(f"input file '{path}' does not exist.")
+        if path.suffix.lower() not in _READERS:
+            raise DataError(f"{path}: unknown file type '{path.suffix}'. Use .csv, .jsonl (one JSON object per line) or .parquet.")
+        if path.stat().st_size == 0: raise DataError(f"{path} is empty. It needs a header row and at least one example.")
+    offset = 0
+    try:
+        for df in _chunks(path, chunk_rows):
+            yield df.assign(_row=np.arange(offset, offset + len(df)))
+            offset += len(df)
+    except UnicodeDecodeError as e: raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}). Save it as UTF-8 and retry.") from None
+    except (ValueError, pd.errors.ParserError) as e: raise DataError(f"{path} could not be read: {str(e).splitlines()[0]}") from None
+    if offset == 0: raise DataError(f"{path} has no rows.")
+
+# %% ../nbs/00_data.ipynb #c022
 def champ_file() -> Path:
     "The CHAMP JSON file inside the `champ-dataset` package."
     spec = importlib.util.find_spec("champ_dataset")
@@ -157,7 +185,7 @@ def champ_rows(path:Path|None=None) -> pd.DataFrame:
             rows.append(dict(common, solution=a["text"], label=int(a["start_idx"] is not None), source=name))
     return pd.DataFrame(rows).assign(index=lambda d: np.arange(len(d)))
 
-# %% ../nbs/00_data.ipynb #c022
+# %% ../nbs/00_data.ipynb #c025
 def split_problems(problems:pd.DataFrame, fractions=(0.7, 0.1, 0.2), seed:int=0) -> dict:
     "Map each problem id to a split, stratified by category, deterministic for a seed."
     assignment, rng = {}, random.Random(seed)
@@ -174,7 +202,7 @@ def load_champ(seed:int=0) -> DatasetDict:
     split = df.problem_id.map(split_problems(df, seed=seed))
     return DatasetDict({s: Dataset.from_pandas(df[split == s].reset_index(drop=True), preserve_index=False) for s in SPLITS})
 
-# %% ../nbs/00_data.ipynb #c025
+# %% ../nbs/00_data.ipynb #c028
 def _norm(text:str) -> str: return " ".join(str(text).lower().split())
 
 def check_leakage(train:Dataset, test:Dataset, allow:bool=False) -> int:
@@ -196,7 +224,7 @@ def check_classes(train:Dataset, capped:bool=False) -> None:
         hint = " Raise max_train_samples, or" if capped else ""
         raise DataError(f"the training set has only label {labels.pop()} ({len(train)} rows): a classifier needs correct (0) and flawed (1) examples.{hint} add rows of the other class.")
 
-# %% ../nbs/00_data.ipynb #c028
+# %% ../nbs/00_data.ipynb #c031
 def _cap(ds:Dataset, n:int|None, seed:int) -> Dataset:
     return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed).select(range(n))
 
@@ -212,14 +240,14 @@ def training_splits(dd:DatasetDict, keep_validation:bool=False, max_train_sample
     check_classes(train, capped=max_train_samples is not None)
     return train, val, _cap(dd["test"], max_eval_samples, seed)
 
-# %% ../nbs/00_data.ipynb #c031
+# %% ../nbs/00_data.ipynb #c034
 def fit_lengths(n_question:int, n_solution:int, room:int) -> tuple:
     "Tokens kept (question, solution): all if they fit, else the solution gets what the question leaves and at least half the room."
     if n_question + n_solution <= room: return n_question, n_solution
     keep_q = min(n_question, max(room - n_solution, room // 2))
     return keep_q, min(n_solution, room - keep_q)
 
-# %% ../nbs/00_data.ipynb #c033
+# %% ../nbs/00_data.ipynb #c036
 class PromptEncoder:
     "Token ids of the recipe's prompt, at most `max_length` long, keeping the end of a long solution."
     def __init__(self, tokenizer, max_length:int=512):
@@ -244,7 +272,7 @@ class PromptEncoder:
             truncated.append(nq < len(q) or ns < len(s))
         return {"input_ids": ids, "length": [len(i) for i in ids], "truncated": truncated}
 
-# %% ../nbs/00_data.ipynb #c038
+# %% ../nbs/00_data.ipynb #c041
 def tokenize(ds:Dataset, encoder:PromptEncoder) -> Dataset:
     "Add `input_ids`, `length`, `truncated` and `labels` to a dataset of questions and solutions."
     keep = [c for c in ("index", "label") if c in ds.column_names]
@@ -252,7 +280,7 @@ def tokenize(ds:Dataset, encoder:PromptEncoder) -> Dataset:
                  desc="Tokenizing", load_from_cache_file=False)
     return out.rename_column("label", "labels") if "label" in keep else out
 
-# %% ../nbs/00_data.ipynb #c041
+# %% ../nbs/00_data.ipynb #c044
 class Collator:
     "Pad token ids to the batch's longest row (left by default) and stack labels, or stack precomputed `features`."
     def __init__(self, pad_token_id:int, padding_side:str="left"): self.pad, self.side = pad_token_id, padding_side

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_model.ipynb #c003
 from __future__ import annotations
-import importlib.util, json, os, shutil, sys, tempfile, warnings
+import contextlib, importlib.util, json, os, shutil, sys, tempfile, warnings
 from pathlib import Path
 
 import torch
@@ -22,7 +22,8 @@ __all__ = ['EMBEDDED', 'TINY', 'ModelError', 'cache_dir', 'embedded_gguf', 'embe
            'load_tokenizer', 'context_length', 'backbone_signature', 'cpu_kind', 'resolve_device', 'resolve_precision',
            'resolve_quantize', 'load_backbone', 'last_token_pool', 'init_head', 'PhiClassifier', 'freeze',
            'count_parameters', 'describe_trainable', 'autocast', 'length_batches', 'batched_apply', 'extract_features',
-           'predict_logits', 'add_lora', 'save_classifier', 'read_classifier_info', 'load_head', 'restore_classifier']
+           'predict_logits', 'add_lora', 'quiet_peft', 'save_classifier', 'read_classifier_info', 'load_head',
+           'restore_classifier']
 
 # %% ../nbs/01_model.ipynb #c006
 EMBEDDED, TINY = "embedded", "tiny"
@@ -299,9 +300,14 @@ def add_lora(backbone, r:int=16, alpha:int=32, dropout:float=0.05, gradient_chec
         else: backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gc_kwargs)  # transformers < 5.x
         backbone.enable_input_require_grads()
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear", bias="none")
-    with warnings.catch_warnings():  # peft still calls transformers' deprecated is_gradient_checkpointing
+    with quiet_peft(): return get_peft_model(backbone, config)
+
+@contextlib.contextmanager
+def quiet_peft():
+    "Silence the deprecation warning peft triggers in transformers 5 (is_gradient_checkpointing)."
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        return get_peft_model(backbone, config)
+        yield
 
 # %% ../nbs/01_model.ipynb #c042
 def save_classifier(clf:PhiClassifier, tokenizer, path:str|Path, meta:dict) -> Path:
@@ -348,6 +354,7 @@ def restore_classifier(path:str|Path, backbone) -> PhiClassifier:
         from peft import PeftModel
         if not (path / "adapter" / "adapter_model.safetensors").exists():
             raise ModelError(f"{path} is incomplete: adapter/adapter_model.safetensors is missing. Copy the artifact again or retrain.")
-        try: backbone = PeftModel.from_pretrained(backbone, path / "adapter")
+        try:
+            with quiet_peft(): backbone = PeftModel.from_pretrained(backbone, path / "adapter")
         except Exception as e: raise ModelError(f"{path / 'adapter'} could not be loaded ({str(e).splitlines()[0]}): incomplete or corrupted?") from None
     return PhiClassifier(freeze(backbone), head).eval()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_predict.ipynb #c003
 from __future__ import annotations
-import atexit, json, shutil, tempfile, zipfile
+import atexit, json, os, shutil, sys, tempfile, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +12,13 @@ import pandas as pd
 import torch
 from datasets import Dataset
 
-from .data import DataError, PromptEncoder
+from .data import DataError, PromptEncoder, iter_table, validate_frame
 from .model import (ModelError, load_backbone, load_tokenizer, predict_logits, read_classifier_info, resolve_device,
                            resolve_precision, restore_classifier)
 
 # %% auto #0
-__all__ = ['find_artifact', 'Classifier', 'load_classifier']
+__all__ = ['ERROR_COLUMNS', 'find_artifact', 'Classifier', 'load_classifier', 'combine', 'TableWriter', 'predict_file',
+           'check_file']
 
 # %% ../nbs/03_predict.ipynb #c006
 def _unzip(path:Path) -> Path:
@@ -86,3 +87,119 @@ def load_classifier(path:str|Path, kind:str|None=None, device:str="auto", quanti
     backbone = load_backbone(base_model or info["base_model"], dev, quantize, precision)
     return Classifier(restore_classifier(art, backbone), load_tokenizer(str(art)), info, precision,
                       batch_size or info.get("batch_size", 8), art)
+
+# %% ../nbs/03_predict.ipynb #c011
+from .check import CHECK_COLUMNS, check_frame
+
+ERROR_COLUMNS = ["error_line", "error_text", "stated", "computed"]
+
+def combine(p_flawed, checked:pd.DataFrame, threshold:float=0.5) -> pd.DataFrame:
+    "label (1 if the checker fired, else the classifier's), decided_by (checker | classifier) and the checker's error columns."
+    fired = checked["checker_flawed"].to_numpy() == 1
+    label = np.where(fired, 1, (np.asarray(p_flawed) >= threshold).astype(int))
+    return pd.DataFrame({"label": label, "decided_by": np.where(fired, "checker", "classifier"),
+                         **{c: checked[c].to_numpy() for c in ERROR_COLUMNS}})
+
+# %% ../nbs/03_predict.ipynb #c014
+def _predict_frame(self:Classifier, df:pd.DataFrame, threshold:float=0.5, checker:bool=False, batch_size:int|None=None,
+                   source:str="input") -> pd.DataFrame:
+    "Prediction rows for a DataFrame with question, solution (and optional index, label) columns."
+    df = validate_frame(df, source, label_required=False)
+    probs = self.predict_proba(df["question"].tolist(), df["solution"].tolist(), batch_size=batch_size)
+    out = pd.DataFrame({"index": df["index"].to_numpy(), "p(class=0)": probs[:, 0], "p(class=1)": probs[:, 1],
+                        "label": (probs[:, 1] >= threshold).astype(int)})
+    if "label" in df: out["true_label"] = df["label"].to_numpy()
+    if checker:
+        hybrid = combine(probs[:, 1], check_frame(df[["index", "solution"]]), threshold)
+        out = out.drop(columns="label").join(hybrid)
+        out = out[["index", "p(class=0)", "p(class=1)", "label"] + (["true_label"] if "true_label" in out else []) + ["decided_by", *ERROR_COLUMNS]]
+    return out.reset_index(drop=True)
+
+Classifier.predict_frame = _predict_frame
+
+# %% ../nbs/03_predict.ipynb #c016
+class TableWriter:
+    "Append DataFrames to a CSV, JSONL or Parquet file (by suffix; `-` is CSV on stdout); the file appears only on `close()`."
+    def __init__(self, path):
+        self.path, self.first, self.parquet = str(path), True, None
+        if self.path != "-":
+            suffix = Path(self.path).suffix.lower()
+            if suffix not in (".csv", ".jsonl", ".json", ".parquet"): raise DataError(f"output '{path}': use a .csv, .jsonl or .parquet name (or - for stdout).")
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = Path(self.path + ".tmp")
+            self.kind = suffix
+            self.f = None if suffix == ".parquet" else open(self.tmp, "w", encoding="utf-8", newline="")
+        else: self.kind, self.f = ".csv", sys.stdout
+
+    def write(self, df:pd.DataFrame):
+        if self.kind == ".csv": df.to_csv(self.f, header=self.first, index=False)
+        elif self.kind in (".jsonl", ".json"): self.f.write(df.to_json(orient="records", lines=True, force_ascii=False).rstrip("\n") + "\n")
+        else:
+            import pyarrow as pa, pyarrow.parquet as pq
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            if self.parquet is None: self.parquet = pq.ParquetWriter(self.tmp, table.schema)
+            self.parquet.write_table(table.cast(self.parquet.schema))
+        self.first = False
+
+    def close(self, ok:bool=True):
+        if self.path == "-": return sys.stdout.flush()
+        if self.f: self.f.close()
+        if self.parquet: self.parquet.close()
+        if ok and self.tmp.exists(): os.replace(self.tmp, self.path)
+        else: self.tmp.unlink(missing_ok=True)
+
+# %% ../nbs/03_predict.ipynb #c017
+def _stream(path, rows_fn, output, chunk_rows:int, progress:bool, desc:str) -> pd.DataFrame:
+    "Run `rows_fn` over the chunks of `path`, writing to `output`; return the columns needed for metrics."
+    from tqdm.auto import tqdm
+    writer, keep, seen = TableWriter(output), [], set()
+    total = None
+    if str(path) != "-" and Path(path).suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+        total = pq.ParquetFile(path).metadata.num_rows
+    try:
+        with tqdm(total=total, unit="rows", desc=desc, disable=not progress, file=sys.stderr) as bar:
+            for chunk in iter_table(path, chunk_rows):
+                out = rows_fn(chunk)
+                if (dup := set(out["index"]) & seen) or out["index"].duplicated().any():
+                    raise DataError(f"{path}: index {sorted(dup)[:3] or out.loc[out['index'].duplicated(), 'index'].tolist()[:3]} appears more than once; each row needs its own index.")
+                seen |= set(out["index"])
+                writer.write(out)
+                keep.append(out.drop(columns=[c for c in out.columns if c in ("index", "error_text", "stated", "computed")]))
+                bar.update(len(chunk))
+    except BaseException:
+        writer.close(ok=False); raise
+    writer.close()
+    return pd.concat(keep, ignore_index=True)
+
+def _summary(done:pd.DataFrame, signals:dict) -> dict:
+    from phi_cls.train import classification_metrics
+    summary = {"rows": len(done)}
+    if "true_label" in done:
+        for name, col in signals.items():
+            m = classification_metrics(done["true_label"], done[col].astype(float))
+            summary[name] = {k: m[k] for k in ("accuracy", "precision", "recall", "f1", "confusion_matrix")}
+    return summary
+
+def predict_file(clf:Classifier, path, output, threshold:float=0.5, checker:bool=False, batch_size:int|None=None,
+                 chunk_rows:int=512, progress:bool=True) -> dict:
+    "Stream `path` through the classifier (and checker) into `output`; return row count and, with labels, metrics."
+    rows = lambda chunk: clf.predict_frame(chunk, threshold, checker, batch_size, source=str(path))
+    done = _stream(path, rows, output, chunk_rows, progress, "Predicting")
+    signals = {"classifier": "p(class=1)"}
+    if checker:
+        done["checker"] = (done["decided_by"] == "checker").astype(int)
+        signals.update(checker="checker", hybrid="label")
+    if "true_label" in done and checker: done["p(class=1)"] = (done["p(class=1)"] >= threshold).astype(int)
+    return _summary(done, signals)
+
+def check_file(path, output, chunk_rows:int=4096, progress:bool=True) -> dict:
+    "Run the arithmetic checker alone over `path` into `output` (index, checker_flawed, error columns)."
+    def rows(chunk):
+        df = validate_frame(chunk.drop(columns=["question"], errors="ignore").assign(question="-"), str(path), label_required=False)
+        out = check_frame(df[["index", "solution"]])
+        return out.assign(true_label=df["label"].to_numpy()) if "label" in df else out
+    done = _stream(path, rows, output, chunk_rows, progress, "Checking")
+    summary = _summary(done, {"checker": "checker_flawed"})
+    summary["flagged"] = int(done["checker_flawed"].sum())
+    return summary

@@ -19,8 +19,8 @@ from .train import PRED_FILES, classification_metrics
 # %% auto #0
 __all__ = ['FIGURES', 'Experiment', 'load_experiments', 'fake_run', 'plot_loss', 'plot_confusion', 'plot_roc', 'plot_pr',
            'calibration_table', 'plot_reliability', 'plot_p_hist', 'experiment_figures', 'save_figures', 'report_grid',
-           'experiments_from', 'metrics_table', 'joined', 'disagreements', 'plot_confidence_shift', 'example_texts',
-           'write_comparison']
+           'experiments_from', 'metrics_table', 'signal_table', 'joined', 'disagreements', 'plot_confidence_shift',
+           'example_texts', 'write_comparison']
 
 # %% ../nbs/04_report.ipynb #c006
 @dataclass
@@ -191,7 +191,17 @@ def metrics_table(exps:list) -> pd.DataFrame:
     keys = ["accuracy", "precision", "recall", "f1", "n", "n_train", "train_seconds"]
     return pd.DataFrame([{"experiment": e.name, **{k: e.metrics.get(k) for k in keys}} for e in exps]).set_index("experiment")
 
-# %% ../nbs/04_report.ipynb #c023
+# %% ../nbs/04_report.ipynb #c021
+def signal_table(exps:list) -> pd.DataFrame:
+    "Accuracy, precision, recall and F1 of classifier, checker and hybrid per experiment (checker rows only where recorded)."
+    keys, rows = ["accuracy", "precision", "recall", "f1"], []
+    for e in exps:
+        rows.append({"experiment": e.name, "signal": "classifier", **{k: e.metrics[k] for k in keys}})
+        for sig in ("checker", "hybrid"):
+            if sig in e.metrics: rows.append({"experiment": e.name, "signal": sig, **{k: e.metrics[sig][k] for k in keys}})
+    return pd.DataFrame(rows).set_index(["experiment", "signal"])
+
+# %% ../nbs/04_report.ipynb #c026
 def joined(a:Experiment, b:Experiment) -> pd.DataFrame:
     "Predictions of two experiments side by side, on the examples both scored."
     cols = ["index", "true_label", "p(class=1)"]
@@ -218,7 +228,7 @@ def plot_confidence_shift(a:Experiment, b:Experiment, ax=None):
     ax.set_xlabel(f"{a.name} p(flawed)"); ax.set_ylabel(f"{b.name} p(flawed)"); ax.set_xlim(0, 1); ax.set_ylim(0, 1); ax.legend(fontsize=8)
     return fig
 
-# %% ../nbs/04_report.ipynb #c026
+# %% ../nbs/04_report.ipynb #c029
 def example_texts(run_dir:str|Path) -> pd.DataFrame|None:
     "index, question, solution of the data a run used (None if the run card or the data is not there)."
     card = Path(run_dir) / "run.json"
@@ -228,7 +238,7 @@ def example_texts(run_dir:str|Path) -> pd.DataFrame|None:
     except (ValueError, OSError): return None
     return pd.concat([dd[s].to_pandas()[["index", "question", "solution"]] for s in dd]).drop_duplicates("index")
 
-# %% ../nbs/04_report.ipynb #c027
+# %% ../nbs/04_report.ipynb #c030
 def write_comparison(exps:list, out_dir:str|Path, texts:pd.DataFrame|None=None) -> dict:
     "Write comparison.csv, disagreements.csv (first two experiments) and figures into `out_dir`; return the tables."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)

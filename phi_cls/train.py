@@ -14,6 +14,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainingArguments, set_seed
 
+from .check import check_frame
+from .predict import combine
 from .data import DataError, PromptEncoder, Collator, load_data, tokenize, training_splits, PROMPT
 from .model import (PhiClassifier, add_lora, context_length, cpu_kind, describe_trainable, extract_features, freeze, load_backbone,
                            load_tokenizer, predict_logits, resolve_device, resolve_precision, resolve_quantize, save_classifier)
@@ -22,7 +24,8 @@ from .model import (PhiClassifier, add_lora, context_length, cpu_kind, describe_
 __all__ = ['MODES', 'PRED_COLUMNS', 'PRED_FILES', 'ConfigError', 'TrainConfig', 'resolve', 'trainable_state_dict',
            'ClassifierTrainer', 'FeatureDataset', 'training_args', 'predictions_frame', 'classification_metrics',
            'train_probe', 'train_lora', 'write_json', 'write_csv', 'zip_run', 'git_commit', 'data_fingerprint',
-           'package_versions', 'prepare_data', 'last_checkpoint', 'previous_run', 'check_max_length', 'run']
+           'package_versions', 'prepare_data', 'hybrid_results', 'last_checkpoint', 'previous_run', 'check_max_length',
+           'run']
 
 # %% ../nbs/02_train.ipynb #c006
 class ConfigError(ValueError):
@@ -83,6 +86,7 @@ class TrainConfig:
     progress: bool = _help("show progress bars", True)
     resume: bool = _help("continue an interrupted run in the same folder from its last checkpoint", False)
     allow_leakage: bool = _help("train even if test questions also appear in the training data (warns instead of stopping)", False)
+    checker: bool = _help("also evaluate the arithmetic checker and the hybrid (checker proves an error, else classifier)", False)
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -298,9 +302,17 @@ def prepare_data(cfg:TrainConfig, tok) -> tuple:
     for k, n in truncated.items():
         if n: print(f"{k}: {n} of {len(data[k])} rows are longer than max_length={cfg.max_length}; kept the start of the prompt and the end of the solution.")
     facts = dict(fingerprint=data_fingerprint(raw), rows={k: len(ds) for k, ds in data.items() if ds is not None}, truncated=truncated)
-    return data, facts
+    return data, facts, raw
 
-_RESULTS = ["metrics.json", "artifacts.zip", *PRED_FILES.values()]
+_RESULTS = ["metrics.json", "artifacts.zip", *PRED_FILES.values(), *(f"{m}_hybrid_predictions.csv" for m in PRED_FILES)]
+
+def hybrid_results(out:Path, mode:str, test, probs, checked:pd.DataFrame) -> dict:
+    "Write `<mode>_hybrid_predictions.csv` and return checker-alone and hybrid metrics."
+    hybrid = combine(probs[:, 1], checked)
+    frame = predictions_frame(test["index"], test["labels"], probs).join(hybrid)
+    write_csv(out / f"{mode}_hybrid_predictions.csv", frame)
+    return dict(checker=classification_metrics(test["labels"], checked["checker_flawed"].astype(float)),
+                hybrid=classification_metrics(test["labels"], hybrid["label"].astype(float)))
 
 def last_checkpoint(folder:Path) -> str|None:
     "The newest complete Trainer checkpoint (weights and trainer state written) in `folder`."
@@ -348,7 +360,8 @@ def run(cfg:TrainConfig) -> dict:
     try:
         tok = load_tokenizer(cfg.model)
         check_max_length(cfg)
-        data, card["data"] = prepare_data(cfg, tok)
+        data, card["data"], raw = prepare_data(cfg, tok)
+        checked = check_frame(raw["test"].to_pandas()[["index", "solution"]]) if cfg.checker else None
         backbone = load_backbone(cfg.model, res["device"], res["quantize"], res["precision"], cfg.attn_implementation)
         card["seconds"]["load"] = round(time.perf_counter() - start, 2)
         write_json(out / "config.json", dict(config=asdict(cfg), resolved=res, versions=card["versions"]))
@@ -369,6 +382,7 @@ def run(cfg:TrainConfig) -> dict:
             metrics[mode] = dict(classification_metrics(test["labels"], result["probs"][:, 1]), n_train=len(data["train"]),
                                  train_seconds=round(result["train_seconds"], 2),
                                  **({"feature_seconds": round(result["feature_seconds"], 2)} if "feature_seconds" in result else {}))
+            if checked is not None: metrics[mode].update(hybrid_results(out, mode, test, result["probs"], checked))
             card["seconds"][mode] = round(time.perf_counter() - t0, 2)
             card["done"][mode] = metrics[mode]
             write_json(out / "run.json", card)

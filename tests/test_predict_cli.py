@@ -1,0 +1,86 @@
+"""`phi-cls predict` and `phi-cls check` on files, stdin and zips, with and without labels, and their bad inputs."""
+import io, json, subprocess, sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, phi_cls as cli
+from phi_cls.data import load_champ, training_splits
+
+WRONG = "We need 7 * 8.\n7 * 8 = 54\nSo the answer is 54."
+
+
+@pytest.fixture(scope="module")
+def rows():
+    test = training_splits(load_champ(), max_train_samples=24, max_eval_samples=12, seed=42)[2].to_pandas()
+    return test[["index", "question", "solution", "label"]].head(6)
+
+
+def test_csv_with_labels_matches_training_csv(tiny_run, rows, tmp_path):
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    proc = cli("predict", "--model", tiny_run / "lora", "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress")
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out.columns) == ["index", "p(class=0)", "p(class=1)", "label", "true_label"]
+    assert "accuracy" in proc.stdout and "F1 (flawed)" in proc.stdout
+    saved = pd.read_csv(tiny_run / "lora_finetuned_predictions.csv").set_index("index").loc[out["index"]]
+    np.testing.assert_allclose(out["p(class=1)"], saved["p(class=1)"], atol=1e-4)
+    assert (out["label"] == (out["p(class=1)"] >= 0.5)).all() and (out["true_label"] == rows["label"].values).all()
+
+
+def test_jsonl_without_labels_and_threshold(tiny_run, rows, tmp_path):
+    rows.drop(columns=["label", "index"]).to_json(tmp_path / "in.jsonl", orient="records", lines=True)
+    proc = cli("predict", "--model", tiny_run / "probe", "--input", tmp_path / "in.jsonl", "--output", tmp_path / "out.jsonl",
+               "--threshold", "0", "--batch-size", "2", "--no-progress")
+    out = pd.read_json(tmp_path / "out.jsonl", lines=True)
+    assert list(out.columns) == ["index", "p(class=0)", "p(class=1)", "label"] and out["index"].tolist() == list(range(6))
+    assert (out["label"] == 1).all() and "accuracy" not in proc.stdout
+
+
+def test_stdin_to_stdout_from_zip(tiny_run, rows):
+    text = rows.to_json(orient="records", lines=True)
+    proc = subprocess.run([sys.executable, "-m", "phi_cls.cli", "predict", "--model", str(tiny_run / "artifacts.zip"), "--kind", "probe",
+                           "--input", "-", "--output", "-", "--no-progress"], input=text, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = pd.read_csv(io.StringIO(proc.stdout))
+    assert len(out) == 6 and "true_label" in out and "accuracy" in proc.stderr
+
+
+def test_parquet_with_checker(tiny_run, rows, tmp_path):
+    data = pd.concat([rows, pd.DataFrame([{"index": 999, "question": "What is 7 times 8?", "solution": WRONG, "label": 1}])])
+    data.to_parquet(tmp_path / "in.parquet")
+    proc = cli("predict", "--model", tiny_run, "--input", tmp_path / "in.parquet", "--output", tmp_path / "out.csv", "--checker", "--no-progress")
+    out = pd.read_csv(tmp_path / "out.csv", dtype={"error_line": "Int64", "stated": str, "computed": str}).set_index("index")
+    assert list(out.columns) == ["p(class=0)", "p(class=1)", "label", "true_label", "decided_by", "error_line", "error_text", "stated", "computed"]
+    assert out.loc[999, "decided_by"] == "checker" and out.loc[999, "label"] == 1
+    assert (out.loc[999, "error_line"], out.loc[999, "error_text"], out.loc[999, "stated"], out.loc[999, "computed"]) == (2, "7 * 8 = 54", "54", "56")
+    assert "hybrid" in proc.stdout and "checker" in proc.stdout
+
+
+def test_check_command(tmp_path):
+    pd.DataFrame({"solution": ["2 + 2 = 4, done.", WRONG, "Let x = 3. Then 2x + 1 = 7."]}).to_csv(tmp_path / "s.csv", index=False)
+    proc = cli("check", "--input", tmp_path / "s.csv", "--output", tmp_path / "c.csv", "--no-progress")
+    out = pd.read_csv(tmp_path / "c.csv", keep_default_na=False)
+    assert list(out.columns) == ["index", "checker_flawed", "error_line", "error_text", "stated", "computed"]
+    assert out["checker_flawed"].tolist() == [0, 1, 0]
+    assert out.loc[0, ["error_line", "error_text", "stated", "computed"]].tolist() == ["", "", "", ""]
+    assert out.loc[1, "error_text"] == "7 * 8 = 54" and "flagged 1" in proc.stdout
+
+
+@pytest.mark.parametrize("make, args, message", [
+    (lambda p: pd.DataFrame({"question": ["q"], "answer": ["a"]}).to_csv(p / "in.csv", index=False), [], "no column 'solution' (columns found: ['question', 'answer'])"),
+    (lambda p: pd.DataFrame({"question": ["q"], "solution": [" "]}).to_csv(p / "in.csv", index=False), [], "column 'solution' is empty"),
+    (lambda p: pd.DataFrame({"question": ["q"], "solution": ["s"]}).to_csv(p / "in.csv", index=False), ["--threshold", "2"], "threshold=2.0 must be between 0 and 1"),
+    (lambda p: (p / "in.csv").write_text(""), [], "is empty"),
+    (lambda p: None, [], "input file"),
+])
+def test_predict_bad_input(tiny_run, tmp_path, make, args, message):
+    make(tmp_path)
+    proc = cli("predict", "--model", tiny_run / "lora", "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress", *args, check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "out.csv.tmp").exists()
+
+
+def test_predict_missing_model(tmp_path):
+    proc = cli("predict", "--model", tmp_path / "nope", "--input", "x.csv", "--output", tmp_path / "o.csv", check=False)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
