@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 DEMO_FLAGS ?= --max-train-samples 96 --max-eval-samples 64 --max-length 384 --grad-accum 1
 DEMO_OUT ?= outputs/demo
 
-.PHONY: install demo full test export readme check-clean clean
+.PHONY: install demo full test bench bench-quick export readme clean
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ demo: install
 
 full: install
 	$(BIN)/phi-cls train --mode both --data champ --model embedded --out outputs/full
+
+bench: install
+	$(BIN)/python benchmarks/bench.py --out benchmarks/results.json
+
+bench-quick: install
+	$(BIN)/python benchmarks/bench.py --quick --out outputs/bench-quick.json
 
 test: install
 	$(BIN)/nbdev_test

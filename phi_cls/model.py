@@ -186,14 +186,14 @@ def load_backbone(name:str, device:str|torch.device="auto", quantize:str="auto",
     quantize, precision = resolve_quantize(quantize, device), resolve_precision(precision, device)
     if attn_implementation == "auto":
         attn_implementation = "flash_attention_2" if device.type == "cuda" and importlib.util.find_spec("flash_attn") else "sdpa"
-    kwargs = dict(attn_implementation=attn_implementation, dtype=torch.bfloat16 if device.type == "cuda" and precision == "bf16" else torch.float32)
+    kwargs = dict(attn_implementation=attn_implementation, dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
     if quantize == "4bit":
         from transformers import BitsAndBytesConfig
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                                            bnb_4bit_compute_dtype=torch.bfloat16)
         kwargs["device_map"] = {"": device}
     elif device.type == "cpu":
-        print(f"phi_cls: no CUDA device: the backbone runs unquantized on the CPU (fp32 weights, {precision} compute).", file=sys.stderr)
+        print(f"phi_cls: no CUDA device: the backbone runs unquantized on the CPU, in {precision}.", file=sys.stderr)
     model = _from_pretrained(AutoModel.from_pretrained, name, **kwargs)
     if quantize != "4bit": model.to(device)
     if model.config.pad_token_id is None: model.config.pad_token_id = model.config.eos_token_id

@@ -21,11 +21,11 @@ from .model import (PhiClassifier, add_lora, context_length, cpu_kind, describe_
                            load_tokenizer, predict_logits, resolve_device, resolve_precision, resolve_quantize, save_classifier)
 
 # %% auto #0
-__all__ = ['MODES', 'PRED_COLUMNS', 'PRED_FILES', 'ConfigError', 'TrainConfig', 'resolve', 'trainable_state_dict',
-           'ClassifierTrainer', 'FeatureDataset', 'training_args', 'predictions_frame', 'classification_metrics',
-           'train_probe', 'train_lora', 'write_json', 'write_csv', 'zip_run', 'git_commit', 'data_fingerprint',
-           'package_versions', 'prepare_data', 'hybrid_results', 'last_checkpoint', 'previous_run', 'check_max_length',
-           'run']
+__all__ = ['MODES', 'PRED_COLUMNS', 'PRED_FILES', 'ConfigError', 'TrainConfig', 'world', 'resolve', 'trainable_state_dict',
+           'ClassifierTrainer', 'FeatureDataset', 'training_args', 'init_distributed', 'sharded', 'predictions_frame',
+           'classification_metrics', 'fold_standardization', 'say', 'train_probe', 'lora_trainer', 'train_lora',
+           'write_json', 'write_csv', 'zip_run', 'git_commit', 'data_fingerprint', 'package_versions', 'prepare_data',
+           'hybrid_results', 'last_checkpoint', 'previous_run', 'check_max_length', 'run']
 
 # %% ../nbs/02_train.ipynb #c006
 class ConfigError(ValueError):
@@ -60,8 +60,10 @@ class TrainConfig:
     output_dir: str = _help("folder the run writes into (with run_name: the folder that holds the run folder)", "outputs/run")
     run_name: str = _help("if set, the run goes into output_dir/run_name", "")
     epochs: float = _help("training epochs", 3)
-    batch_size: int = _help("examples per device per step", 8)
+    batch_size: int = _help("examples per step before accumulation (effective batch = batch_size x grad_accum)", 8)
     grad_accum: int = _help("gradient accumulation steps (effective batch = batch_size x grad_accum)", 4)
+    micro_batch_size: typing.Optional[int] = _help("examples per forward pass; None = auto (2 on a CPU, batch_size on a GPU). "
+                                                   "Accumulation grows so the effective batch stays the same", None)
     learning_rate: float = _help("peak learning rate", 2e-4)
     lr_scheduler: str = _help("learning-rate schedule", "cosine")
     warmup_ratio: float = _help("fraction of steps spent warming up", 0.1)
@@ -100,7 +102,7 @@ class TrainConfig:
             if not getattr(self, name) > 0: raise ConfigError(f"{name}={getattr(self, name)!r} must be a positive number.")
         if not 0 <= self.warmup_ratio < 1: raise ConfigError(f"warmup_ratio={self.warmup_ratio!r} must be in [0, 1).")
         if not 0 <= self.lora_dropout < 1: raise ConfigError(f"lora_dropout={self.lora_dropout!r} must be in [0, 1).")
-        for name in ("max_train_samples", "max_eval_samples"):
+        for name in ("max_train_samples", "max_eval_samples", "micro_batch_size"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, int) and v > 0): raise ConfigError(f"{name}={v!r} must be a positive integer or None (all rows).")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
@@ -116,17 +118,27 @@ class TrainConfig:
     def run_dir(self) -> Path: return Path(self.output_dir) / self.run_name if self.run_name else Path(self.output_dir)
 
 # %% ../nbs/02_train.ipynb #c009
+def world() -> tuple:
+    "(rank, number of processes) under torchrun or accelerate launch; (0, 1) for a plain run."
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
 def resolve(cfg:TrainConfig) -> dict:
-    "The concrete device, precision, quantization and optimizer this machine uses for `cfg`."
-    device = resolve_device(cfg.device)
+    "The concrete device, precision, quantization, optimizer and batching this machine uses for `cfg`."
+    device, (rank, size) = resolve_device(cfg.device), world()
     quantize, precision = resolve_quantize(cfg.quantize, device), resolve_precision(cfg.precision, device)
     optim = cfg.optim
     if optim == "auto": optim = "paged_adamw_8bit" if device.type == "cuda" and quantize == "4bit" else "adamw_torch"
     if "8bit" in optim and device.type != "cuda":
         raise ConfigError(f"optim={cfg.optim!r} needs CUDA and bitsandbytes; on this machine use adamw_torch (or auto).")
+    effective = cfg.batch_size * cfg.grad_accum
+    micro = cfg.micro_batch_size or (min(cfg.batch_size, 2) if device.type == "cpu" else cfg.batch_size)
+    if effective % (micro * size):
+        raise ConfigError(f"micro_batch_size={micro} on {size} process(es) does not divide the effective batch "
+                          f"batch_size x grad_accum = {effective}; pick a micro_batch_size that divides {effective // size}.")
     return dict(device=str(device), precision=precision, quantize=quantize, optim=optim,
                 cpu_kind=cpu_kind() if device.type == "cpu" else None,
-                gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None)
+                gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+                effective_batch=effective, micro_batch_size=micro, accumulation_steps=effective // (micro * size), processes=size)
 
 # %% ../nbs/02_train.ipynb #c012
 def trainable_state_dict(model:torch.nn.Module) -> dict:
@@ -173,16 +185,33 @@ def _accuracy(pred) -> dict: return {"accuracy": float((pred.predictions.argmax(
 def training_args(cfg:TrainConfig, output_dir:Path, res:dict, precision:str, evaluate:bool, by_length:bool) -> TrainingArguments:
     "TrainingArguments for one experiment: the recipe's schedule on this machine's device and precision."
     return TrainingArguments(
-        output_dir=str(output_dir), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.eval_batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        output_dir=str(output_dir), num_train_epochs=cfg.epochs, per_device_train_batch_size=res["micro_batch_size"],
+        per_device_eval_batch_size=cfg.eval_batch_size, gradient_accumulation_steps=res["accumulation_steps"],
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay, optim=res["optim"], bf16=precision == "bf16", use_cpu=res["device"] == "cpu",
         logging_steps=cfg.logging_steps, logging_first_step=True, save_strategy="epoch", save_total_limit=cfg.save_total_limit,
         eval_strategy="epoch" if evaluate else "no", seed=cfg.seed, data_seed=cfg.seed, report_to="none",
         train_sampling_strategy="group_by_length" if by_length else "random", length_column_name="length",
-        disable_tqdm=not cfg.progress, dataloader_pin_memory=False)
+        disable_tqdm=not cfg.progress, dataloader_pin_memory=False, ddp_find_unused_parameters=False)
 
 # %% ../nbs/02_train.ipynb #c014
+def init_distributed(device:str):
+    "Join the process group (gloo on CPU, nccl on GPU) when launched with several processes."
+    import torch.distributed as dist
+    if world()[1] > 1 and not dist.is_initialized(): dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+
+def sharded(fn, ds) -> torch.Tensor:
+    "`fn(dataset) -> tensor` on this process's share of the rows of `ds`, gathered from all processes in row order."
+    rank, size = world()
+    if size == 1: return fn(ds)
+    import torch.distributed as dist
+    parts = np.array_split(np.arange(len(ds)), size)
+    mine = fn(ds.select(parts[rank].tolist())) if len(parts[rank]) else None
+    gathered = [None] * size
+    dist.all_gather_object(gathered, mine)
+    return torch.cat([g for g in gathered if g is not None])
+
+# %% ../nbs/02_train.ipynb #c017
 PRED_COLUMNS = ["index", "true_label", "p(class=0)", "p(class=1)"]
 PRED_FILES = {"probe": "probe_baseline_predictions.csv", "lora": "lora_finetuned_predictions.csv"}
 
@@ -203,17 +232,33 @@ def classification_metrics(y_true, p_flawed, threshold:float=0.5) -> dict:
     return dict(accuracy=(tp + tn) / len(y), precision=precision, recall=recall, f1=f1,
                 confusion_matrix=[[tn, fp], [fn, tp]], n=len(y), threshold=threshold)
 
-# %% ../nbs/02_train.ipynb #c017
+# %% ../nbs/02_train.ipynb #c020
+@torch.no_grad()
+def fold_standardization(head:torch.nn.Linear, mean:torch.Tensor, std:torch.Tensor) -> torch.nn.Linear:
+    "Turn a head trained on (x - mean) / std into the same head on x, in place."
+    mean, std = mean.to(head.weight), std.to(head.weight)
+    head.weight.div_(std)
+    head.bias.sub_(head.weight @ mean)
+    return head
+
+# %% ../nbs/02_train.ipynb #c022
 def _softmax(logits:torch.Tensor) -> np.ndarray: return torch.softmax(logits.float(), -1).numpy()
+
+def say(*args):
+    "print, on the first process only."
+    if world()[0] == 0: print(*args)
 
 def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict, resume_from:str|None=None) -> dict:
     "Freeze the backbone, extract last-token features once, train the head on them, predict the test set."
     set_seed(cfg.seed)
     clf = PhiClassifier(freeze(backbone))
-    print("probe:", describe_trainable(clf))
-    pad, start = tok.pad_token_id, time.perf_counter()
-    feats = {k: extract_features(clf, ds, pad, cfg.eval_batch_size, res["precision"], cfg.progress) for k, ds in data.items() if ds is not None}
+    say("probe:", describe_trainable(clf))
+    pad, start, show = tok.pad_token_id, time.perf_counter(), cfg.progress and world()[0] == 0
+    raw = {k: sharded(lambda d: extract_features(clf, d, pad, cfg.eval_batch_size, res["precision"], show), ds)
+           for k, ds in data.items() if ds is not None}
     feature_seconds = time.perf_counter() - start
+    mean, std = raw["train"].mean(0), raw["train"].std(0).clamp_min(1e-6)
+    feats = {k: (f - mean) / std for k, f in raw.items()}  # the head trains on standardized features
     trainer = ClassifierTrainer(
         model=clf, args=training_args(cfg, out / "checkpoints" / "probe", res, "fp32", "validation" in feats, by_length=False),
         train_dataset=FeatureDataset(feats["train"], data["train"]["labels"]), data_collator=Collator(pad),
@@ -221,27 +266,32 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict, r
         compute_metrics=_accuracy)
     trainer.train(resume_from_checkpoint=resume_from)
     clf.eval()
-    with torch.no_grad(): probs = _softmax(clf(features=feats["test"].to(clf.head.weight.device)).logits.cpu())
+    fold_standardization(clf.head, mean, std)  # now a plain linear head on raw last-token states
+    with torch.no_grad(): probs = _softmax(clf(features=raw["test"].to(clf.head.weight.device)).logits.cpu())
     return dict(clf=clf, probs=probs, log_history=trainer.training_log(), train_seconds=time.perf_counter() - start,
                 feature_seconds=feature_seconds)
 
-# %% ../nbs/02_train.ipynb #c019
-def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict, resume_from:str|None=None) -> dict:
-    "Add LoRA adapters to the backbone, train them with a fresh head, predict the test set."
+# %% ../nbs/02_train.ipynb #c024
+def lora_trainer(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict) -> ClassifierTrainer:
+    "A Trainer for a fresh LoRA classifier on `backbone` (seeded head, adapters on all linear layers)."
     set_seed(cfg.seed)
     clf = PhiClassifier(add_lora(backbone, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing))
-    print("lora:", describe_trainable(clf))
-    start = time.perf_counter()
-    trainer = ClassifierTrainer(model=clf, args=training_args(cfg, out / "checkpoints" / "lora", res, res["precision"], data["validation"] is not None, by_length=True),
-                                train_dataset=data["train"], eval_dataset=data["validation"], data_collator=Collator(tok.pad_token_id),
-                                compute_metrics=_accuracy)
-    trainer.train(resume_from_checkpoint=resume_from)
-    train_seconds = time.perf_counter() - start
-    clf.eval()
-    probs = _softmax(predict_logits(clf, data["test"], tok.pad_token_id, cfg.eval_batch_size, res["precision"], cfg.progress))
-    return dict(clf=clf, probs=probs, log_history=trainer.training_log(), train_seconds=train_seconds)
+    say("lora:", describe_trainable(clf))
+    args = training_args(cfg, out / "checkpoints" / "lora", res, res["precision"], data.get("validation") is not None, by_length=True)
+    return ClassifierTrainer(model=clf, args=args, train_dataset=data["train"], eval_dataset=data.get("validation"),
+                             data_collator=Collator(tok.pad_token_id), compute_metrics=_accuracy)
 
-# %% ../nbs/02_train.ipynb #c021
+def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict, resume_from:str|None=None) -> dict:
+    "Add LoRA adapters to the backbone, train them with a fresh head, predict the test set."
+    trainer, start = lora_trainer(cfg, backbone, tok, data, out, res), time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from)
+    train_seconds, clf = time.perf_counter() - start, trainer.model
+    clf.eval()
+    show = cfg.progress and world()[0] == 0
+    logits = sharded(lambda d: predict_logits(clf, d, tok.pad_token_id, cfg.eval_batch_size, res["precision"], show), data["test"])
+    return dict(clf=clf, probs=_softmax(logits), log_history=trainer.training_log(), train_seconds=train_seconds)
+
+# %% ../nbs/02_train.ipynb #c026
 def write_json(path:Path, obj) -> Path:
     "Write JSON atomically (temporary file, then rename)."
     tmp = Path(path).with_name(Path(path).name + ".tmp")
@@ -289,7 +339,7 @@ def package_versions() -> dict:
     return dict(python=platform.python_version(), torch=torch.__version__, transformers=transformers.__version__,
                 peft=peft.__version__, datasets=datasets.__version__, phi_cls=phi_cls.__version__)
 
-# %% ../nbs/02_train.ipynb #c022
+# %% ../nbs/02_train.ipynb #c027
 def prepare_data(cfg:TrainConfig, tok) -> tuple:
     "Load, check, subsample and tokenize the data: ({train, validation or None, test}, facts for the run card)."
     required = ("train", "validation", "test") if cfg.keep_validation else ("train", "test")
@@ -300,7 +350,7 @@ def prepare_data(cfg:TrainConfig, tok) -> tuple:
     data = {k: tokenize(ds, enc) if ds is not None else None for k, ds in raw.items()}
     truncated = {k: sum(ds["truncated"]) for k, ds in data.items() if ds is not None}
     for k, n in truncated.items():
-        if n: print(f"{k}: {n} of {len(data[k])} rows are longer than max_length={cfg.max_length}; kept the start of the prompt and the end of the solution.")
+        if n: say(f"{k}: {n} of {len(data[k])} rows are longer than max_length={cfg.max_length}; kept the start of the prompt and the end of the solution.")
     facts = dict(fingerprint=data_fingerprint(raw), rows={k: len(ds) for k, ds in data.items() if ds is not None}, truncated=truncated)
     return data, facts, raw
 
@@ -343,56 +393,62 @@ def _now() -> str: return datetime.datetime.now().astimezone().isoformat(timespe
 def run(cfg:TrainConfig) -> dict:
     "Train and evaluate the experiments of `cfg`; write predictions, metrics, artifacts and a run card to `cfg.run_dir`."
     out, res, start = cfg.run_dir, resolve(cfg), time.perf_counter()
+    main = world()[0] == 0
+    write = (lambda f, *a: f(*a)) if main else (lambda f, *a: None)  # only the first process writes files
     prev = previous_run(cfg) if cfg.resume else None
     if prev and prev.get("status") == "finished" and (out / "metrics.json").exists():
-        print(f"phi_cls: the run in {out} has already finished; nothing to resume.")
+        say(f"phi_cls: the run in {out} has already finished; nothing to resume.")
         return json.loads((out / "metrics.json").read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    if not prev:  # a fresh run: results or checkpoints of an earlier run here would look like ours
-        for name in _RESULTS: (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        if not prev:  # a fresh run: results or checkpoints of an earlier run here would look like ours
+            for name in _RESULTS: (out / name).unlink(missing_ok=True)
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
     card = dict(status="running", started=_now(), config=asdict(cfg), resolved=res, versions=package_versions(), git=git_commit(),
                 host=platform.node(), seconds={}, done=dict(prev.get("done", {})) if prev else {})
     if prev: card["resumed_from"] = dict(started=prev.get("started"), status=prev.get("status"))
-    write_json(out / "run.json", card)
-    print(f"phi_cls: mode={cfg.mode} model={cfg.model} data={cfg.data} on {res['device']} "
-          f"({res['cpu_kind'] or res['gpu']}), precision={res['precision']}, quantize={res['quantize']}, optim={res['optim']}")
+    write(write_json, out / "run.json", card)
+    say(f"phi_cls: mode={cfg.mode} model={cfg.model} data={cfg.data} on {res['device']} ({res['cpu_kind'] or res['gpu']}), "
+        f"precision={res['precision']}, quantize={res['quantize']}, optim={res['optim']}, effective batch {res['effective_batch']} "
+        f"= {res['processes']} process(es) x {res['micro_batch_size']} x {res['accumulation_steps']} accumulation steps")
     try:
+        init_distributed(res["device"])
         tok = load_tokenizer(cfg.model)
         check_max_length(cfg)
         data, card["data"], raw = prepare_data(cfg, tok)
         checked = check_frame(raw["test"].to_pandas()[["index", "solution"]]) if cfg.checker else None
         backbone = load_backbone(cfg.model, res["device"], res["quantize"], res["precision"], cfg.attn_implementation)
         card["seconds"]["load"] = round(time.perf_counter() - start, 2)
-        write_json(out / "config.json", dict(config=asdict(cfg), resolved=res, versions=card["versions"]))
+        write(write_json, out / "config.json", dict(config=asdict(cfg), resolved=res, versions=card["versions"]))
         meta = dict(base_model=cfg.model, max_length=cfg.max_length, precision=res["precision"], quantize=res["quantize"],
                     prompt=PROMPT, batch_size=cfg.eval_batch_size)
         metrics, test = {}, data["test"]
         for mode in cfg.modes:
             if mode in card["done"] and (out / PRED_FILES[mode]).exists() and (out / mode / "classifier.json").exists():
                 metrics[mode] = card["done"][mode]
-                print(f"{mode}: finished before the interruption; kept its results.")
+                say(f"{mode}: finished before the interruption; kept its results.")
                 continue
             t0, resume_from = time.perf_counter(), last_checkpoint(out / "checkpoints" / mode) if prev else None
-            if resume_from: print(f"{mode}: resuming from {resume_from}")
+            if resume_from: say(f"{mode}: resuming from {resume_from}")
             result = (train_probe if mode == "probe" else train_lora)(cfg, backbone, tok, data, out, res, resume_from)
-            write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], result["probs"]))
-            save_classifier(result["clf"], tok, out / mode, meta)
-            write_json(out / mode / "training_log.json", result["log_history"])
             metrics[mode] = dict(classification_metrics(test["labels"], result["probs"][:, 1]), n_train=len(data["train"]),
                                  train_seconds=round(result["train_seconds"], 2),
                                  **({"feature_seconds": round(result["feature_seconds"], 2)} if "feature_seconds" in result else {}))
-            if checked is not None: metrics[mode].update(hybrid_results(out, mode, test, result["probs"], checked))
+            if main:
+                write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], result["probs"]))
+                save_classifier(result["clf"], tok, out / mode, meta)
+                write_json(out / mode / "training_log.json", result["log_history"])
+                if checked is not None: metrics[mode].update(hybrid_results(out, mode, test, result["probs"], checked))
             card["seconds"][mode] = round(time.perf_counter() - t0, 2)
             card["done"][mode] = metrics[mode]
-            write_json(out / "run.json", card)
-            print(f"{mode}: test accuracy {metrics[mode]['accuracy']:.3f}, F1 (flawed) {metrics[mode]['f1']:.3f} on {len(test)} rows")
-        write_json(out / "metrics.json", metrics)
+            write(write_json, out / "run.json", card)
+            say(f"{mode}: test accuracy {metrics[mode]['accuracy']:.3f}, F1 (flawed) {metrics[mode]['f1']:.3f} on {len(test)} rows")
+        write(write_json, out / "metrics.json", metrics)
     except BaseException as e:
         card.update(status="failed", finished=_now(), error=f"{type(e).__name__}: {e}")
-        write_json(out / "run.json", card)
+        write(write_json, out / "run.json", card)
         raise
     card["seconds"]["total"] = round(time.perf_counter() - start, 2)
-    write_json(out / "run.json", dict(card, status="finished", finished=_now()))
-    zip_run(out)
+    write(write_json, out / "run.json", dict(card, status="finished", finished=_now()))
+    write(zip_run, out)
     return metrics
