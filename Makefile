@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 DEMO_FLAGS ?= --max-train-samples 96 --max-eval-samples 64 --max-length 384 --grad-accum 1
 DEMO_OUT ?= outputs/demo
 
-.PHONY: install demo full test bench bench-quick export readme clean
+.PHONY: install demo full test chromium serve screenshot bench bench-quick export readme clean
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,9 +35,21 @@ bench: install
 bench-quick: install
 	$(BIN)/python benchmarks/bench.py --quick --out outputs/bench-quick.json
 
-test: install
+# The browser test drives Debian's Chromium (no browser is downloaded); install it if this machine lacks it.
+chromium:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the browser test"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q chromium >/dev/null || \
+	  { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q >/dev/null && $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q chromium >/dev/null; }; }
+
+test: install chromium
 	$(BIN)/nbdev_test
 	$(BIN)/python -m pytest tests -q
+
+serve: install
+	$(BIN)/phi-cls serve --model $(DEMO_OUT) --checker
+
+screenshot: install chromium
+	$(BIN)/python .ci/screenshot.py $(DEMO_OUT)/lora
 
 export: install
 	$(BIN)/nbdev_export

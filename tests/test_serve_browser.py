@@ -1,0 +1,110 @@
+"""The web demo in a real browser: headless Chromium (Debian's, no browser download) driven by Playwright."""
+import os, shutil, socket, subprocess, sys, time, urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+QUESTION = "A box holds 7 rows of 8 eggs and 2 loose eggs. How many eggs are there?"
+SOLUTION = "There are 7 rows of 8 eggs.\n7 * 8 = 54\nAdding the loose eggs: 54 + 2 = 56.\nThe answer is 56."
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test and .ci/run install it)")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run, tmp_path_factory):
+    port, log = _free_port(), tmp_path_factory.mktemp("serve") / "server.log"
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    proc = subprocess.Popen([sys.executable, "-m", "phi_cls.cli", "serve", "--model", str(tiny_run / "lora"), "--port", str(port),
+                             "--checker", "--max-upload-mb", "1"], cwd=REPO, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    url, deadline = f"http://127.0.0.1:{port}/", time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None: raise AssertionError(f"server exited:\n{log.read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2); break
+        except OSError: time.sleep(0.5)
+    else: raise AssertionError(f"server did not answer in time:\n{log.read_text()[-3000:]}")
+    yield url
+    proc.terminate(); proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(server, wait_until="networkidle")
+    yield page
+    page.close()
+
+
+def test_single_solution_with_wrong_calculation(page, tmp_path):
+    page.locator("#question textarea").fill(QUESTION)
+    page.locator("#solution textarea").fill(SOLUTION)
+    page.locator("#classify").click()
+    verdict = page.locator("#verdict")
+    verdict.get_by_text("Flawed").wait_for(timeout=60_000)
+    text = verdict.inner_text()
+    assert "checker" in text and "7 * 8 = 54" in text and "56" in text
+    view = page.locator("#solution-view")
+    shown = view.inner_text().lower()  # the label is styled in capitals
+    assert "7 * 8 = 54 wrong: 54 (computes to 56)" in shown and "the answer is 56." in shown
+    assert "flawed" in page.locator("#p-flawed").inner_text().lower()
+    page.screenshot(path=str(tmp_path / "single.png"), full_page=True)
+    assert (tmp_path / "single.png").stat().st_size > 10_000
+
+
+def test_empty_fields_answered_in_page(page):
+    page.locator("#question textarea").fill("")
+    page.locator("#solution textarea").fill("")
+    page.locator("#classify").click()
+    page.locator("#verdict").get_by_text("Enter the problem and the solution first.").wait_for(timeout=30_000)
+
+
+def test_batch_upload_and_download(page, tmp_path):
+    data = tmp_path / "batch.csv"
+    pd.DataFrame({"question": [QUESTION, QUESTION], "solution": [SOLUTION, "7 * 8 = 56 and 56 + 2 = 58."], "label": [1, 0]}).to_csv(data, index=False)
+    page.get_by_role("tab", name="Batch").click()
+    page.locator("#batch-file input[type=file]").set_input_files(str(data))
+    page.wait_for_timeout(1000)
+    page.locator("#score").click()
+    page.locator("#batch-summary").get_by_text("Scored").wait_for(timeout=60_000)
+    summary = page.locator("#batch-summary").inner_text()
+    assert "Scored 2 rows" in summary and "hybrid: accuracy" in summary
+    link = page.locator("#batch-result a").first
+    link.wait_for(timeout=30_000)
+    body = page.request.get(link.get_attribute("href")).text()
+    lines = body.strip().splitlines()
+    assert lines[0].startswith("index,p(class=0),p(class=1),label,true_label,decided_by") and len(lines) == 3
+    assert "checker" in lines[1] and "7 * 8 = 54" in lines[1]
+    assert "predicted flawed" in page.locator("#confusion").inner_text()
+    page.screenshot(path=str(tmp_path / "batch.png"), full_page=True)
+
+
+def test_bad_file_answered_in_page(page, tmp_path):
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"text": ["no question here"]}).to_csv(bad, index=False)
+    page.get_by_role("tab", name="Batch").click()
+    page.locator("#batch-file input[type=file]").set_input_files(str(bad))
+    page.wait_for_timeout(1000)
+    page.locator("#score").click()
+    page.locator("#batch-summary").get_by_text("Cannot score this file").wait_for(timeout=60_000)
+    assert "no column 'question'" in page.locator("#batch-summary").inner_text()
