@@ -14,8 +14,8 @@ import torch
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 
 # %% auto #0
-__all__ = ['PROMPT', 'SPLITS', 'COLUMNS', 'build_prompt', 'DataError', 'validate_frame', 'read_table', 'load_data', 'iter_table',
-           'champ_file', 'champ_rows', 'split_problems', 'load_champ', 'check_leakage', 'check_classes',
+__all__ = ['PROMPT', 'SPLITS', 'COLUMNS', 'build_prompt', 'DataError', 'validate_frame', 'check_file', 'read_table', 'load_data',
+           'iter_table', 'champ_file', 'champ_rows', 'split_problems', 'load_champ', 'check_leakage', 'check_classes',
            'training_splits', 'fit_lengths', 'PromptEncoder', 'tokenize', 'Collator']
 
 # %% ../nbs/00_data.ipynb #c006
@@ -79,12 +79,18 @@ def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_requi
 _READERS = {".csv": lambda p: pd.read_csv(p, dtype={"question": str, "solution": str}), ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False), ".json": lambda p: pd.read_json(p, lines=True, dtype=False),
             ".parquet": pd.read_parquet}
 
-def read_table(path:Path) -> pd.DataFrame:
-    "One CSV, JSONL or Parquet file as a DataFrame, with `_row` numbering its rows."
-    path = Path(path)
+def check_file(path:Path) -> Path:
+    "Raise `DataError` unless `path` is an existing, non-empty CSV, JSONL or Parquet file."
+    path = Path(path).expanduser()
+    if not path.exists(): raise DataError(f"input file '{path}' does not exist.")
     if path.suffix.lower() not in _READERS:
         raise DataError(f"{path}: unknown file type '{path.suffix}'. Use .csv, .jsonl (one JSON object per line) or .parquet.")
     if path.stat().st_size == 0: raise DataError(f"{path} is empty. It needs a header row and at least one example.")
+    return path
+
+def read_table(path:Path) -> pd.DataFrame:
+    "One CSV, JSONL or Parquet file as a DataFrame, with `_row` numbering its rows."
+    path = check_file(path)
     try: df = _READERS[path.suffix.lower()](path)
     except UnicodeDecodeError as e: raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}). Save it as UTF-8 and retry.") from None
     except pd.errors.EmptyDataError: raise DataError(f"{path} is empty. It needs a header row and at least one example.") from None
@@ -147,12 +153,7 @@ def _chunks(path, chunk_rows:int):
 
 def iter_table(path:str|Path, chunk_rows:int=1024):
     "Yield a CSV, JSONL or Parquet file (or `-`: JSON lines on stdin) as DataFrames of at most `chunk_rows` rows, with `_row`."
-    if str(path) != "-":
-        path = Path(path).expanduser()
-        if not path.exists(): raise DataError(f"input file '{path}' does not exist.")
-        if path.suffix.lower() not in _READERS:
-            raise DataError(f"{path}: unknown file type '{path.suffix}'. Use .csv, .jsonl (one JSON object per line) or .parquet.")
-        if path.stat().st_size == 0: raise DataError(f"{path} is empty. It needs a header row and at least one example.")
+    if str(path) != "-": path = check_file(path)
     offset = 0
     try:
         for df in _chunks(path, chunk_rows):
