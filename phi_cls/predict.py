@@ -186,11 +186,11 @@ def predict_file(clf:Classifier, path, output, threshold:float=0.5, checker:bool
     "Stream `path` through the classifier (and checker) into `output`; return row count and, with labels, metrics."
     rows = lambda chunk: clf.predict_frame(chunk, threshold, checker, batch_size, source=str(path))
     done = _stream(path, rows, output, chunk_rows, progress, "Predicting")
-    signals = {"classifier": "p(class=1)"}
+    done["classifier"] = (done["p(class=1)"] >= threshold).astype(int)  # the classifier's own labels at the chosen threshold
+    signals = {"classifier": "classifier"}
     if checker:
         done["checker"] = (done["decided_by"] == "checker").astype(int)
         signals.update(checker="checker", hybrid="label")
-    if "true_label" in done and checker: done["p(class=1)"] = (done["p(class=1)"] >= threshold).astype(int)
     return _summary(done, signals)
 
 def check_file(path, output, chunk_rows:int=4096, progress:bool=True) -> dict:
