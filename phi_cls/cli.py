@@ -80,9 +80,12 @@ def _report(summary:dict, output:str):
     for name, m in summary.items():
         if isinstance(m, dict): print(f"{name:>10}: accuracy {m['accuracy']:.3f}  F1 (flawed) {m['f1']:.3f}  precision {m['precision']:.3f}  recall {m['recall']:.3f}", file=stream)
 
+def _check_threshold(threshold:float):
+    if not 0 <= threshold <= 1: raise ValueError(f"threshold={threshold} must be between 0 and 1.")
+
 def _predict(args):
     from phi_cls.predict import load_classifier, predict_file
-    if not 0 <= args.threshold <= 1: raise ValueError(f"threshold={args.threshold} must be between 0 and 1.")
+    _check_threshold(args.threshold)
     if args.batch_size is not None and args.batch_size < 1: raise ValueError(f"batch_size={args.batch_size} must be a positive integer.")
     clf = load_classifier(args.model, kind=args.kind, device=args.device, batch_size=args.batch_size, base_model=args.base_model)
     _report(predict_file(clf, args.input, args.output, args.threshold, args.checker, progress=args.progress), args.output)
@@ -95,7 +98,7 @@ def _serve(args):
     import importlib.util
     if importlib.util.find_spec("gradio") is None:
         raise ValueError("the web demo needs Gradio: pip install 'phi_cls[demo]' (or pip install gradio).")
-    if not 0 <= args.threshold <= 1: raise ValueError(f"threshold={args.threshold} must be between 0 and 1.")
+    _check_threshold(args.threshold)
     if args.max_upload_mb <= 0: raise ValueError(f"max_upload_mb={args.max_upload_mb} must be positive.")
     from phi_cls.serve import serve
     serve(args.model, args.host, args.port, args.checker, args.kind, args.max_upload_mb, args.threshold)
