@@ -22,10 +22,10 @@ from .model import (PhiClassifier, add_lora, context_length, cpu_kind, describe_
 
 # %% auto #0
 __all__ = ['MODES', 'PRED_COLUMNS', 'PRED_FILES', 'ConfigError', 'TrainConfig', 'world', 'resolve', 'trainable_state_dict',
-           'ClassifierTrainer', 'FeatureDataset', 'training_args', 'init_distributed', 'sharded', 'predictions_frame',
-           'classification_metrics', 'fold_standardization', 'say', 'train_probe', 'lora_trainer', 'train_lora',
-           'write_json', 'write_csv', 'zip_run', 'git_commit', 'data_fingerprint', 'package_versions', 'prepare_data',
-           'hybrid_results', 'last_checkpoint', 'previous_run', 'check_max_length', 'run']
+           'ClassifierTrainer', 'FeatureDataset', 'training_args', 'init_distributed', 'finish_distributed', 'sharded',
+           'predictions_frame', 'classification_metrics', 'fold_standardization', 'say', 'train_probe', 'lora_trainer',
+           'train_lora', 'write_json', 'write_csv', 'zip_run', 'git_commit', 'data_fingerprint', 'package_versions',
+           'prepare_data', 'hybrid_results', 'last_checkpoint', 'previous_run', 'check_max_length', 'run']
 
 # %% ../nbs/02_train.ipynb #c006
 class ConfigError(ValueError):
@@ -195,10 +195,19 @@ def training_args(cfg:TrainConfig, output_dir:Path, res:dict, precision:str, eva
         disable_tqdm=not cfg.progress, dataloader_pin_memory=False, ddp_find_unused_parameters=False)
 
 # %% ../nbs/02_train.ipynb #c014
-def init_distributed(device:str):
-    "Join the process group (gloo on CPU, nccl on GPU) when launched with several processes."
+def init_distributed(device:str) -> bool:
+    "Join the process group (gloo on CPU, nccl on GPU) when launched with several processes; True if this call created it."
     import torch.distributed as dist
-    if world()[1] > 1 and not dist.is_initialized(): dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    if world()[1] == 1 or dist.is_initialized(): return False
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return True
+
+def finish_distributed(created:bool, ok:bool=True):
+    "Leave a process group that `init_distributed` created: wait for every process when all went well, then tear it down."
+    import torch.distributed as dist
+    if not (created and dist.is_initialized()): return
+    if ok: dist.barrier()  # the first process may still be writing files; no process exits while others communicate
+    dist.destroy_process_group()
 
 def sharded(fn, ds) -> torch.Tensor:
     "`fn(dataset) -> tensor` on this process's share of the rows of `ds`, gathered from all processes in row order."
@@ -411,8 +420,9 @@ def run(cfg:TrainConfig) -> dict:
     say(f"phi_cls: mode={cfg.mode} model={cfg.model} data={cfg.data} on {res['device']} ({res['cpu_kind'] or res['gpu']}), "
         f"precision={res['precision']}, quantize={res['quantize']}, optim={res['optim']}, effective batch {res['effective_batch']} "
         f"= {res['processes']} process(es) x {res['micro_batch_size']} x {res['accumulation_steps']} accumulation steps")
+    created = False
     try:
-        init_distributed(res["device"])
+        created = init_distributed(res["device"])
         tok = load_tokenizer(cfg.model)
         check_max_length(cfg)
         data, card["data"], raw = prepare_data(cfg, tok)
@@ -447,8 +457,10 @@ def run(cfg:TrainConfig) -> dict:
     except BaseException as e:
         card.update(status="failed", finished=_now(), error=f"{type(e).__name__}: {e}")
         write(write_json, out / "run.json", card)
+        finish_distributed(created, ok=False)
         raise
     card["seconds"]["total"] = round(time.perf_counter() - start, 2)
     write(write_json, out / "run.json", dict(card, status="finished", finished=_now()))
     write(zip_run, out)
+    finish_distributed(created)
     return metrics
