@@ -11,7 +11,9 @@ import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PHASES = ["matmul", "ref_probe", "ours_probe", "ref_lora", "ours_lora", "ref_predict", "ours_predict"]
+PHASES = ["matmul", "ref_probe", "ours_probe", "ref_lora", "ours_lora", "ref_predict", "ours_predict",
+          "ours_predict_b8", "ours_predict_b8_plain_malloc"]  # the last two: what two of our levers give, side by side
+PHASE_ENV = {"ours_predict_b8_plain_malloc": {"PHI_CLS_TUNE_MALLOC": "0"}}
 TARGETS = {"native_bf16": dict(probe_speedup=6, lora_speedup=1.5, predict_speedup=2.2),
            "avx2": dict(probe_speedup=4, lora_speedup=1.15, predict_speedup=1.35)}
 
@@ -143,17 +145,24 @@ def phase_ref_predict(a):
     return dict(seconds=seconds, examples=n, tokens=tokens)
 
 
-def phase_ours_predict(a):
-    from phi_cls.model import PhiClassifier, freeze, predict_logits
+def phase_ours_predict(a, batch_size=None):
+    "Prediction with phi_cls's defaults (rows per forward pass: 2 on a CPU), or with `batch_size` rows per forward pass."
+    from phi_cls.model import PhiClassifier, freeze, malloc_tuning_enabled, predict_logits
     _, _, test = _rows(a)
     cfg, res, tok, backbone = _ours(a, "probe", 1)
     clf = PhiClassifier(freeze(backbone)).eval()
     ds = _tokenized(tok, a.max_length, test=test)["test"]
+    batch_size = batch_size or res["eval_batch_size"]
     start = time.perf_counter()
-    predict_logits(clf, ds, tok.pad_token_id, 8, res["precision"], progress=False)
+    predict_logits(clf, ds, tok.pad_token_id, batch_size, res["precision"], progress=False)
     seconds = time.perf_counter() - start
     flops = sum(forward_flops(backbone.config, _linear_params(backbone), n) for n in ds["length"])
-    return dict(seconds=seconds, examples=len(ds), tokens=sum(ds["length"]), flops=flops, precision=res["precision"])
+    return dict(seconds=seconds, examples=len(ds), tokens=sum(ds["length"]), flops=flops, precision=res["precision"],
+                batch_size=batch_size, malloc="tuned" if malloc_tuning_enabled() else "default")
+
+
+def phase_ours_predict_b8(a): return phase_ours_predict(a, 8)
+def phase_ours_predict_b8_plain_malloc(a): return phase_ours_predict(a, 8)  # run with PHI_CLS_TUNE_MALLOC=0
 
 
 def _peak_rss_mb() -> float:
@@ -165,7 +174,7 @@ def _peak_rss_mb() -> float:
 # ---------------------------------------------------------------- driver
 def run_phase(phase, argv):
     proc = subprocess.run([sys.executable, __file__, "--phase", phase, *argv], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"))
+                          env=dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **PHASE_ENV.get(phase, {})))
     line = next((l for l in proc.stdout.splitlines() if l.startswith("BENCH_RESULT ")), None)
     if proc.returncode or line is None:
         raise SystemExit(f"bench: phase {phase} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -188,6 +197,9 @@ def summarise(r, a):
         accuracy_ours=r["ours_probe"]["accuracy"], accuracy_reference=r["ref_probe"]["accuracy"],
         matmul_gflops=peak, predict_gflops=predict_gflops, lora_train_gflops=lora_gflops,
         roofline_fraction=predict_gflops / peak, roofline_fraction_lora=lora_gflops / peak,
+        predict_levers={f"{k}: {r[p]['batch_size']} rows per forward, {r[p]['malloc']} malloc": r[p]["examples"] / r[p]["seconds"]
+                        for k, p in (("before", "ours_predict_b8_plain_malloc"), ("+ malloc tuning", "ours_predict_b8"),
+                                     ("+ small forward batches (phi_cls)", "ours_predict"))},
         sizes=dict(n_train=a.n_train, n_test=a.n_test, lora_rows=a.lora_rows, max_length=a.max_length, effective_batch=8 * a.accum,
                    model=a.model, quick=a.quick),
     )
@@ -209,6 +221,8 @@ def table(s, r):
     lines += [f"{name:34}{ref:12.2f}{ours:12.2f}{'' if ratio is None else f'{ratio:8.2f}x'}" for name, ref, ours, ratio in rows]
     lines.append(f"roofline: matmul {s['matmul_gflops']:.0f} GFLOP/s; prediction {s['predict_gflops']:.0f} GFLOP/s "
                  f"({100 * s['roofline_fraction']:.0f}%), LoRA training {s['lora_train_gflops']:.0f} GFLOP/s ({100 * s['roofline_fraction_lora']:.0f}%)")
+    base = r["ours_predict_b8_plain_malloc"]["examples"] / r["ours_predict_b8_plain_malloc"]["seconds"]
+    lines.append("prediction levers, side by side (examples/s): " + "; ".join(f"{k} {v:.2f} ({v / base:.2f}x)" for k, v in s["predict_levers"].items()))
     lines.append("targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in s["targets_met"].items()))
     return "\n".join(lines)
 

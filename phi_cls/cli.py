@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--kind", choices=["probe", "lora"], help="which classifier of a run folder or zip (default: lora if present)")
     predict.add_argument("--base-model", help="load the classifier on this backbone instead of the one it names (e.g. a local copy)")
     predict.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    predict.add_argument("--batch-size", type=int, help="examples per forward pass (default: the training run's)")
+    predict.add_argument("--batch-size", type=int, help="examples per forward pass (default: 2 on a CPU, 8 on a GPU)")
     predict.add_argument("--threshold", type=float, default=0.5, help="p(flawed) at or above which a row is labelled 1 (default: 0.5)")
     predict.add_argument("--checker", action="store_true", help="also run the arithmetic checker: flawed when it proves an error")
     predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_model.ipynb #c003
 from __future__ import annotations
-import contextlib, importlib.util, json, os, shutil, sys, tempfile, warnings
+import contextlib, ctypes, importlib.util, json, os, platform, shutil, sys, tempfile, warnings
 from pathlib import Path
 
 import torch
@@ -20,10 +20,10 @@ from .data import Collator
 # %% auto #0
 __all__ = ['EMBEDDED', 'TINY', 'ModelError', 'cache_dir', 'embedded_gguf', 'embedded_dir', 'tiny_dir', 'resolve_model',
            'load_tokenizer', 'context_length', 'backbone_signature', 'cpu_kind', 'resolve_device', 'resolve_precision',
-           'resolve_quantize', 'load_backbone', 'last_token_pool', 'init_head', 'PhiClassifier', 'freeze',
-           'count_parameters', 'describe_trainable', 'autocast', 'length_batches', 'batched_apply', 'extract_features',
-           'predict_logits', 'add_lora', 'quiet_peft', 'save_classifier', 'read_classifier_info', 'load_head',
-           'restore_classifier']
+           'resolve_quantize', 'malloc_tuning_enabled', 'tune_malloc', 'load_backbone', 'last_token_pool', 'init_head',
+           'PhiClassifier', 'freeze', 'count_parameters', 'describe_trainable', 'autocast', 'forward_batch_size',
+           'length_batches', 'batched_apply', 'extract_features', 'predict_logits', 'add_lora', 'quiet_peft',
+           'save_classifier', 'read_classifier_info', 'load_head', 'restore_classifier']
 
 # %% ../nbs/01_model.ipynb #c006
 EMBEDDED, TINY = "embedded", "tiny"
@@ -180,6 +180,20 @@ def resolve_quantize(quantize:str, device:torch.device) -> str:
     return quantize
 
 # %% ../nbs/01_model.ipynb #c022
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+
+def malloc_tuning_enabled() -> bool:
+    "Whether `tune_malloc` will act: glibc, and not turned off with `PHI_CLS_TUNE_MALLOC=0`."
+    return os.environ.get("PHI_CLS_TUNE_MALLOC", "1") != "0" and platform.libc_ver()[0] == "glibc"
+
+def tune_malloc() -> bool:
+    "Have glibc keep large freed buffers for reuse instead of unmapping them (process-wide); True if it now does."
+    if not malloc_tuning_enabled(): return False
+    try: libc = ctypes.CDLL("libc.so.6")
+    except OSError: return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20))
+
+# %% ../nbs/01_model.ipynb #c025
 def load_backbone(name:str, device:str|torch.device="auto", quantize:str="auto", precision:str="auto", attn_implementation:str="auto"):
     "The bare backbone (no LM head) on `device`, 4-bit on CUDA, unquantized fp32 on a CPU."
     device = resolve_device(device) if isinstance(device, str) else device
@@ -194,20 +208,21 @@ def load_backbone(name:str, device:str|torch.device="auto", quantize:str="auto",
         kwargs["device_map"] = {"": device}
     elif device.type == "cpu":
         print(f"phi_cls: no CUDA device: the backbone runs unquantized on the CPU, in {precision}.", file=sys.stderr)
+        tune_malloc()
     model = _from_pretrained(AutoModel.from_pretrained, name, **kwargs)
     if quantize != "4bit": model.to(device)
     if model.config.pad_token_id is None: model.config.pad_token_id = model.config.eos_token_id
     model.config.use_cache = False  # we never generate
     return model.eval()
 
-# %% ../nbs/01_model.ipynb #c025
+# %% ../nbs/01_model.ipynb #c028
 def last_token_pool(hidden:torch.Tensor, attention_mask:torch.Tensor) -> torch.Tensor:
     "Hidden state of each row's last real token, found from the attention mask (left or right padding)."
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
     last = (attention_mask.long() * positions).argmax(-1)
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
-# %% ../nbs/01_model.ipynb #c028
+# %% ../nbs/01_model.ipynb #c031
 def init_head(hidden_size:int, num_labels:int=2) -> nn.Linear:
     "A float32 linear head whose first logits are near zero (loss about ln 2)."
     head = nn.Linear(hidden_size, num_labels)
@@ -233,7 +248,7 @@ class PhiClassifier(nn.Module):
         loss = F.cross_entropy(logits, labels.to(logits.device)) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
-# %% ../nbs/01_model.ipynb #c032
+# %% ../nbs/01_model.ipynb #c035
 def freeze(model:nn.Module) -> nn.Module:
     "Stop gradients for every parameter of `model`."
     for p in model.parameters(): p.requires_grad_(False)
@@ -253,10 +268,14 @@ def describe_trainable(model:nn.Module) -> str:
     t, n = count_parameters(model)
     return f"trainable params: {t:,} || all params: {n:,} || trainable%: {100 * t / n:.4f}"
 
-# %% ../nbs/01_model.ipynb #c034
+# %% ../nbs/01_model.ipynb #c038
 def autocast(device:torch.device, precision:str):
     "bf16 autocast when `precision` is bf16, else a no-op context."
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+def forward_batch_size(device:torch.device, batch_size:int|None=None) -> int:
+    "Rows per inference forward pass: `batch_size` if given, else 2 on a CPU and 8 on a GPU."
+    return batch_size or (2 if device.type == "cpu" else 8)
 
 def length_batches(lengths, batch_size:int) -> list:
     "Row indices grouped into batches of similar length, longest first (so memory peaks at once)."
@@ -274,21 +293,21 @@ def batched_apply(fn, ds, pad_token_id:int, batch_size:int=8, desc:str="", progr
     result = torch.cat(outs)
     return result[torch.argsort(torch.tensor(order))]
 
-def extract_features(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int=8, precision:str="fp32", progress:bool=True) -> torch.Tensor:
+def extract_features(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=None, precision:str="fp32", progress:bool=True) -> torch.Tensor:
     "Pooled last-token states of every row of `ds` (n, hidden), computed once, in float32."
     dev = clf.backbone.device
     def pool(ids, mask):
         with autocast(dev, precision): return clf.pool(ids.to(dev), mask.to(dev))
-    return batched_apply(pool, ds, pad_token_id, batch_size, desc="Features", progress=progress)
+    return batched_apply(pool, ds, pad_token_id, forward_batch_size(dev, batch_size), desc="Features", progress=progress)
 
-def predict_logits(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int=8, precision:str="fp32", progress:bool=True) -> torch.Tensor:
+def predict_logits(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=None, precision:str="fp32", progress:bool=True) -> torch.Tensor:
     "Logits (n, 2) for every row of `ds`, in the dataset's order."
     dev = clf.backbone.device
     def logits(ids, mask):
         with autocast(dev, precision): return clf(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits
-    return batched_apply(logits, ds, pad_token_id, batch_size, desc="Predicting", progress=progress)
+    return batched_apply(logits, ds, pad_token_id, forward_batch_size(dev, batch_size), desc="Predicting", progress=progress)
 
-# %% ../nbs/01_model.ipynb #c037
+# %% ../nbs/01_model.ipynb #c041
 def add_lora(backbone, r:int=16, alpha:int=32, dropout:float=0.05, gradient_checkpointing:bool=False):
     "Wrap the backbone with LoRA adapters on all linear layers; only the adapters train."
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -309,7 +328,7 @@ def quiet_peft():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         yield
 
-# %% ../nbs/01_model.ipynb #c042
+# %% ../nbs/01_model.ipynb #c046
 def save_classifier(clf:PhiClassifier, tokenizer, path:str|Path, meta:dict) -> Path:
     "Write head, adapter (if any), tokenizer and `classifier.json` (with `meta`) to `path`, all at once."
     path = Path(path)

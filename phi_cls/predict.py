@@ -59,7 +59,7 @@ def _texts(questions, solutions) -> tuple:
 
 class Classifier:
     "A trained classifier: `predict_proba` gives p(correct), p(flawed) per (question, solution)."
-    def __init__(self, clf, tokenizer, info:dict, precision:str, batch_size:int=8, path:Path|None=None):
+    def __init__(self, clf, tokenizer, info:dict, precision:str, batch_size:int|None=None, path:Path|None=None):
         self.clf, self.tokenizer, self.info, self.precision, self.batch_size, self.path = clf, tokenizer, info, precision, batch_size, path
         self.encoder = PromptEncoder(tokenizer, info["max_length"])
 
@@ -85,8 +85,7 @@ def load_classifier(path:str|Path, kind:str|None=None, device:str="auto", quanti
     dev = resolve_device(device)
     precision = resolve_precision(precision or info.get("precision", "auto"), dev)
     backbone = load_backbone(base_model or info["base_model"], dev, quantize, precision)
-    return Classifier(restore_classifier(art, backbone), load_tokenizer(str(art)), info, precision,
-                      batch_size or info.get("batch_size", 8), art)
+    return Classifier(restore_classifier(art, backbone), load_tokenizer(str(art)), info, precision, batch_size, art)
 
 # %% ../nbs/03_predict.ipynb #c011
 from .check import CHECK_COLUMNS, check_frame

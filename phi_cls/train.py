@@ -17,8 +17,8 @@ from transformers import Trainer, TrainingArguments, set_seed
 from .check import check_frame
 from .predict import combine
 from .data import DataError, PromptEncoder, Collator, load_data, tokenize, training_splits, PROMPT
-from .model import (PhiClassifier, add_lora, context_length, cpu_kind, describe_trainable, extract_features, freeze, load_backbone,
-                           load_tokenizer, predict_logits, resolve_device, resolve_precision, resolve_quantize, save_classifier)
+from .model import (PhiClassifier, add_lora, context_length, cpu_kind, describe_trainable, extract_features, forward_batch_size, freeze,
+                           load_backbone, load_tokenizer, malloc_tuning_enabled, predict_logits, resolve_device, resolve_precision, resolve_quantize, save_classifier)
 
 # %% auto #0
 __all__ = ['MODES', 'PRED_COLUMNS', 'PRED_FILES', 'ConfigError', 'TrainConfig', 'world', 'resolve', 'trainable_state_dict',
@@ -35,7 +35,7 @@ MODES = ("probe", "lora", "both")
 _CHOICES = dict(mode=MODES, precision=("auto", "bf16", "fp32"), quantize=("auto", "4bit", "none"),
                 lr_scheduler=("cosine", "linear", "constant", "constant_with_warmup"),
                 optim=("auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"))
-_POSITIVE = ("epochs", "batch_size", "grad_accum", "learning_rate", "max_length", "eval_batch_size", "logging_steps",
+_POSITIVE = ("epochs", "batch_size", "grad_accum", "learning_rate", "max_length", "logging_steps",
              "save_total_limit", "lora_r", "lora_alpha")
 
 def _help(text:str, default): return field(default=default, metadata={"help": text})
@@ -80,7 +80,7 @@ class TrainConfig:
     max_train_samples: typing.Optional[int] = _help("use at most this many training rows (seeded sample)", None)
     max_eval_samples: typing.Optional[int] = _help("use at most this many test (and validation) rows", None)
     keep_validation: bool = _help("hold validation out for evaluation each epoch instead of training on it", False)
-    eval_batch_size: int = _help("batch size for feature extraction and prediction", 8)
+    eval_batch_size: typing.Optional[int] = _help("rows per forward pass in feature extraction and prediction; None = auto (2 on a CPU, 8 on a GPU)", None)
     lora_r: int = _help("LoRA rank", 16)
     lora_alpha: int = _help("LoRA alpha", 32)
     lora_dropout: float = _help("LoRA dropout", 0.05)
@@ -102,9 +102,9 @@ class TrainConfig:
             if not getattr(self, name) > 0: raise ConfigError(f"{name}={getattr(self, name)!r} must be a positive number.")
         if not 0 <= self.warmup_ratio < 1: raise ConfigError(f"warmup_ratio={self.warmup_ratio!r} must be in [0, 1).")
         if not 0 <= self.lora_dropout < 1: raise ConfigError(f"lora_dropout={self.lora_dropout!r} must be in [0, 1).")
-        for name in ("max_train_samples", "max_eval_samples", "micro_batch_size"):
+        for name, none in (("max_train_samples", "all rows"), ("max_eval_samples", "all rows"), ("micro_batch_size", "auto"), ("eval_batch_size", "auto")):
             v = getattr(self, name)
-            if v is not None and not (isinstance(v, int) and v > 0): raise ConfigError(f"{name}={v!r} must be a positive integer or None (all rows).")
+            if v is not None and not (isinstance(v, int) and v > 0): raise ConfigError(f"{name}={v!r} must be a positive integer or None ({none}).")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"device={self.device!r} is not allowed; use auto, cpu, cuda or cuda:N.")
         if Path(self.run_name).name != self.run_name or self.run_name in (".", ".."):
@@ -138,7 +138,9 @@ def resolve(cfg:TrainConfig) -> dict:
     return dict(device=str(device), precision=precision, quantize=quantize, optim=optim,
                 cpu_kind=cpu_kind() if device.type == "cpu" else None,
                 gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                effective_batch=effective, micro_batch_size=micro, accumulation_steps=effective // (micro * size), processes=size)
+                effective_batch=effective, micro_batch_size=micro, accumulation_steps=effective // (micro * size), processes=size,
+                eval_batch_size=forward_batch_size(device, cfg.eval_batch_size),
+                cpu_malloc=("tuned" if malloc_tuning_enabled() else "default") if device.type == "cpu" else None)
 
 # %% ../nbs/02_train.ipynb #c012
 def trainable_state_dict(model:torch.nn.Module) -> dict:
@@ -186,7 +188,7 @@ def training_args(cfg:TrainConfig, output_dir:Path, res:dict, precision:str, eva
     "TrainingArguments for one experiment: the recipe's schedule on this machine's device and precision."
     return TrainingArguments(
         output_dir=str(output_dir), num_train_epochs=cfg.epochs, per_device_train_batch_size=res["micro_batch_size"],
-        per_device_eval_batch_size=cfg.eval_batch_size, gradient_accumulation_steps=res["accumulation_steps"],
+        per_device_eval_batch_size=res["eval_batch_size"], gradient_accumulation_steps=res["accumulation_steps"],
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay, optim=res["optim"], bf16=precision == "bf16", use_cpu=res["device"] == "cpu",
         logging_steps=cfg.logging_steps, logging_first_step=True, save_strategy="epoch", save_total_limit=cfg.save_total_limit,
@@ -263,7 +265,7 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict, r
     clf = PhiClassifier(freeze(backbone))
     say("probe:", describe_trainable(clf))
     pad, start, show = tok.pad_token_id, time.perf_counter(), cfg.progress and world()[0] == 0
-    raw = {k: sharded(lambda d: extract_features(clf, d, pad, cfg.eval_batch_size, res["precision"], show), ds)
+    raw = {k: sharded(lambda d: extract_features(clf, d, pad, res["eval_batch_size"], res["precision"], show), ds)
            for k, ds in data.items() if ds is not None}
     feature_seconds = time.perf_counter() - start
     mean, std = raw["train"].mean(0), raw["train"].std(0).clamp_min(1e-6)
@@ -297,7 +299,7 @@ def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict, re
     train_seconds, clf = time.perf_counter() - start, trainer.model
     clf.eval()
     show = cfg.progress and world()[0] == 0
-    logits = sharded(lambda d: predict_logits(clf, d, tok.pad_token_id, cfg.eval_batch_size, res["precision"], show), data["test"])
+    logits = sharded(lambda d: predict_logits(clf, d, tok.pad_token_id, res["eval_batch_size"], res["precision"], show), data["test"])
     return dict(clf=clf, probs=_softmax(logits), log_history=trainer.training_log(), train_seconds=train_seconds)
 
 # %% ../nbs/02_train.ipynb #c026

@@ -10,7 +10,7 @@ from conftest import REPO
 from phi_cls.data import load_champ, training_splits
 
 KEYS = {"probe_speedup", "lora_speedup", "predict_speedup", "peak_rss_ratio", "accuracy_ours", "accuracy_reference", "cpu_kind",
-        "roofline_fraction", "matmul_gflops", "predict_gflops", "targets_met", "phases"}
+        "roofline_fraction", "matmul_gflops", "predict_gflops", "targets_met", "phases", "predict_levers"}
 
 
 def test_benchmark_tiny(tmp_path):
@@ -21,11 +21,14 @@ def test_benchmark_tiny(tmp_path):
     result = json.loads(out.read_text())
     assert KEYS <= set(result), KEYS - set(result)
     assert result["cpu_kind"] in ("native_bf16", "avx2") or result["cpu_kind"]
-    for phase in ("ref_probe", "ours_probe", "ref_lora", "ours_lora", "ref_predict", "ours_predict"):
+    for phase in ("ref_probe", "ours_probe", "ref_lora", "ours_lora", "ref_predict", "ours_predict", "ours_predict_b8", "ours_predict_b8_plain_malloc"):
         assert result["phases"][phase]["seconds"] > 0 and result["phases"][phase]["peak_rss_mb"] > 0
+    # the lever phases really differ in what they say they measure
+    assert [result["phases"][p]["malloc"] for p in ("ours_predict", "ours_predict_b8", "ours_predict_b8_plain_malloc")] == ["tuned", "tuned", "default"]
+    assert [result["phases"][p]["batch_size"] for p in ("ours_predict", "ours_predict_b8")] == [2, 8]
     for key in ("probe_speedup", "lora_speedup", "predict_speedup", "peak_rss_ratio", "roofline_fraction"):
         assert np.isfinite(result[key]) and result[key] > 0
-    assert "probe, 3 epochs end to end" in proc.stdout and "roofline" in proc.stdout
+    assert "probe, 3 epochs end to end" in proc.stdout and "roofline" in proc.stdout and "prediction levers" in proc.stdout
 
 
 def test_torchrun_two_processes(tmp_path):
