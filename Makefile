@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 DEMO_FLAGS ?= --max-train-samples 96 --max-eval-samples 64 --max-length 384 --grad-accum 1
 DEMO_OUT ?= outputs/demo
 
-.PHONY: install demo full test chromium serve screenshot bench bench-quick export readme clean
+.PHONY: install demo full test chromium serve screenshot bench bench-avx2 bench-quick export readme clean
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ full: install
 
 bench: install
 	$(BIN)/python benchmarks/bench.py --out benchmarks/results.json
+
+bench-avx2: install
+	$(BIN)/python benchmarks/bench.py --emulate-avx2 --out benchmarks/results_avx2.json
 
 bench-quick: install
 	$(BIN)/python benchmarks/bench.py --quick --out outputs/bench-quick.json

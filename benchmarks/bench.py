@@ -14,6 +14,7 @@ HERE = Path(__file__).resolve().parent
 PHASES = ["matmul", "ref_probe", "ours_probe", "ref_lora", "ours_lora", "ref_predict", "ours_predict",
           "ours_predict_b8", "ours_predict_b8_plain_malloc"]  # the last two: what two of our levers give, side by side
 PHASE_ENV = {"ours_predict_b8_plain_malloc": {"PHI_CLS_TUNE_MALLOC": "0"}}
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 TARGETS = {"native_bf16": dict(probe_speedup=6, lora_speedup=1.5, predict_speedup=2.2),
            "avx2": dict(probe_speedup=4, lora_speedup=1.15, predict_speedup=1.35)}
 
@@ -28,6 +29,8 @@ def parse(argv=None):
     p.add_argument("--max-length", type=int, help="tokens per row (default 512; quick 256)")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
                    help="phi_cls's precision (default auto: bf16 on CPUs with native bf16, else fp32); the reference is always fp32")
+    p.add_argument("--emulate-avx2", action="store_true",
+                   help="run every phase as on an AVX2-only CPU (PyTorch, oneDNN and MKL kernels limited to AVX2; precision auto then picks fp32)")
     p.add_argument("--out", default=str(HERE / "results.json"), help="where to write the JSON results")
     p.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -79,10 +82,11 @@ def _linear_params(model) -> int:
 
 
 def phase_matmul(a):
-    "The machine's matmul throughput (GFLOP/s) in fp32 and bf16, best of a square GEMM and a model-shaped one."
+    "The machine's matmul throughput (GFLOP/s) in fp32 and (where the CPU has it natively) bf16, best of a square GEMM and model-shaped ones."
     import torch
-    out = {}
-    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    from phi_cls.model import cpu_kind
+    out = {"bf16_gflops": None}  # emulated bf16 (AVX2) runs at a few GFLOP/s and takes minutes to measure; phi_cls does not use it
+    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))[:2 if cpu_kind() == "native_bf16" else 1]:
         best = 0.0
         for m, k, n in ((2048, 2048, 2048), (4096, 576, 1536), (4096, 1536, 576)):
             x, w = torch.randn(m, k, dtype=dt), torch.randn(k, n, dtype=dt)
@@ -158,7 +162,7 @@ def phase_ours_predict(a, batch_size=None):
     seconds = time.perf_counter() - start
     flops = sum(forward_flops(backbone.config, _linear_params(backbone), n) for n in ds["length"])
     return dict(seconds=seconds, examples=len(ds), tokens=sum(ds["length"]), flops=flops, precision=res["precision"],
-                batch_size=batch_size, malloc="tuned" if malloc_tuning_enabled() else "default")
+                batch_size=batch_size, malloc="tuned" if malloc_tuning_enabled() else "default", cpu_kind=res["cpu_kind"])
 
 
 def phase_ours_predict_b8(a): return phase_ours_predict(a, 8)
@@ -172,9 +176,10 @@ def _peak_rss_mb() -> float:
 
 
 # ---------------------------------------------------------------- driver
-def run_phase(phase, argv):
-    proc = subprocess.run([sys.executable, __file__, "--phase", phase, *argv], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **PHASE_ENV.get(phase, {})))
+def run_phase(phase, argv, emulate_avx2=False):
+    env = dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **PHASE_ENV.get(phase, {}))
+    if emulate_avx2: env.update(AVX2_ENV)
+    proc = subprocess.run([sys.executable, __file__, "--phase", phase, *argv], capture_output=True, text=True, env=env)
     line = next((l for l in proc.stdout.splitlines() if l.startswith("BENCH_RESULT ")), None)
     if proc.returncode or line is None:
         raise SystemExit(f"bench: phase {phase} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -182,13 +187,12 @@ def run_phase(phase, argv):
 
 
 def summarise(r, a):
-    from phi_cls.model import cpu_kind
-    kind = cpu_kind()
+    kind = r["ours_predict"]["cpu_kind"]  # as the phase processes saw it (--emulate-avx2 changes it there)
     peak = r["matmul"]["bf16_gflops" if r["ours_predict"]["precision"] == "bf16" else "fp32_gflops"]
     predict_gflops = r["ours_predict"]["flops"] / r["ours_predict"]["seconds"] / 1e9
     lora_gflops = r["ours_lora"]["flops"] / r["ours_lora"]["seconds"] / 1e9
     s = dict(
-        cpu_kind=kind, precision_ours=r["ours_predict"]["precision"], precision_reference="fp32",
+        cpu_kind=kind, cpu_emulated=AVX2_ENV if a.emulate_avx2 else None, precision_ours=r["ours_predict"]["precision"], precision_reference="fp32",
         probe_speedup=r["ref_probe"]["seconds"] / r["ours_probe"]["seconds"],
         lora_speedup=(r["ours_lora"]["tokens"] / r["ours_lora"]["seconds"]) / (r["ref_lora"]["tokens"] / r["ref_lora"]["seconds"]),
         predict_speedup=(r["ours_predict"]["examples"] / r["ours_predict"]["seconds"]) / (r["ref_predict"]["examples"] / r["ref_predict"]["seconds"]),
@@ -216,7 +220,7 @@ def table(s, r):
             ("prediction (examples/s)", r["ref_predict"]["examples"] / r["ref_predict"]["seconds"], r["ours_predict"]["examples"] / r["ours_predict"]["seconds"], s["predict_speedup"]),
             ("LoRA training peak RSS (MB)", r["ref_lora"]["peak_rss_mb"], r["ours_lora"]["peak_rss_mb"], s["peak_rss_ratio"]),
             ("probe test accuracy", s["accuracy_reference"], s["accuracy_ours"], None)]
-    lines = [f"cpu: {s['cpu_kind']}  ours: {s['precision_ours']}  reference: fp32  sizes: {s['sizes']}",
+    lines = [f"cpu: {s['cpu_kind']}{' (emulated on this CPU: kernels limited to AVX2)' if s['cpu_emulated'] else ''}  ours: {s['precision_ours']}  reference: fp32  sizes: {s['sizes']}",
              f"{'':34}{'reference':>12}{'phi_cls':>12}{'ratio':>9}"]
     lines += [f"{name:34}{ref:12.2f}{ours:12.2f}{'' if ratio is None else f'{ratio:8.2f}x'}" for name, ref, ours, ratio in rows]
     lines.append(f"roofline: matmul {s['matmul_gflops']:.0f} GFLOP/s; prediction {s['predict_gflops']:.0f} GFLOP/s "
@@ -238,7 +242,7 @@ def main(argv=None):
     results = {}
     for phase in PHASES:
         t = time.perf_counter()
-        results[phase] = run_phase(phase, passthrough)
+        results[phase] = run_phase(phase, passthrough, a.emulate_avx2)
         print(f"bench: {phase} done in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     summary = summarise(results, a)
     print(table(summary, results))

@@ -20,10 +20,11 @@ from .data import Collator
 # %% auto #0
 __all__ = ['EMBEDDED', 'TINY', 'ModelError', 'cache_dir', 'embedded_gguf', 'embedded_dir', 'tiny_dir', 'resolve_model',
            'load_tokenizer', 'context_length', 'backbone_signature', 'cpu_kind', 'resolve_device', 'resolve_precision',
-           'resolve_quantize', 'malloc_tuning_enabled', 'tune_malloc', 'load_backbone', 'last_token_pool', 'init_head',
-           'PhiClassifier', 'freeze', 'count_parameters', 'describe_trainable', 'autocast', 'forward_batch_size',
-           'length_batches', 'batched_apply', 'extract_features', 'predict_logits', 'add_lora', 'quiet_peft',
-           'save_classifier', 'read_classifier_info', 'load_head', 'restore_classifier']
+           'resolve_quantize', 'malloc_tuning_enabled', 'tune_malloc', 'chunked_causal_attention', 'load_backbone',
+           'last_token_pool', 'init_head', 'PhiClassifier', 'freeze', 'count_parameters', 'describe_trainable',
+           'autocast', 'forward_batch_size', 'length_batches', 'is_causal_backbone', 'batched_apply',
+           'extract_features', 'predict_logits', 'add_lora', 'quiet_peft', 'save_classifier', 'read_classifier_info',
+           'load_head', 'restore_classifier']
 
 # %% ../nbs/01_model.ipynb #c006
 EMBEDDED, TINY = "embedded", "tiny"
@@ -154,9 +155,10 @@ def backbone_signature(config) -> dict:
 
 # %% ../nbs/01_model.ipynb #c019
 def cpu_kind() -> str:
-    "`native_bf16` if this CPU computes bf16 in hardware (AVX512-BF16 or AMX), else its vector level (`avx2`, ...)."
-    if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported(): return "native_bf16"
-    return "avx2" if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") else torch.backends.cpu.get_cpu_capability().lower()
+    "`native_bf16` if PyTorch runs AVX-512 kernels on a CPU with AVX512-BF16 or AMX, `avx2` for other AVX2 / AVX-512 CPUs, else PyTorch's vector level."
+    cap = torch.backends.cpu.get_cpu_capability()  # what PyTorch's kernels use: the CPU's level, or less under ATEN_CPU_CAPABILITY
+    if cap == "AVX512" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()): return "native_bf16"
+    return "avx2" if cap in ("AVX2", "AVX512") else cap.lower()
 
 def resolve_device(device:str="auto") -> torch.device:
     "`cuda` (this process's GPU) when available and not told otherwise, else `cpu`."
@@ -179,7 +181,7 @@ def resolve_quantize(quantize:str, device:torch.device) -> str:
     if quantize == "auto": return "4bit" if device.type == "cuda" and importlib.util.find_spec("bitsandbytes") else "none"
     return quantize
 
-# %% ../nbs/01_model.ipynb #c022
+# %% ../nbs/01_model.ipynb #c024
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 def malloc_tuning_enabled() -> bool:
@@ -193,13 +195,41 @@ def tune_malloc() -> bool:
     except OSError: return False
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20))
 
-# %% ../nbs/01_model.ipynb #c025
+# %% ../nbs/01_model.ipynb #c027
+_CHUNK = 64
+
+def chunked_causal_attention(module, query, key, value, attention_mask, dropout:float=0.0, scaling:float|None=None, is_causal:bool|None=None, **kwargs):
+    "sdpa attention; an unpadded causal sequence on a CPU is computed in query chunks that skip the keys they cannot see."
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    L = query.shape[2]
+    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    if (attention_mask is not None or not causal or query.device.type != "cpu" or key.shape[2] != L or L < 2 * _CHUNK
+            or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None or kwargs.get("output_attentions")):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs)
+    common = dict(dropout_p=dropout, scale=scaling, enable_gqa=query.shape[1] != key.shape[1])
+    out = [F.scaled_dot_product_attention(query[:, :, :_CHUNK], key[:, :, :_CHUNK], value[:, :, :_CHUNK], is_causal=True, **common)]
+    for start in range(_CHUNK, L, _CHUNK):
+        end = min(start + _CHUNK, L)
+        visible = torch.ones(end - start, end, dtype=torch.bool, device=query.device).tril_(diagonal=start)
+        out.append(F.scaled_dot_product_attention(query[:, :, start:end], key[:, :, :end], value[:, :, :end], attn_mask=visible, **common))
+    return torch.cat(out, 2).transpose(1, 2).contiguous(), None
+
+def _register_attention():
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    AttentionInterface.register("phi_cls_sdpa", chunked_causal_attention)
+    AttentionMaskInterface.register("phi_cls_sdpa", sdpa_mask)
+
+_register_attention()
+
+# %% ../nbs/01_model.ipynb #c030
 def load_backbone(name:str, device:str|torch.device="auto", quantize:str="auto", precision:str="auto", attn_implementation:str="auto"):
     "The bare backbone (no LM head) on `device`, 4-bit on CUDA, unquantized fp32 on a CPU."
     device = resolve_device(device) if isinstance(device, str) else device
     quantize, precision = resolve_quantize(quantize, device), resolve_precision(precision, device)
     if attn_implementation == "auto":
-        attn_implementation = "flash_attention_2" if device.type == "cuda" and importlib.util.find_spec("flash_attn") else "sdpa"
+        if device.type == "cuda": attn_implementation = "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
+        else: attn_implementation = "phi_cls_sdpa"
     kwargs = dict(attn_implementation=attn_implementation, dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
     if quantize == "4bit":
         from transformers import BitsAndBytesConfig
@@ -215,14 +245,14 @@ def load_backbone(name:str, device:str|torch.device="auto", quantize:str="auto",
     model.config.use_cache = False  # we never generate
     return model.eval()
 
-# %% ../nbs/01_model.ipynb #c028
+# %% ../nbs/01_model.ipynb #c033
 def last_token_pool(hidden:torch.Tensor, attention_mask:torch.Tensor) -> torch.Tensor:
     "Hidden state of each row's last real token, found from the attention mask (left or right padding)."
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
     last = (attention_mask.long() * positions).argmax(-1)
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
-# %% ../nbs/01_model.ipynb #c031
+# %% ../nbs/01_model.ipynb #c036
 def init_head(hidden_size:int, num_labels:int=2) -> nn.Linear:
     "A float32 linear head whose first logits are near zero (loss about ln 2)."
     head = nn.Linear(hidden_size, num_labels)
@@ -237,18 +267,18 @@ class PhiClassifier(nn.Module):
         self.backbone = backbone
         self.head = (head or init_head(backbone.config.hidden_size)).to(device=backbone.device, dtype=torch.float32)
 
-    def pool(self, input_ids, attention_mask):
-        "Pooled last-token states of a batch, in float32."
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def pool(self, input_ids, attention_mask, mask_attention:bool=True):
+        "Pooled last-token states of a batch, in float32 (`mask_attention=False`: see `is_causal_backbone`)."
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask if mask_attention else None).last_hidden_state
         return last_token_pool(hidden, attention_mask).float()
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, features=None):
-        if features is None: features = self.pool(input_ids, attention_mask)
+    def forward(self, input_ids=None, attention_mask=None, labels=None, features=None, mask_attention:bool=True):
+        if features is None: features = self.pool(input_ids, attention_mask, mask_attention)
         with torch.autocast(features.device.type, enabled=False): logits = self.head(features.float())
         loss = F.cross_entropy(logits, labels.to(logits.device)) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
-# %% ../nbs/01_model.ipynb #c035
+# %% ../nbs/01_model.ipynb #c040
 def freeze(model:nn.Module) -> nn.Module:
     "Stop gradients for every parameter of `model`."
     for p in model.parameters(): p.requires_grad_(False)
@@ -268,7 +298,7 @@ def describe_trainable(model:nn.Module) -> str:
     t, n = count_parameters(model)
     return f"trainable params: {t:,} || all params: {n:,} || trainable%: {100 * t / n:.4f}"
 
-# %% ../nbs/01_model.ipynb #c038
+# %% ../nbs/01_model.ipynb #c043
 def autocast(device:torch.device, precision:str):
     "bf16 autocast when `precision` is bf16, else a no-op context."
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -282,10 +312,16 @@ def length_batches(lengths, batch_size:int) -> list:
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
+def is_causal_backbone(model) -> bool:
+    "True for a decoder-only backbone: with padding on the right its real tokens never see the pads, so inference needs no attention mask."
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    config = model.config
+    return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not getattr(config, "is_encoder_decoder", False)
+
 @torch.inference_mode()
-def batched_apply(fn, ds, pad_token_id:int, batch_size:int=8, desc:str="", progress:bool=True) -> torch.Tensor:
+def batched_apply(fn, ds, pad_token_id:int, batch_size:int=8, desc:str="", progress:bool=True, padding_side:str="left") -> torch.Tensor:
     "Apply `fn(input_ids, attention_mask)` to a tokenized dataset in length-sorted batches; rows come back in the dataset's order."
-    collate, outs, order = Collator(pad_token_id), [], []
+    collate, outs, order = Collator(pad_token_id, padding_side), [], []
     for idx in tqdm(length_batches(ds["length"], batch_size), desc=desc, disable=not progress):
         batch = collate([ds[i] for i in idx])
         outs.append(fn(batch["input_ids"], batch["attention_mask"]).float().cpu())
@@ -295,19 +331,19 @@ def batched_apply(fn, ds, pad_token_id:int, batch_size:int=8, desc:str="", progr
 
 def extract_features(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=None, precision:str="fp32", progress:bool=True) -> torch.Tensor:
     "Pooled last-token states of every row of `ds` (n, hidden), computed once, in float32."
-    dev = clf.backbone.device
+    dev, causal = clf.backbone.device, is_causal_backbone(clf.backbone)
     def pool(ids, mask):
-        with autocast(dev, precision): return clf.pool(ids.to(dev), mask.to(dev))
-    return batched_apply(pool, ds, pad_token_id, forward_batch_size(dev, batch_size), desc="Features", progress=progress)
+        with autocast(dev, precision): return clf.pool(ids.to(dev), mask.to(dev), mask_attention=not causal)
+    return batched_apply(pool, ds, pad_token_id, forward_batch_size(dev, batch_size), "Features", progress, "right" if causal else "left")
 
 def predict_logits(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=None, precision:str="fp32", progress:bool=True) -> torch.Tensor:
     "Logits (n, 2) for every row of `ds`, in the dataset's order."
-    dev = clf.backbone.device
+    dev, causal = clf.backbone.device, is_causal_backbone(clf.backbone)
     def logits(ids, mask):
-        with autocast(dev, precision): return clf(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits
-    return batched_apply(logits, ds, pad_token_id, forward_batch_size(dev, batch_size), desc="Predicting", progress=progress)
+        with autocast(dev, precision): return clf(input_ids=ids.to(dev), attention_mask=mask.to(dev), mask_attention=not causal).logits
+    return batched_apply(logits, ds, pad_token_id, forward_batch_size(dev, batch_size), "Predicting", progress, "right" if causal else "left")
 
-# %% ../nbs/01_model.ipynb #c041
+# %% ../nbs/01_model.ipynb #c046
 def add_lora(backbone, r:int=16, alpha:int=32, dropout:float=0.05, gradient_checkpointing:bool=False):
     "Wrap the backbone with LoRA adapters on all linear layers; only the adapters train."
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -328,7 +364,7 @@ def quiet_peft():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         yield
 
-# %% ../nbs/01_model.ipynb #c046
+# %% ../nbs/01_model.ipynb #c051
 def save_classifier(clf:PhiClassifier, tokenizer, path:str|Path, meta:dict) -> Path:
     "Write head, adapter (if any), tokenizer and `classifier.json` (with `meta`) to `path`, all at once."
     path = Path(path)
