@@ -35,7 +35,7 @@ def test_benchmark_emulated_avx2_phase():
     "--emulate-avx2 holds the phase processes to AVX2 kernels: phi_cls sees an AVX2 CPU and picks fp32 there."
     sys.path.insert(0, str(REPO / "benchmarks"))
     import bench
-    result = bench.run_phase("ours_predict", ["--quick", "--model", "tiny", "--n-test", "2", "--max-length", "64"], emulate_avx2=True)
+    result = bench.run_phase("ours_predict", ["--quick", "--model", "tiny", "--n-test", "2", "--max-length", "96"], emulate_avx2=True)
     assert (result["cpu_kind"], result["precision"]) == ("avx2", "fp32")
 
 
