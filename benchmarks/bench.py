@@ -2,7 +2,8 @@
 
     python benchmarks/bench.py            # the real measurement: 64 training rows, 16 test rows, 512 tokens (several minutes)
     python benchmarks/bench.py --quick    # under 2 minutes on 2 CPU cores
-    make bench / make bench-quick
+    python benchmarks/bench.py --emulate-avx2   # every kernel held to AVX2, as on an AVX2-only CPU (phi_cls then runs fp32)
+    make bench / make bench-quick / make bench-avx2
 
 Each phase runs in a fresh subprocess, one after the other, so that timings do not share warm caches and the peak
 resident memory (VmHWM) of each phase is its own. Prints a table and writes JSON (default benchmarks/results.json).
