@@ -272,8 +272,8 @@ class PhiClassifier(nn.Module):
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask if mask_attention else None).last_hidden_state
         return last_token_pool(hidden, attention_mask).float()
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, features=None, mask_attention:bool=True):
-        if features is None: features = self.pool(input_ids, attention_mask, mask_attention)
+    def forward(self, input_ids=None, attention_mask=None, labels=None, features=None):
+        if features is None: features = self.pool(input_ids, attention_mask)
         with torch.autocast(features.device.type, enabled=False): logits = self.head(features.float())
         loss = F.cross_entropy(logits, labels.to(logits.device)) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
@@ -329,19 +329,18 @@ def batched_apply(fn, ds, pad_token_id:int, batch_size:int=8, desc:str="", progr
     result = torch.cat(outs)
     return result[torch.argsort(torch.tensor(order))]
 
-def extract_features(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=None, precision:str="fp32", progress:bool=True) -> torch.Tensor:
+def extract_features(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=None, precision:str="fp32", progress:bool=True,
+                     desc:str="Features") -> torch.Tensor:
     "Pooled last-token states of every row of `ds` (n, hidden), computed once, in float32."
     dev, causal = clf.backbone.device, is_causal_backbone(clf.backbone)
     def pool(ids, mask):
         with autocast(dev, precision): return clf.pool(ids.to(dev), mask.to(dev), mask_attention=not causal)
-    return batched_apply(pool, ds, pad_token_id, forward_batch_size(dev, batch_size), "Features", progress, "right" if causal else "left")
+    return batched_apply(pool, ds, pad_token_id, forward_batch_size(dev, batch_size), desc, progress, "right" if causal else "left")
 
 def predict_logits(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=None, precision:str="fp32", progress:bool=True) -> torch.Tensor:
-    "Logits (n, 2) for every row of `ds`, in the dataset's order."
-    dev, causal = clf.backbone.device, is_causal_backbone(clf.backbone)
-    def logits(ids, mask):
-        with autocast(dev, precision): return clf(input_ids=ids.to(dev), attention_mask=mask.to(dev), mask_attention=not causal).logits
-    return batched_apply(logits, ds, pad_token_id, forward_batch_size(dev, batch_size), "Predicting", progress, "right" if causal else "left")
+    "Logits (n, 2) for every row of `ds`, in the dataset's order: the head on `extract_features`."
+    features = extract_features(clf, ds, pad_token_id, batch_size, precision, progress, desc="Predicting")
+    with torch.inference_mode(): return clf(features=features.to(clf.head.weight.device)).logits.cpu()
 
 # %% ../nbs/01_model.ipynb #c046
 def add_lora(backbone, r:int=16, alpha:int=32, dropout:float=0.05, gradient_checkpointing:bool=False):
