@@ -14,7 +14,7 @@ import torch
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 
 # %% auto #0
-__all__ = ['PROMPT', 'SPLITS', 'COLUMNS', 'build_prompt', 'DataError', 'validate_frame', 'check_file', 'read_table', 'load_data',
+__all__ = ['PROMPT', 'SPLITS', 'COLUMNS', 'build_prompt', 'DataError', 'validate_frame', 'table_path', 'read_table', 'load_data',
            'iter_table', 'champ_file', 'champ_rows', 'split_problems', 'load_champ', 'check_leakage', 'check_classes',
            'training_splits', 'fit_lengths', 'PromptEncoder', 'tokenize', 'Collator']
 
@@ -79,8 +79,8 @@ def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_requi
 _READERS = {".csv": lambda p: pd.read_csv(p, dtype={"question": str, "solution": str}), ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False), ".json": lambda p: pd.read_json(p, lines=True, dtype=False),
             ".parquet": pd.read_parquet}
 
-def check_file(path:Path) -> Path:
-    "Raise `DataError` unless `path` is an existing, non-empty CSV, JSONL or Parquet file."
+def table_path(path:Path) -> Path:
+    "`path` as a Path, or `DataError` unless it is an existing, non-empty CSV, JSONL or Parquet file."
     path = Path(path).expanduser()
     if not path.exists(): raise DataError(f"input file '{path}' does not exist.")
     if path.suffix.lower() not in _READERS:
@@ -90,7 +90,7 @@ def check_file(path:Path) -> Path:
 
 def read_table(path:Path) -> pd.DataFrame:
     "One CSV, JSONL or Parquet file as a DataFrame, with `_row` numbering its rows."
-    path = check_file(path)
+    path = table_path(path)
     try: df = _READERS[path.suffix.lower()](path)
     except UnicodeDecodeError as e: raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}). Save it as UTF-8 and retry.") from None
     except pd.errors.EmptyDataError: raise DataError(f"{path} is empty. It needs a header row and at least one example.") from None
@@ -153,7 +153,7 @@ def _chunks(path, chunk_rows:int):
 
 def iter_table(path:str|Path, chunk_rows:int=1024):
     "Yield a CSV, JSONL or Parquet file (or `-`: JSON lines on stdin) as DataFrames of at most `chunk_rows` rows, with `_row`."
-    if str(path) != "-": path = check_file(path)
+    if str(path) != "-": path = table_path(path)
     offset = 0
     try:
         for df in _chunks(path, chunk_rows):
