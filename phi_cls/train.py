@@ -21,11 +21,12 @@ from .model import (PhiClassifier, add_lora, context_length, cpu_kind, describe_
                            load_backbone, load_tokenizer, malloc_tuning_enabled, predict_logits, resolve_device, resolve_precision, resolve_quantize, save_classifier)
 
 # %% auto #0
-__all__ = ['MODES', 'PRED_COLUMNS', 'PRED_FILES', 'ConfigError', 'TrainConfig', 'world', 'resolve', 'trainable_state_dict',
-           'ClassifierTrainer', 'FeatureDataset', 'training_args', 'init_distributed', 'finish_distributed', 'sharded',
-           'predictions_frame', 'classification_metrics', 'fold_standardization', 'say', 'train_probe', 'lora_trainer',
-           'train_lora', 'write_json', 'write_csv', 'zip_run', 'git_commit', 'data_fingerprint', 'package_versions',
-           'prepare_data', 'hybrid_results', 'last_checkpoint', 'previous_run', 'check_max_length', 'run']
+__all__ = ['MODES', 'PRED_COLUMNS', 'PRED_FILES', 'ConfigError', 'TrainConfig', 'world', 'first_process', 'resolve',
+           'trainable_state_dict', 'ClassifierTrainer', 'FeatureDataset', 'training_args', 'init_distributed',
+           'finish_distributed', 'sharded', 'predictions_frame', 'classification_metrics', 'fold_standardization',
+           'say', 'train_probe', 'lora_trainer', 'train_lora', 'write_json', 'write_csv', 'zip_run', 'git_commit',
+           'data_fingerprint', 'package_versions', 'prepare_data', 'hybrid_results', 'last_checkpoint', 'previous_run',
+           'check_max_length', 'run']
 
 # %% ../nbs/02_train.ipynb #c006
 class ConfigError(ValueError):
@@ -121,6 +122,10 @@ class TrainConfig:
 def world() -> tuple:
     "(rank, number of processes) under torchrun or accelerate launch; (0, 1) for a plain run."
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+def first_process() -> bool:
+    "True in the process that prints and writes files (rank 0, or a plain run)."
+    return world()[0] == 0
 
 def resolve(cfg:TrainConfig) -> dict:
     "The concrete device, precision, quantization, optimizer and batching this machine uses for `cfg`."
@@ -257,14 +262,14 @@ def _softmax(logits:torch.Tensor) -> np.ndarray: return torch.softmax(logits.flo
 
 def say(*args):
     "print, on the first process only."
-    if world()[0] == 0: print(*args)
+    if first_process(): print(*args)
 
 def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict, resume_from:str|None=None) -> dict:
     "Freeze the backbone, extract last-token features once, train the head on them, predict the test set."
     set_seed(cfg.seed)
     clf = PhiClassifier(freeze(backbone))
     say("probe:", describe_trainable(clf))
-    pad, start, show = tok.pad_token_id, time.perf_counter(), cfg.progress and world()[0] == 0
+    pad, start, show = tok.pad_token_id, time.perf_counter(), cfg.progress and first_process()
     raw = {k: sharded(lambda d: extract_features(clf, d, pad, res["eval_batch_size"], res["precision"], show), ds)
            for k, ds in data.items() if ds is not None}
     feature_seconds = time.perf_counter() - start
@@ -298,7 +303,7 @@ def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict, re
     trainer.train(resume_from_checkpoint=resume_from)
     train_seconds, clf = time.perf_counter() - start, trainer.model
     clf.eval()
-    show = cfg.progress and world()[0] == 0
+    show = cfg.progress and first_process()
     logits = sharded(lambda d: predict_logits(clf, d, tok.pad_token_id, res["eval_batch_size"], res["precision"], show), data["test"])
     return dict(clf=clf, probs=_softmax(logits), log_history=trainer.training_log(), train_seconds=train_seconds)
 
@@ -404,7 +409,7 @@ def _now() -> str: return datetime.datetime.now().astimezone().isoformat(timespe
 def run(cfg:TrainConfig) -> dict:
     "Train and evaluate the experiments of `cfg`; write predictions, metrics, artifacts and a run card to `cfg.run_dir`."
     out, res, start = cfg.run_dir, resolve(cfg), time.perf_counter()
-    main = world()[0] == 0
+    main = first_process()
     write = (lambda f, *a: f(*a)) if main else (lambda f, *a: None)  # only the first process writes files
     prev = previous_run(cfg) if cfg.resume else None
     if prev and prev.get("status") == "finished" and (out / "metrics.json").exists():
