@@ -262,7 +262,7 @@ squares cube cubes root roots power powers product quotient ratio reciprocal inv
 fraction multiple multiples sine cosine tangent average mean""".split())  # "half of 20 + 4": "of" is an operator
 _FOLLOW_BAD = _OPWORDS | set("""st nd rd th remainder rem hundred thousand million billion trillion half halves thirds
 quarters fourths fifths tenths percent dozen dozens""".split())
-_CLAUSE = {"and", "per", "with", "from"}  # operator words that, followed by a prose word, start a clause
+_CLAUSE = {"and", "per", "with", "from", "of"}  # operator words that, followed by a prose word, start a clause
 _PROSE_PUNCT = set(".,:;?!\"'[]⦃⦄⇒→—✓✔✗")
 _LATEX_OK = {"\\therefore", "\\because", "\\quad", "\\qquad", "\\end", "\\begin", "\\hline", "\\newline", "\\item", "\\cr"}
 _BINARY = {"+", "*", "/", "//", "^", "%", "!", ")"}
