@@ -24,7 +24,7 @@ class Limits:
     bits: int = 10_000         # bits in any exact value's numerator or denominator (about 3,000 digits)
     depth: int = 50            # brackets, signs and powers nested in one expression
     line_chars: int = 10_000   # characters in one line
-    text_chars: int = 200_000  # characters of one solution that are read
+    text_chars: int = 100_000  # characters of one solution that are read
     steps: int = 1_000_000     # parser steps (and big-number work) for one solution
 
 LIMITS = Limits()
@@ -436,7 +436,7 @@ def _fmt(v:Fraction) -> str:
 
 # %% ../nbs/01_check.ipynb #c041
 _SKIP_LINE = re.compile(r"\bmod\b|\\[pb]?mod|\\equiv|≡|\\cong|\bmodulo\b", re.I)
-_MOD_RE = re.compile(r"(?:\bmod(?:ulo)?|\\[pb]?mod)\s*\{?\(?\s*(\d+)", re.I)
+_MOD_RE = re.compile(r"(?:\bmod(?:ulo)?|\\[pb]?mod)\s*\{?\(?\s*(\d{1,15})(?!\d)", re.I)
 _CONTEXT = [(r"\b(?:units?|last|ones) digit", {10}), (r"last two digits", {100}), (r"last three digits", {1000}),
             (r"\bclock\b|o'clock", {12, 24}), (r"\bbase[- ]?\(?\d|\bin base\b|\bbinary\b|\boctal\b|\bhexadecimal\b", {1})]
 
@@ -451,7 +451,7 @@ class _Context:
 def _context(text:str) -> _Context:
     "What a whole solution says about the arithmetic it does."
     found = {int(m) for m in _MOD_RE.findall(text) if int(m) > 1}
-    if re.search(r"\bremainder\b", text, re.I): found |= {int(m) for m in re.findall(r"divided by (\d+)", text)}
+    if re.search(r"\bremainder\b", text, re.I): found |= {int(m) for m in re.findall(r"divided by (\d{1,15})(?!\d)", text)}
     for pat, mods in _CONTEXT:
         if re.search(pat, text, re.I): found |= mods
     return _Context(found, bool(_WHOLE.search(text)))
@@ -705,10 +705,10 @@ def explain_solution(text:str,  # a worked solution, lines separated by newlines
         for n, line in enumerate(lines, 1):
             read += len(line) + 1
             if read > LIMITS.text_chars:
-                ex.limits.append((n, f"the solution is longer than {LIMITS.text_chars} characters; lines {n}-{len(lines)} not read")); break
+                ex.limits.append((n, f"the solution is longer than {LIMITS.text_chars} characters; from line {n} on it is not read")); break
             tail = _check_line(line, n, ctx, tail, ex)
             if budget.left < 0:
-                if n < len(lines): ex.limits.append((n + 1, f"the work budget is used up; lines {n + 1}-{len(lines)} not read"))
+                if n < len(lines): ex.limits.append((n + 1, f"the work budget is used up; from line {n + 1} on it is not read"))
                 break
     finally: _BUDGET.reset(token)
     return ex

@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--input", required=True, help="CSV, JSONL or Parquet with a solution column (and optional index, label); - for stdin")
     check.add_argument("--output", required=True, help="results file (.csv, .jsonl or .parquet); - for CSV on stdout")
     check.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
+    check.add_argument("--explain", action="store_true", help="add a checker_explain column: per row, calculations checked, lines skipped and why")
     serve = sub.add_parser("serve", help="start the web demo (Gradio) on a trained classifier",
                            description="Serve a page to classify one solution or score a file, with the trained classifier loaded once.")
     serve.add_argument("--model", required=True, help="artifact folder (probe/ or lora/), run folder, or artifacts.zip")
@@ -92,7 +93,10 @@ def _predict(args):
 
 def _check(args):
     from phi_cls.predict import check_file
-    _report(check_file(args.input, args.output, progress=args.progress), args.output)
+    summary = check_file(args.input, args.output, progress=args.progress, explain=args.explain)
+    _report(summary, args.output)
+    if args.explain: print(f"{summary['calculations']} calculations checked, {summary['skipped']} lines skipped, {summary['not_checked']} rows not checked "
+                           "(per row: n_checked, n_skipped, checker_reason, checker_explain)", file=sys.stderr if args.output == "-" else sys.stdout)
 
 def _serve(args):
     import importlib.util

@@ -192,13 +192,15 @@ def predict_file(clf:Classifier, path, output, threshold:float=0.5, checker:bool
         signals.update(checker="checker", hybrid="label")
     return _summary(done, signals)
 
-def check_file(path, output, chunk_rows:int=4096, progress:bool=True) -> dict:
-    "Run the arithmetic checker alone over `path` into `output` (index, checker_flawed, error columns)."
+def check_file(path, output, chunk_rows:int=4096, progress:bool=True, explain:bool=False) -> dict:
+    "Run the arithmetic checker alone over `path` into `output` (index, checker_flawed, error and status columns; `explain`: checker_explain)."
     def rows(chunk):
         df = validate_frame(chunk.drop(columns=["question"], errors="ignore").assign(question="-"), str(path), label_required=False)
-        out = check_frame(df[["index", "solution"]])
+        out = check_frame(df[["index", "solution"]], explain=explain)
         return out.assign(true_label=df["label"].to_numpy()) if "label" in df else out
     done = _stream(path, rows, output, chunk_rows, progress, "Checking")
     summary = _summary(done, {"checker": "checker_flawed"})
     summary["flagged"] = int(done["checker_flawed"].sum())
+    summary.update(calculations=int(done["n_checked"].sum()), skipped=int(done["n_skipped"].sum()),
+                   not_checked=int((done["checker_status"] == "not checked").sum()))
     return summary

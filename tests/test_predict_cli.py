@@ -61,8 +61,10 @@ def test_check_command(tmp_path):
     pd.DataFrame({"solution": ["2 + 2 = 4, done.", WRONG, "Let x = 3. Then 2x + 1 = 7."]}).to_csv(tmp_path / "s.csv", index=False)
     proc = cli("check", "--input", tmp_path / "s.csv", "--output", tmp_path / "c.csv", "--no-progress")
     out = pd.read_csv(tmp_path / "c.csv", keep_default_na=False)
-    assert list(out.columns) == ["index", "checker_flawed", "error_line", "error_text", "stated", "computed"]
+    assert list(out.columns) == ["index", "checker_flawed", "error_line", "error_text", "stated", "computed",
+                                 "checker_status", "checker_reason", "n_checked", "n_skipped"]
     assert out["checker_flawed"].tolist() == [0, 1, 0]
+    assert out["checker_status"].tolist() == ["checked", "checked", "not checked"] and out["n_skipped"].tolist() == [0, 0, 2]
     assert out.loc[0, ["error_line", "error_text", "stated", "computed"]].tolist() == ["", "", "", ""]
     assert out.loc[1, "error_text"] == "7 * 8 = 54" and "flagged 1" in proc.stdout
 
