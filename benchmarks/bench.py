@@ -85,7 +85,7 @@ def _linear_params(model) -> int:
 def phase_matmul(a):
     "The machine's matmul throughput (GFLOP/s) in fp32 and (where the CPU has it natively) bf16, best of a square GEMM and model-shaped ones."
     import torch
-    from phi_cls.model import cpu_kind
+    from phi_cls.hardware import cpu_kind
     out = {"bf16_gflops": None}  # emulated bf16 (AVX2) runs at a few GFLOP/s and takes minutes to measure; phi_cls does not use it
     for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))[:2 if cpu_kind() == "native_bf16" else 1]:
         best = 0.0
@@ -150,7 +150,8 @@ def phase_ref_predict(a):
 
 def phase_ours_predict(a, batch_size=None):
     "Prediction with phi_cls's defaults (rows per forward pass: 2 on a CPU), or with `batch_size` rows per forward pass."
-    from phi_cls.model import PhiClassifier, freeze, malloc_tuning_enabled, predict_logits
+    from phi_cls.hardware import malloc_tuning_enabled
+    from phi_cls.model import PhiClassifier, freeze, predict_logits
     _, _, test = _rows(a)
     cfg, res, tok, backbone = _ours(a, "probe", 1)
     clf = PhiClassifier(freeze(backbone)).eval()
