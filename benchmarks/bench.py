@@ -51,12 +51,13 @@ def _rows(a):
 
 def _ours(a, mode, epochs):
     from phi_cls.model import load_backbone, load_tokenizer
-    from phi_cls.train import TrainConfig, resolve
+    from phi_cls.config import TrainConfig
+    from phi_cls.train import resolve
     cfg = TrainConfig(mode=mode, model=a.model, output_dir=tempfile.mkdtemp(), max_length=a.max_length, epochs=epochs,
                       batch_size=8, grad_accum=a.accum, progress=False, precision=a.precision)
     res = resolve(cfg)
     tok = load_tokenizer(a.model)
-    return cfg, res, tok, load_backbone(a.model, res["device"], res["quantize"], res["precision"])
+    return cfg, res, tok, load_backbone(a.model, res.device, res.quantize, res.precision)
 
 
 def _tokenized(tok, max_length, **splits):
@@ -114,7 +115,7 @@ def phase_ours_probe(a):
     start = time.perf_counter()
     data = _tokenized(tok, a.max_length, train=train, validation=None, test=test)
     result = train_probe(cfg, backbone, tok, data, Path(cfg.output_dir), res)
-    return dict(seconds=time.perf_counter() - start, accuracy=_accuracy(result["probs"], test["label"]), precision=res["precision"])
+    return dict(seconds=time.perf_counter() - start, accuracy=_accuracy(result.probs, test["label"]), precision=res.precision)
 
 
 def phase_ref_lora(a):
@@ -136,8 +137,8 @@ def phase_ours_lora(a):
     trainer.train()
     seconds = time.perf_counter() - start
     flops = 2 * sum(forward_flops(backbone.config, linear, n) for n in data["train"]["length"])  # forward + input gradients
-    return dict(seconds=seconds, tokens=sum(data["train"]["length"]), examples=len(rows), flops=flops, precision=res["precision"],
-                micro_batch_size=res["micro_batch_size"], accumulation_steps=res["accumulation_steps"])
+    return dict(seconds=seconds, tokens=sum(data["train"]["length"]), examples=len(rows), flops=flops, precision=res.precision,
+                micro_batch_size=res.micro_batch_size, accumulation_steps=res.accumulation_steps)
 
 
 def phase_ref_predict(a):
@@ -156,13 +157,13 @@ def phase_ours_predict(a, batch_size=None):
     cfg, res, tok, backbone = _ours(a, "probe", 1)
     clf = PhiClassifier(freeze(backbone)).eval()
     ds = _tokenized(tok, a.max_length, test=test)["test"]
-    batch_size = batch_size or res["eval_batch_size"]
+    batch_size = batch_size or res.eval_batch_size
     start = time.perf_counter()
-    predict_logits(clf, ds, tok.pad_token_id, batch_size, res["precision"], progress=False)
+    predict_logits(clf, ds, tok.pad_token_id, batch_size, res.precision, progress=False)
     seconds = time.perf_counter() - start
     flops = sum(forward_flops(backbone.config, _linear_params(backbone), n) for n in ds["length"])
-    return dict(seconds=seconds, examples=len(ds), tokens=sum(ds["length"]), flops=flops, precision=res["precision"],
-                batch_size=batch_size, malloc="tuned" if malloc_tuning_enabled() else "default", cpu_kind=res["cpu_kind"])
+    return dict(seconds=seconds, examples=len(ds), tokens=sum(ds["length"]), flops=flops, precision=res.precision,
+                batch_size=batch_size, malloc="tuned" if malloc_tuning_enabled() else "default", cpu_kind=res.cpu_kind)
 
 
 def phase_ours_predict_b8(a): return phase_ours_predict(a, 8)

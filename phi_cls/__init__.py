@@ -10,7 +10,7 @@ __all__ = ['load_classifier', 'Classifier', 'TrainConfig', 'run', 'load_data', '
 # %% ../nbs/12_api.ipynb #c003
 import importlib
 
-_LAZY = {"load_classifier": "predict", "Classifier": "predict", "TrainConfig": "train", "run": "train",
+_LAZY = {"load_classifier": "predict", "Classifier": "predict", "TrainConfig": "config", "run": "train",
          "load_data": "data", "build_prompt": "data", "PROMPT": "data", "load_backbone": "model", "PhiClassifier": "model"}
 _all_ = ["load_classifier", "Classifier", "TrainConfig", "run", "load_data", "build_prompt", "PROMPT", "load_backbone", "PhiClassifier"]
 

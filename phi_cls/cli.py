@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, dataclasses, os, sys, typing
 from pathlib import Path
 
-from .train import TrainConfig
+from .config import PRESETS, TrainConfig, preset_values
 
 # %% auto #0
 __all__ = ['COMMANDS', 'add_config_flags', 'config_from_args', 'build_parser', 'main']
@@ -21,15 +21,16 @@ def add_config_flags(parser:argparse.ArgumentParser, config_cls=TrainConfig):
     hints = typing.get_type_hints(config_cls)
     for f in dataclasses.fields(config_cls):
         flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
-        kw = dict(default=f.default, help=f"{f.metadata.get('help', '')} (default: {f.default})")
+        kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata.get('help', '')} (default: {f.default})")  # unset: the preset's
         if kind is bool: parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif kind == typing.Optional[int]: parser.add_argument(flag, type=_optional_int, metavar="N", **kw)
         else: parser.add_argument(flag, type=kind, metavar=f.name.upper(), **kw)
     parser.add_argument("--out", dest="output_dir", default=argparse.SUPPRESS, help="same as --output-dir")
 
 def config_from_args(args:argparse.Namespace, config_cls=TrainConfig):
-    "Build the config from parsed flags (its own checks run)."
-    return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
+    "Build the config from parsed flags: flags given win over `--preset`, the preset over the defaults (its own checks run)."
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls) if hasattr(args, f.name)}
+    return config_cls(**{**preset_values(getattr(args, "preset", "recipe")), **given})
 
 # %% ../nbs/11_cli.ipynb #c006
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a probe and/or LoRA classifier and evaluate it on the test split",
                            description="Train and evaluate; writes predictions, metrics and artifacts to --out.")
+    train.add_argument("--preset", choices=list(PRESETS), default="recipe",
+                       help="named defaults: recipe (the reference recipe), demo (make demo's caps), smoke (a quick look); "
+                            "flags given explicitly win (default: recipe)")
     add_config_flags(train)
     predict = sub.add_parser("predict", help="score a file of questions and solutions with a trained classifier",
                              description="Stream a CSV/JSONL/Parquet file (or JSON lines on stdin) through a trained classifier.")
@@ -80,12 +84,10 @@ def _report(summary:dict, output:str):
     for name, m in summary.items():
         if isinstance(m, dict): print(f"{name:>10}: accuracy {m['accuracy']:.3f}  F1 (flawed) {m['f1']:.3f}  precision {m['precision']:.3f}  recall {m['recall']:.3f}", file=stream)
 
-def _check_threshold(threshold:float):
-    if not 0 <= threshold <= 1: raise ValueError(f"threshold={threshold} must be between 0 and 1.")
-
 def _predict(args):
+    from phi_cls.metrics import check_threshold
     from phi_cls.predict import load_classifier, predict_file
-    _check_threshold(args.threshold)
+    check_threshold(args.threshold)
     if args.batch_size is not None and args.batch_size < 1: raise ValueError(f"batch_size={args.batch_size} must be a positive integer.")
     clf = load_classifier(args.model, kind=args.kind, device=args.device, batch_size=args.batch_size, base_model=args.base_model)
     _report(predict_file(clf, args.input, args.output, args.threshold, args.checker, progress=args.progress), args.output)
@@ -98,7 +100,8 @@ def _serve(args):
     import importlib.util
     if importlib.util.find_spec("gradio") is None:
         raise ValueError("the web demo needs Gradio: pip install 'phi_cls[demo]' (or pip install gradio).")
-    _check_threshold(args.threshold)
+    from phi_cls.metrics import check_threshold
+    check_threshold(args.threshold)
     if args.max_upload_mb <= 0: raise ValueError(f"max_upload_mb={args.max_upload_mb} must be positive.")
     from phi_cls.serve import serve
     serve(args.model, args.host, args.port, args.checker, args.kind, args.max_upload_mb, args.threshold)

@@ -5,7 +5,6 @@
 # %% ../nbs/00_data.ipynb #c003
 from __future__ import annotations
 import importlib.util, json, os, random, shutil, sys, tempfile, zipfile
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np

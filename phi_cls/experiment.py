@@ -8,7 +8,7 @@ import dataclasses, os, shutil
 from pathlib import Path
 
 from .data import zip_run
-from .train import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, preset_values
 
 # %% auto #0
 __all__ = ['project_path', 'notebook_parameters', 'config_from_parameters', 'papermill_output_path', 'save_executed_notebook',
@@ -32,13 +32,14 @@ def notebook_parameters(namespace:dict) -> dict:
     return {k: v for k, v in namespace.items() if not k.startswith("_") and k not in _NOT_PARAMETERS and isinstance(v, _LITERALS)}
 
 def config_from_parameters(params:dict, config_cls=TrainConfig) -> TrainConfig:
-    "Build the run's config from notebook parameters; `run_name='auto'` becomes the mode; unknown names are an error."
-    known = {f.name for f in dataclasses.fields(config_cls)}
+    "Build the run's config from notebook parameters over `preset` (default recipe); `run_name='auto'` becomes the mode; unknown names are an error."
+    known = {f.name for f in dataclasses.fields(config_cls)} | {"preset"}
     unknown = sorted(set(params) - known)
     if unknown:
         raise ConfigError(f"unknown parameter {', '.join(map(repr, unknown))}: not a phi_cls setting (misspelled?). "
                           f"Settings: {', '.join(sorted(known))}.")
     values = dict(params)
+    values = {**preset_values(values.pop("preset", "recipe")), **values}  # explicit parameters win over the preset
     if values.get("run_name") == "auto": values["run_name"] = values.get("mode", config_cls.mode)
     if "output_dir" in values: values["output_dir"] = str(project_path(values["output_dir"]))
     if values.get("data", "champ") != "champ": values["data"] = str(project_path(values["data"]))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['PRED_COLUMNS', 'PRED_FILES', 'predictions_frame', 'classification_metrics']
+__all__ = ['PRED_COLUMNS', 'PRED_FILES', 'THRESHOLD', 'predictions_frame', 'check_threshold', 'classification_metrics']
 
 # %% ../nbs/02_metrics.ipynb #c017
 PRED_COLUMNS = ["index", "true_label", "p(class=0)", "p(class=1)"]
@@ -20,9 +20,17 @@ def predictions_frame(index, labels, probs) -> pd.DataFrame:
     return pd.DataFrame({"index": np.asarray(index, dtype=np.int64), "true_label": np.asarray(labels, dtype=np.int64),
                          "p(class=0)": probs[:, 0], "p(class=1)": probs[:, 1]})[PRED_COLUMNS]
 
-def classification_metrics(y_true, p_flawed, threshold:float=0.5) -> dict:
+THRESHOLD = 0.5  # p(flawed) at or above which a row is called flawed, unless told otherwise
+
+def check_threshold(threshold:float) -> float:
+    "`threshold` if it is a number in [0, 1]; else a `ValueError` that names it."
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ValueError(f"threshold={threshold} must be between 0 and 1.")
+    return threshold
+
+def classification_metrics(y_true, p_flawed, threshold:float=THRESHOLD) -> dict:
     "Accuracy, and precision / recall / F1 of the flawed class, with the confusion matrix [[tn, fp], [fn, tp]]."
-    y, pred = np.asarray(y_true).astype(int), (np.asarray(p_flawed) >= threshold).astype(int)
+    y, pred = np.asarray(y_true).astype(int), (np.asarray(p_flawed) >= check_threshold(threshold)).astype(int)
     tp, fp = int(((pred == 1) & (y == 1)).sum()), int(((pred == 1) & (y == 0)).sum())
     fn, tn = int(((pred == 0) & (y == 1)).sum()), int(((pred == 0) & (y == 0)).sum())
     precision = tp / (tp + fp) if tp + fp else 0.0

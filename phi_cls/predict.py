@@ -14,7 +14,7 @@ from datasets import Dataset
 
 from .data import DataError, PromptEncoder, TableWriter, iter_table, validate_frame
 from .check import ERROR_COLUMNS, check_frame, combine
-from .metrics import classification_metrics
+from .metrics import THRESHOLD, check_threshold, classification_metrics
 from .hardware import ModelError, resolve_device, resolve_precision
 from .model import load_backbone, load_tokenizer, predict_logits, read_classifier_info, restore_classifier
 
@@ -73,9 +73,9 @@ class Classifier:
         logits = predict_logits(self.clf, ds, self.tokenizer.pad_token_id, batch_size or self.batch_size, self.precision, progress)
         return torch.softmax(logits, -1).numpy().astype(np.float64)
 
-    def predict(self, questions, solutions=None, threshold:float=0.5, **kwargs) -> np.ndarray:
+    def predict(self, questions, solutions=None, threshold:float=THRESHOLD, **kwargs) -> np.ndarray:
         "Labels: 1 (flawed) where p(flawed) >= `threshold`, else 0."
-        return (self.predict_proba(questions, solutions, **kwargs)[:, 1] >= threshold).astype(int)
+        return (self.predict_proba(questions, solutions, **kwargs)[:, 1] >= check_threshold(threshold)).astype(int)
 
 # %% ../nbs/06_predict.ipynb #c009
 def load_classifier(path:str|Path, kind:str|None=None, device:str="auto", quantize:str="auto", precision:str|None=None,
@@ -89,9 +89,10 @@ def load_classifier(path:str|Path, kind:str|None=None, device:str="auto", quanti
     return Classifier(restore_classifier(art, backbone), load_tokenizer(str(art)), info, precision, batch_size, art)
 
 # %% ../nbs/06_predict.ipynb #c014
-def _predict_frame(self:Classifier, df:pd.DataFrame, threshold:float=0.5, checker:bool=False, batch_size:int|None=None,
+def _predict_frame(self:Classifier, df:pd.DataFrame, threshold:float=THRESHOLD, checker:bool=False, batch_size:int|None=None,
                    source:str="input") -> pd.DataFrame:
     "Prediction rows for a DataFrame with question, solution (and optional index, label) columns."
+    check_threshold(threshold)
     df = validate_frame(df, source, label_required=False)
     probs = self.predict_proba(df["question"].tolist(), df["solution"].tolist(), batch_size=batch_size)
     out = pd.DataFrame({"index": df["index"].to_numpy(), "p(class=0)": probs[:, 0], "p(class=1)": probs[:, 1],
@@ -137,9 +138,10 @@ def _summary(done:pd.DataFrame, signals:dict) -> dict:
             summary[name] = {k: m[k] for k in ("accuracy", "precision", "recall", "f1", "confusion_matrix")}
     return summary
 
-def predict_file(clf:Classifier, path, output, threshold:float=0.5, checker:bool=False, batch_size:int|None=None,
+def predict_file(clf:Classifier, path, output, threshold:float=THRESHOLD, checker:bool=False, batch_size:int|None=None,
                  chunk_rows:int=512, progress:bool=True) -> dict:
     "Stream `path` through the classifier (and checker) into `output`; return row count and, with labels, metrics."
+    check_threshold(threshold)  # before the output file is touched
     rows = lambda chunk: clf.predict_frame(chunk, threshold, checker, batch_size, source=str(path))
     done = _stream(path, rows, output, chunk_rows, progress, "Predicting")
     done["classifier"] = (done["p(class=1)"] >= threshold).astype(int)  # the classifier's own labels at the chosen threshold

@@ -8,13 +8,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
-from .metrics import PRED_FILES, classification_metrics
+from .metrics import PRED_FILES, THRESHOLD, classification_metrics
 
 # %% auto #0
 __all__ = ['FIGURES', 'Experiment', 'load_experiments', 'fake_run', 'plot_loss', 'plot_confusion', 'plot_roc', 'plot_pr',
@@ -209,7 +208,7 @@ def joined(a:Experiment, b:Experiment) -> pd.DataFrame:
     if df.empty: raise ValueError(f"{a.name} and {b.name} share no test examples (by index); compare runs on the same data.")
     return df
 
-def disagreements(a:Experiment, b:Experiment, threshold:float=0.5) -> pd.DataFrame:
+def disagreements(a:Experiment, b:Experiment, threshold:float=THRESHOLD) -> pd.DataFrame:
     "Examples exactly one of the two experiments gets right, with who was right."
     df = joined(a, b)
     right_a = (df[f"p(class=1) {a.name}"] >= threshold).astype(int) == df.true_label

@@ -11,6 +11,7 @@ import pandas as pd
 
 from .check import check_frame, check_solution, combine
 from .data import DataError
+from .metrics import THRESHOLD, check_threshold
 from .predict import Classifier, load_classifier, predict_file
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls (and none would get through offline)
@@ -24,10 +25,11 @@ def _lines(solution:str, findings:list) -> list:
     labels = {f.line: f"wrong: {f.stated} (computes to {f.computed})" for f in findings}
     return [(line + "\n", labels.get(i)) for i, line in enumerate(solution.split("\n"), 1)]
 
-def classify_one(clf:Classifier, question:str, solution:str, checker:bool=True, threshold:float=0.5) -> dict:
+def classify_one(clf:Classifier, question:str, solution:str, checker:bool=True, threshold:float=THRESHOLD) -> dict:
     "Verdict, p(flawed), deciding signal, findings, highlighted lines and notes for one problem and solution."
     missing = [name for name, text in (("problem", question), ("solution", solution)) if not (text or "").strip()]
     if missing: return dict(error=f"Enter the {' and the '.join(missing)} first.")
+    check_threshold(threshold)
     p = float(clf.predict_proba([question], [solution])[0, 1])
     findings = check_solution(solution) if checker else []
     decision = combine([p], check_frame(pd.DataFrame({"solution": [solution]})) if checker else None, threshold).iloc[0]
@@ -40,7 +42,7 @@ def classify_one(clf:Classifier, question:str, solution:str, checker:bool=True, 
 # %% ../nbs/10_serve.ipynb #c008
 MAX_UPLOAD_MB = 10
 
-def classify_file(clf:Classifier, path:str|Path|None, checker:bool=True, threshold:float=0.5, max_mb:float=MAX_UPLOAD_MB) -> dict:
+def classify_file(clf:Classifier, path:str|Path|None, checker:bool=True, threshold:float=THRESHOLD, max_mb:float=MAX_UPLOAD_MB) -> dict:
     "Predictions file, summary and confusion matrix for an uploaded file; `error` instead when it cannot be scored."
     if not path: return dict(error="Upload a CSV or JSONL file with question and solution columns first.")
     path = Path(path)
@@ -85,9 +87,10 @@ def _verdict_md(r:dict) -> str:
     return head + (f"\n\n_{r['note']}_" if r["note"] else "")
 
 # %% ../nbs/10_serve.ipynb #c011
-def build_app(clf:Classifier, checker:bool=True, threshold:float=0.5, max_mb:float=MAX_UPLOAD_MB):
+def build_app(clf:Classifier, checker:bool=True, threshold:float=THRESHOLD, max_mb:float=MAX_UPLOAD_MB):
     "The Gradio Blocks app: a single-solution tab and a batch tab."
     import gradio as gr
+    check_threshold(threshold)
     def one(q, s):
         r = classify_one(clf, q, s, checker, threshold)
         if "error" in r: return _verdict_md(r), None, None
@@ -116,7 +119,7 @@ def build_app(clf:Classifier, checker:bool=True, threshold:float=0.5, max_mb:flo
             run_batch = gr.Button("Score file", variant="primary", elem_id="score")
             summary = gr.Markdown(elem_id="batch-summary")
             result = gr.File(label="Predictions", elem_id="batch-result")
-            confusion = gr.Dataframe(label="Confusion matrix (threshold 0.5)", elem_id="confusion")
+            confusion = gr.Dataframe(label=f"Confusion matrix (threshold {threshold:g})", elem_id="confusion")
             run_batch.click(batch, [upload], [summary, result, confusion])
     return app.queue(default_concurrency_limit=1)
 
@@ -126,7 +129,7 @@ def _font_theme():
     return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])  # no web fonts
 
 def serve(model:str|Path, host:str="127.0.0.1", port:int=7860, checker:bool=True, kind:str|None=None,
-          max_mb:float=MAX_UPLOAD_MB, threshold:float=0.5):
+          max_mb:float=MAX_UPLOAD_MB, threshold:float=THRESHOLD):
     "Load the classifier once and serve the app until interrupted."
     clf = load_classifier(model, kind=kind)
     build_app(clf, checker, threshold, max_mb).launch(server_name=host, server_port=port, max_file_size=int(max_mb * 2**20),

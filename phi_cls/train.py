@@ -4,8 +4,8 @@
 
 # %% ../nbs/05_train.ipynb #c003
 from __future__ import annotations
-import dataclasses, datetime, hashlib, json, os, platform, shutil, time, typing
-from dataclasses import dataclass, field, asdict
+import datetime, hashlib, json, os, platform, shutil, time
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainingArguments, set_seed
 
+from .config import ConfigError, TrainConfig
 from .data import PROMPT, Collator, PromptEncoder, load_data, tokenize, training_splits, write_csv, write_json, zip_run
 from .check import check_frame, combine
 from .metrics import PRED_FILES, classification_metrics, predictions_frame
@@ -22,101 +23,11 @@ from .model import (PhiClassifier, add_lora, context_length, describe_trainable,
                            freeze, load_backbone, load_tokenizer, predict_logits, save_classifier)
 
 # %% auto #0
-__all__ = ['MODES', 'ConfigError', 'TrainConfig', 'world', 'first_process', 'resolve', 'trainable_state_dict',
-           'ClassifierTrainer', 'FeatureDataset', 'training_args', 'init_distributed', 'finish_distributed', 'sharded',
-           'fold_standardization', 'say', 'train_probe', 'lora_trainer', 'train_lora', 'git_commit', 'data_fingerprint',
+__all__ = ['world', 'first_process', 'Resolved', 'resolve', 'trainable_state_dict', 'ClassifierTrainer', 'FeatureDataset',
+           'training_args', 'init_distributed', 'finish_distributed', 'sharded', 'fold_standardization',
+           'ExperimentResult', 'say', 'train_probe', 'lora_trainer', 'train_lora', 'git_commit', 'data_fingerprint',
            'package_versions', 'prepare_data', 'hybrid_results', 'last_checkpoint', 'previous_run', 'check_max_length',
            'run']
-
-# %% ../nbs/05_train.ipynb #c006
-class ConfigError(ValueError):
-    "A config value is not allowed; the message names the parameter, the value and what is allowed."
-
-MODES = ("probe", "lora", "both")
-_CHOICES = dict(mode=MODES, precision=("auto", "bf16", "fp32"), quantize=("auto", "4bit", "none"),
-                lr_scheduler=("cosine", "linear", "constant", "constant_with_warmup"),
-                optim=("auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"))
-_POSITIVE = ("epochs", "batch_size", "grad_accum", "learning_rate", "max_length", "logging_steps",
-             "save_total_limit", "lora_r", "lora_alpha")
-
-def _help(text:str, default): return field(default=default, metadata={"help": text})
-
-def _type_ok(value, kind) -> bool:
-    if typing.get_origin(kind) is typing.Union: return any(_type_ok(value, k) for k in typing.get_args(kind))
-    if kind is type(None): return value is None
-    if kind is float: return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is int: return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
-
-def _type_name(kind) -> str:
-    if typing.get_origin(kind) is typing.Union: return " or ".join(_type_name(k) for k in typing.get_args(kind))
-    return {type(None): "None", float: "a number", int: "an integer", bool: "true or false", str: "a string"}.get(kind, str(kind))
-
-@dataclass
-class TrainConfig:
-    "Every knob of a run, with the reference recipe's defaults."
-    mode: str = _help("probe (frozen backbone, train the head), lora (adapters + head) or both", "both")
-    data: str = _help("save_to_disk folder, CSV/JSONL/Parquet file or folder, or 'champ' (embedded data)", "champ")
-    model: str = _help("hub id or local folder (e.g. microsoft/Phi-4-mini-instruct), 'embedded' (SmolLM2-135M) or 'tiny'", "embedded")
-    output_dir: str = _help("folder the run writes into (with run_name: the folder that holds the run folder)", "outputs/run")
-    run_name: str = _help("if set, the run goes into output_dir/run_name", "")
-    epochs: float = _help("training epochs", 3)
-    batch_size: int = _help("examples per step before accumulation (effective batch = batch_size x grad_accum)", 8)
-    grad_accum: int = _help("gradient accumulation steps (effective batch = batch_size x grad_accum)", 4)
-    micro_batch_size: typing.Optional[int] = _help("examples per forward pass; None = auto (2 on a CPU, batch_size on a GPU). "
-                                                   "Accumulation grows so the effective batch stays the same", None)
-    learning_rate: float = _help("peak learning rate", 2e-4)
-    lr_scheduler: str = _help("learning-rate schedule", "cosine")
-    warmup_ratio: float = _help("fraction of steps spent warming up", 0.1)
-    weight_decay: float = _help("AdamW weight decay", 0.0)
-    logging_steps: int = _help("log the loss every this many optimizer steps", 25)
-    save_total_limit: int = _help("checkpoints kept (one per epoch is saved)", 1)
-    optim: str = _help("optimizer; auto = paged_adamw_8bit on CUDA with bitsandbytes, else adamw_torch", "auto")
-    precision: str = _help("auto, bf16 or fp32; auto = bf16 on GPUs and on CPUs with native bf16", "auto")
-    quantize: str = _help("auto, 4bit or none; auto = 4-bit NF4 on CUDA", "auto")
-    device: str = _help("auto, cpu or cuda", "auto")
-    attn_implementation: str = _help("auto (flash_attention_2 on GPU if installed, else sdpa), sdpa or eager", "auto")
-    max_length: int = _help("tokens per example; longer solutions lose their start, not their end", 512)
-    seed: int = _help("random seed for head init, sampling and shuffling", 42)
-    max_train_samples: typing.Optional[int] = _help("use at most this many training rows (seeded sample)", None)
-    max_eval_samples: typing.Optional[int] = _help("use at most this many test (and validation) rows", None)
-    keep_validation: bool = _help("hold validation out for evaluation each epoch instead of training on it", False)
-    eval_batch_size: typing.Optional[int] = _help("rows per forward pass in feature extraction and prediction; None = auto (2 on a CPU, 8 on a GPU)", None)
-    lora_r: int = _help("LoRA rank", 16)
-    lora_alpha: int = _help("LoRA alpha", 32)
-    lora_dropout: float = _help("LoRA dropout", 0.05)
-    gradient_checkpointing: bool = _help("recompute activations in the backward pass to save memory", False)
-    progress: bool = _help("show progress bars", True)
-    resume: bool = _help("continue an interrupted run in the same folder from its last checkpoint", False)
-    allow_leakage: bool = _help("train even if test questions also appear in the training data (warns instead of stopping)", False)
-    checker: bool = _help("also evaluate the arithmetic checker and the hybrid (checker proves an error, else classifier)", False)
-
-    def __post_init__(self):
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            if not _type_ok(getattr(self, f.name), hints[f.name]):
-                raise ConfigError(f"{f.name}={getattr(self, f.name)!r} has the wrong type; it must be {_type_name(hints[f.name])}.")
-        for name, allowed in _CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}={getattr(self, name)!r} is not allowed; use one of {', '.join(allowed)}.")
-        for name in _POSITIVE:
-            if not getattr(self, name) > 0: raise ConfigError(f"{name}={getattr(self, name)!r} must be a positive number.")
-        if not 0 <= self.warmup_ratio < 1: raise ConfigError(f"warmup_ratio={self.warmup_ratio!r} must be in [0, 1).")
-        if not 0 <= self.lora_dropout < 1: raise ConfigError(f"lora_dropout={self.lora_dropout!r} must be in [0, 1).")
-        for name, none in (("max_train_samples", "all rows"), ("max_eval_samples", "all rows"), ("micro_batch_size", "auto"), ("eval_batch_size", "auto")):
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, int) and v > 0): raise ConfigError(f"{name}={v!r} must be a positive integer or None ({none}).")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise ConfigError(f"device={self.device!r} is not allowed; use auto, cpu, cuda or cuda:N.")
-        if Path(self.run_name).name != self.run_name or self.run_name in (".", ".."):
-            raise ConfigError(f"run_name={self.run_name!r} must be a plain folder name (no '/').")
-        if self.data != "champ" and not Path(self.data).expanduser().exists():
-            raise ConfigError(f"data={self.data!r}: no such file or folder. Pass a save_to_disk folder, a CSV/JSONL/Parquet file or folder, or 'champ'.")
-
-    @property
-    def modes(self) -> list: return ["probe", "lora"] if self.mode == "both" else [self.mode]
-    @property
-    def run_dir(self) -> Path: return Path(self.output_dir) / self.run_name if self.run_name else Path(self.output_dir)
 
 # %% ../nbs/05_train.ipynb #c009
 def world() -> tuple:
@@ -127,9 +38,26 @@ def first_process() -> bool:
     "True in the process that prints and writes files (rank 0, or a plain run)."
     return world()[0] == 0
 
-def resolve(cfg:TrainConfig) -> dict:
+# %% ../nbs/05_train.ipynb #c036
+@dataclass(frozen=True)
+class Resolved:
+    "What this machine does for a config's `auto` settings (recorded in the run's config.json and run.json)."
+    device: str
+    precision: str
+    quantize: str
+    optim: str
+    cpu_kind: str|None
+    gpu: str|None
+    effective_batch: int
+    micro_batch_size: int
+    accumulation_steps: int
+    processes: int
+    eval_batch_size: int
+    cpu_malloc: str|None
+
+def resolve(cfg:TrainConfig) -> Resolved:
     "The concrete device, precision, quantization, optimizer and batching this machine uses for `cfg`."
-    device, (rank, size) = resolve_device(cfg.device), world()
+    device, (_, size) = resolve_device(cfg.device), world()
     quantize, precision = resolve_quantize(cfg.quantize, device), resolve_precision(cfg.precision, device)
     optim = cfg.optim
     if optim == "auto": optim = "paged_adamw_8bit" if device.type == "cuda" and quantize == "4bit" else "adamw_torch"
@@ -140,7 +68,7 @@ def resolve(cfg:TrainConfig) -> dict:
     if effective % (micro * size):
         raise ConfigError(f"micro_batch_size={micro} on {size} process(es) does not divide the effective batch "
                           f"batch_size x grad_accum = {effective}; pick a micro_batch_size that divides {effective // size}.")
-    return dict(device=str(device), precision=precision, quantize=quantize, optim=optim,
+    return Resolved(device=str(device), precision=precision, quantize=quantize, optim=optim,
                 cpu_kind=cpu_kind() if device.type == "cpu" else None,
                 gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                 effective_batch=effective, micro_batch_size=micro, accumulation_steps=effective // (micro * size), processes=size,
@@ -189,13 +117,13 @@ class FeatureDataset(torch.utils.data.Dataset):
 
 def _accuracy(pred) -> dict: return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
 
-def training_args(cfg:TrainConfig, output_dir:Path, res:dict, precision:str, evaluate:bool, by_length:bool) -> TrainingArguments:
+def training_args(cfg:TrainConfig, output_dir:Path, res:Resolved, precision:str, evaluate:bool, by_length:bool) -> TrainingArguments:
     "TrainingArguments for one experiment: the recipe's schedule on this machine's device and precision."
     return TrainingArguments(
-        output_dir=str(output_dir), num_train_epochs=cfg.epochs, per_device_train_batch_size=res["micro_batch_size"],
-        per_device_eval_batch_size=res["eval_batch_size"], gradient_accumulation_steps=res["accumulation_steps"],
+        output_dir=str(output_dir), num_train_epochs=cfg.epochs, per_device_train_batch_size=res.micro_batch_size,
+        per_device_eval_batch_size=res.eval_batch_size, gradient_accumulation_steps=res.accumulation_steps,
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay, optim=res["optim"], bf16=precision == "bf16", use_cpu=res["device"] == "cpu",
+        weight_decay=cfg.weight_decay, optim=res.optim, bf16=precision == "bf16", use_cpu=res.device == "cpu",
         logging_steps=cfg.logging_steps, logging_first_step=True, save_strategy="epoch", save_total_limit=cfg.save_total_limit,
         eval_strategy="epoch" if evaluate else "no", seed=cfg.seed, data_seed=cfg.seed, report_to="none",
         train_sampling_strategy="group_by_length" if by_length else "random", length_column_name="length",
@@ -236,6 +164,16 @@ def fold_standardization(head:torch.nn.Linear, mean:torch.Tensor, std:torch.Tens
     head.bias.sub_(head.weight @ mean)
     return head
 
+# %% ../nbs/05_train.ipynb #c037
+@dataclass(frozen=True)
+class ExperimentResult:
+    "What one experiment gives back: the trained classifier, test-set probabilities (n, 2), training log and timings."
+    clf: torch.nn.Module
+    probs: np.ndarray
+    log_history: list
+    train_seconds: float
+    feature_seconds: float|None = None  # the probe's one pass of feature extraction
+
 # %% ../nbs/05_train.ipynb #c022
 def _softmax(logits:torch.Tensor) -> np.ndarray: return torch.softmax(logits.float(), -1).numpy()
 
@@ -243,13 +181,13 @@ def say(*args):
     "print, on the first process only."
     if first_process(): print(*args)
 
-def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict, resume_from:str|None=None) -> dict:
+def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved, resume_from:str|None=None) -> ExperimentResult:
     "Freeze the backbone, extract last-token features once, train the head on them, predict the test set."
     set_seed(cfg.seed)
     clf = PhiClassifier(freeze(backbone))
     say("probe:", describe_trainable(clf))
     pad, start, show = tok.pad_token_id, time.perf_counter(), cfg.progress and first_process()
-    raw = {k: sharded(lambda d: extract_features(clf, d, pad, res["eval_batch_size"], res["precision"], show), ds)
+    raw = {k: sharded(lambda d: extract_features(clf, d, pad, res.eval_batch_size, res.precision, show), ds)
            for k, ds in data.items() if ds is not None}
     feature_seconds = time.perf_counter() - start
     mean, std = raw["train"].mean(0), raw["train"].std(0).clamp_min(1e-6)
@@ -263,28 +201,28 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict, r
     clf.eval()
     fold_standardization(clf.head, mean, std)  # now a plain linear head on raw last-token states
     with torch.no_grad(): probs = _softmax(clf(features=raw["test"].to(clf.head.weight.device)).logits.cpu())
-    return dict(clf=clf, probs=probs, log_history=trainer.training_log(), train_seconds=time.perf_counter() - start,
+    return ExperimentResult(clf=clf, probs=probs, log_history=trainer.training_log(), train_seconds=time.perf_counter() - start,
                 feature_seconds=feature_seconds)
 
 # %% ../nbs/05_train.ipynb #c024
-def lora_trainer(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict) -> ClassifierTrainer:
+def lora_trainer(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved) -> ClassifierTrainer:
     "A Trainer for a fresh LoRA classifier on `backbone` (seeded head, adapters on all linear layers)."
     set_seed(cfg.seed)
     clf = PhiClassifier(add_lora(backbone, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing))
     say("lora:", describe_trainable(clf))
-    args = training_args(cfg, out / "checkpoints" / "lora", res, res["precision"], data.get("validation") is not None, by_length=True)
+    args = training_args(cfg, out / "checkpoints" / "lora", res, res.precision, data.get("validation") is not None, by_length=True)
     return ClassifierTrainer(model=clf, args=args, train_dataset=data["train"], eval_dataset=data.get("validation"),
                              data_collator=Collator(tok.pad_token_id), compute_metrics=_accuracy)
 
-def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict, resume_from:str|None=None) -> dict:
+def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved, resume_from:str|None=None) -> ExperimentResult:
     "Add LoRA adapters to the backbone, train them with a fresh head, predict the test set."
     trainer, start = lora_trainer(cfg, backbone, tok, data, out, res), time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     train_seconds, clf = time.perf_counter() - start, trainer.model
     clf.eval()
     show = cfg.progress and first_process()
-    logits = sharded(lambda d: predict_logits(clf, d, tok.pad_token_id, res["eval_batch_size"], res["precision"], show), data["test"])
-    return dict(clf=clf, probs=_softmax(logits), log_history=trainer.training_log(), train_seconds=train_seconds)
+    logits = sharded(lambda d: predict_logits(clf, d, tok.pad_token_id, res.eval_batch_size, res.precision, show), data["test"])
+    return ExperimentResult(clf=clf, probs=_softmax(logits), log_history=trainer.training_log(), train_seconds=train_seconds)
 
 # %% ../nbs/05_train.ipynb #c026
 def git_commit() -> dict|None:
@@ -377,24 +315,24 @@ def run(cfg:TrainConfig) -> dict:
         if not prev:  # a fresh run: results or checkpoints of an earlier run here would look like ours
             for name in _RESULTS: (out / name).unlink(missing_ok=True)
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    card = dict(status="running", started=_now(), config=asdict(cfg), resolved=res, versions=package_versions(), git=git_commit(),
+    card = dict(status="running", started=_now(), config=asdict(cfg), resolved=asdict(res), versions=package_versions(), git=git_commit(),
                 host=platform.node(), seconds={}, done=dict(prev.get("done", {})) if prev else {})
     if prev: card["resumed_from"] = dict(started=prev.get("started"), status=prev.get("status"))
     write(write_json, out / "run.json", card)
-    say(f"phi_cls: mode={cfg.mode} model={cfg.model} data={cfg.data} on {res['device']} ({res['cpu_kind'] or res['gpu']}), "
-        f"precision={res['precision']}, quantize={res['quantize']}, optim={res['optim']}, effective batch {res['effective_batch']} "
-        f"= {res['processes']} process(es) x {res['micro_batch_size']} x {res['accumulation_steps']} accumulation steps")
+    say(f"phi_cls: mode={cfg.mode} model={cfg.model} data={cfg.data} on {res.device} ({res.cpu_kind or res.gpu}), "
+        f"precision={res.precision}, quantize={res.quantize}, optim={res.optim}, effective batch {res.effective_batch} "
+        f"= {res.processes} process(es) x {res.micro_batch_size} x {res.accumulation_steps} accumulation steps")
     created = False
     try:
-        created = init_distributed(res["device"])
+        created = init_distributed(res.device)
         tok = load_tokenizer(cfg.model)
         check_max_length(cfg)
         data, card["data"], raw = prepare_data(cfg, tok)
         checked = check_frame(raw["test"].to_pandas()[["index", "solution"]]) if cfg.checker else None
-        backbone = load_backbone(cfg.model, res["device"], res["quantize"], res["precision"], cfg.attn_implementation)
+        backbone = load_backbone(cfg.model, res.device, res.quantize, res.precision, cfg.attn_implementation)
         card["seconds"]["load"] = round(time.perf_counter() - start, 2)
-        write(write_json, out / "config.json", dict(config=asdict(cfg), resolved=res, versions=card["versions"]))
-        meta = dict(base_model=cfg.model, max_length=cfg.max_length, precision=res["precision"], quantize=res["quantize"],
+        write(write_json, out / "config.json", dict(config=asdict(cfg), resolved=asdict(res), versions=card["versions"]))
+        meta = dict(base_model=cfg.model, max_length=cfg.max_length, precision=res.precision, quantize=res.quantize,
                     prompt=PROMPT, batch_size=cfg.eval_batch_size)
         metrics, test = {}, data["test"]
         for mode in cfg.modes:
@@ -405,14 +343,14 @@ def run(cfg:TrainConfig) -> dict:
             t0, resume_from = time.perf_counter(), last_checkpoint(out / "checkpoints" / mode) if prev else None
             if resume_from: say(f"{mode}: resuming from {resume_from}")
             result = (train_probe if mode == "probe" else train_lora)(cfg, backbone, tok, data, out, res, resume_from)
-            metrics[mode] = dict(classification_metrics(test["labels"], result["probs"][:, 1]), n_train=len(data["train"]),
-                                 train_seconds=round(result["train_seconds"], 2),
-                                 **({"feature_seconds": round(result["feature_seconds"], 2)} if "feature_seconds" in result else {}))
+            metrics[mode] = dict(classification_metrics(test["labels"], result.probs[:, 1]), n_train=len(data["train"]),
+                                 train_seconds=round(result.train_seconds, 2),
+                                 **({"feature_seconds": round(result.feature_seconds, 2)} if result.feature_seconds is not None else {}))
             if main:
-                write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], result["probs"]))
-                save_classifier(result["clf"], tok, out / mode, meta)
-                write_json(out / mode / "training_log.json", result["log_history"])
-                if checked is not None: metrics[mode].update(hybrid_results(out, mode, test, result["probs"], checked))
+                write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], result.probs))
+                save_classifier(result.clf, tok, out / mode, meta)
+                write_json(out / mode / "training_log.json", result.log_history)
+                if checked is not None: metrics[mode].update(hybrid_results(out, mode, test, result.probs, checked))
             card["seconds"][mode] = round(time.perf_counter() - t0, 2)
             card["done"][mode] = metrics[mode]
             write(write_json, out / "run.json", card)
