@@ -13,8 +13,8 @@ from math import factorial
 import pandas as pd
 
 # %% auto #0
-__all__ = ['LIMITS', 'CHECK_COLUMNS', 'Limits', 'Finding', 'Checked', 'normalize', 'evaluate', 'Explanation', 'explain_solution',
-           'check_solution', 'check_frame']
+__all__ = ['LIMITS', 'CHECK_COLUMNS', 'ERROR_COLUMNS', 'Limits', 'Finding', 'Checked', 'normalize', 'evaluate', 'Explanation',
+           'explain_solution', 'check_solution', 'check_frame', 'combine']
 
 # %% ../nbs/01_check.ipynb #c004b
 @dataclass(frozen=True)
@@ -573,7 +573,7 @@ def _yearlike(s:str) -> bool: return "." not in s and "," not in s and 1800 <= i
 def _percent_claims(line:str, approx:bool=False) -> list:
     out = []
     for mt in _CHANGE.finditer(line):
-        a, b, p, d1, d2, p2 = mt[2], mt[3], mt[4] or mt[7], mt[5], mt[6], mt[7]
+        a, b, p, d1, d2 = mt[2], mt[3], mt[4] or mt[7], mt[5], mt[6]
         if _yearlike(a) or _yearlike(b) or not _num(a): continue
         change, up = (_num(b) - _num(a)) / _num(a) * 100, re.match(_UP, d1 or d2, re.I) is not None
         ok = (change > 0) == up and change != 0 and _agrees(abs(change), _num(p), _decimals(p), Fraction(1), approx, Fraction(0))
@@ -742,3 +742,16 @@ def check_frame(df:pd.DataFrame,      # columns solution and, optionally, index
     index = df["index"].tolist() if "index" in df else list(range(len(df)))
     out = pd.DataFrame([_frame_row(i, s, explain) for i, s in zip(index, df["solution"])], columns=CHECK_COLUMNS + ["checker_explain"] * explain)
     return out.astype({"checker_flawed": "int64", "error_line": "Int64", "n_checked": "int64", "n_skipped": "int64"})
+
+# %% ../nbs/01_check.ipynb #c901
+import numpy as np
+
+ERROR_COLUMNS = ["error_line", "error_text", "stated", "computed"]
+
+def combine(p_flawed, checked:pd.DataFrame|None, threshold:float=0.5) -> pd.DataFrame:
+    "label (1 if the checker fired, else the classifier's), decided_by (checker | classifier) and the checker's error columns; `checked=None`: the classifier alone."
+    p_flawed = np.asarray(p_flawed)
+    fired = checked["checker_flawed"].to_numpy() == 1 if checked is not None else np.zeros(len(p_flawed), dtype=bool)
+    label = np.where(fired, 1, (p_flawed >= threshold).astype(int))
+    errors = {c: checked[c].to_numpy() if checked is not None else [None] * len(p_flawed) for c in ERROR_COLUMNS}
+    return pd.DataFrame({"label": label, "decided_by": np.where(fired, "checker", "classifier"), **errors})
