@@ -13,8 +13,8 @@ from math import factorial
 import pandas as pd
 
 # %% auto #0
-__all__ = ['LIMITS', 'CHECK_COLUMNS', 'ERROR_COLUMNS', 'Limits', 'Finding', 'Checked', 'normalize', 'evaluate', 'Explanation',
-           'explain_solution', 'check_solution', 'check_frame', 'combine']
+__all__ = ['LIMITS', 'CHECK_COLUMNS', 'ERROR_COLUMNS', 'HYBRID_COLUMNS', 'Limits', 'Finding', 'Checked', 'normalize', 'evaluate',
+           'Explanation', 'explain_solution', 'check_solution', 'explanations_frame', 'check_frame', 'combine']
 
 # %% ../nbs/01_check.ipynb #c004b
 @dataclass(frozen=True)
@@ -724,34 +724,50 @@ def check_solution(text:str,           # a worked solution, lines separated by n
 CHECK_COLUMNS = ["index", "checker_flawed", "error_line", "error_text", "stated", "computed",
                  "checker_status", "checker_reason", "n_checked", "n_skipped"]
 
-def _frame_row(index, solution:str, explain:bool) -> dict:
-    ex = explain_solution(solution)
+def _frame_row(index, ex:Explanation, explain:bool) -> dict:
     f = next(iter(ex.findings), None)
     row = dict(index=index, checker_flawed=0, error_line=pd.NA, error_text="", stated="", computed="") if f is None else \
           dict(index=index, checker_flawed=1, error_line=f.line, error_text=f.text, stated=f.stated, computed=f.computed)
     row.update(checker_status=ex.status, checker_reason=ex.reason, n_checked=len(ex.checked), n_skipped=len(ex.skipped))
     return row | (dict(checker_explain=ex.summary()) if explain else {})
 
+def explanations_frame(explanations:list,  # an Explanation per solution, from explain_solution
+                       index:list|None=None,  # the rows' index values; default 0, 1, 2, ...
+                       explain:bool=False,    # add checker_explain
+                       ) -> pd.DataFrame:
+    "The check_frame rows of explanations already computed (so a caller that needs both runs the checker once)."
+    index = list(range(len(explanations))) if index is None else index
+    rows = [_frame_row(i, ex, explain) for i, ex in zip(index, explanations)]
+    out = pd.DataFrame(rows, columns=CHECK_COLUMNS + ["checker_explain"] * explain)
+    return out.astype({"checker_flawed": "int64", "error_line": "Int64", "n_checked": "int64", "n_skipped": "int64"})
+
 def check_frame(df:pd.DataFrame,      # columns solution and, optionally, index
                 explain:bool=False,   # add checker_explain: counts and a reason for each skipped line
                 ) -> pd.DataFrame:
-    "One row per solution: index, checker_flawed (0/1), the first finding's line, text, stated and computed values, and what was checked."
+    "One row per solution: checker_flawed (0/1), the first finding (line, text, stated, computed) and what was checked."
     if "solution" not in df: raise ValueError(f"check_frame needs a 'solution' column; columns found: {list(df.columns)}.")
     bad = [i for i, s in enumerate(df["solution"]) if not isinstance(s, str)]
-    if bad: raise ValueError(f"column 'solution' is not text in {len(bad)} row(s), e.g. rows {bad[:5]} (counted from 0). Fill in or drop them.")
-    index = df["index"].tolist() if "index" in df else list(range(len(df)))
-    out = pd.DataFrame([_frame_row(i, s, explain) for i, s in zip(index, df["solution"])], columns=CHECK_COLUMNS + ["checker_explain"] * explain)
-    return out.astype({"checker_flawed": "int64", "error_line": "Int64", "n_checked": "int64", "n_skipped": "int64"})
+    if bad: raise ValueError(f"column 'solution' is not text in {len(bad)} row(s), e.g. rows {bad[:5]} (counted from 0). "
+                             "Fill in or drop them.")
+    index = df["index"].tolist() if "index" in df else None
+    return explanations_frame([explain_solution(s) for s in df["solution"]], index, explain)
 
 # %% ../nbs/01_check.ipynb #c901
 import numpy as np
 
 ERROR_COLUMNS = ["error_line", "error_text", "stated", "computed"]
+HYBRID_COLUMNS = ["label", "decided_by", *ERROR_COLUMNS, "checker_status", "checker_reason"]
 
-def combine(p_flawed, checked:pd.DataFrame|None, threshold:float=0.5) -> pd.DataFrame:
-    "label (1 if the checker fired, else the classifier's), decided_by (checker | classifier) and the checker's error columns; `checked=None`: the classifier alone."
+def combine(p_flawed,                      # the classifier's p(flawed), one per row
+            checked:pd.DataFrame|None,     # check_frame's rows for the same solutions; None: the classifier alone
+            threshold:float=0.5,           # the classifier's threshold
+            ) -> pd.DataFrame:
+    "HYBRID_COLUMNS: label (1 where the checker found an error, else the classifier's), decided_by, the checker's columns."
     p_flawed = np.asarray(p_flawed)
-    fired = checked["checker_flawed"].to_numpy() == 1 if checked is not None else np.zeros(len(p_flawed), dtype=bool)
+    n, checked = len(p_flawed), pd.DataFrame(index=range(len(p_flawed))) if checked is None else checked
+    if len(checked) != n: raise ValueError(f"combine: {n} probabilities but {len(checked)} checked rows; pass one per row.")
+    column = lambda c: checked[c].to_numpy() if c in checked else np.full(n, None)
+    fired = (column("checker_flawed") == 1) & (column("checker_status") != "not checked")  # not checked: no verdict
     label = np.where(fired, 1, (p_flawed >= threshold).astype(int))
-    errors = {c: checked[c].to_numpy() if checked is not None else [None] * len(p_flawed) for c in ERROR_COLUMNS}
-    return pd.DataFrame({"label": label, "decided_by": np.where(fired, "checker", "classifier"), **errors})
+    rest = {c: column(c) for c in HYBRID_COLUMNS[2:]}
+    return pd.DataFrame({"label": label, "decided_by": np.where(fired, "checker", "classifier"), **rest})

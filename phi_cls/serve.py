@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .check import check_frame, check_solution, combine
+from .check import Explanation, combine, explain_solution, explanations_frame
 from .data import DataError
 from .metrics import THRESHOLD, check_threshold
 from .predict import Classifier, load_classifier, predict_file
@@ -25,19 +25,25 @@ def _lines(solution:str, findings:list) -> list:
     labels = {f.line: f"wrong: {f.stated} (computes to {f.computed})" for f in findings}
     return [(line + "\n", labels.get(i)) for i, line in enumerate(solution.split("\n"), 1)]
 
+def _checker_line(ex:Explanation) -> str:
+    if ex.status == "not checked": return f"not checked: {ex.reason}"
+    n = len(ex.checked)
+    return f"{n} calculation{'s' * (n != 1)} checked, {len(ex.findings) or 'none'} wrong"
+
 def classify_one(clf:Classifier, question:str, solution:str, checker:bool=True, threshold:float=THRESHOLD) -> dict:
-    "Verdict, p(flawed), deciding signal, findings, highlighted lines and notes for one problem and solution."
+    "Verdict, p(flawed), deciding signal, the checker's findings and status, highlighted lines and notes for one solution."
     missing = [name for name, text in (("problem", question), ("solution", solution)) if not (text or "").strip()]
     if missing: return dict(error=f"Enter the {' and the '.join(missing)} first.")
     check_threshold(threshold)
     p = float(clf.predict_proba([question], [solution])[0, 1])
-    findings = check_solution(solution) if checker else []
-    decision = combine([p], check_frame(pd.DataFrame({"solution": [solution]})) if checker else None, threshold).iloc[0]
+    ex = explain_solution(solution) if checker else None  # once: findings and the row combine reads
+    decision = combine([p], explanations_frame([ex]) if ex else None, threshold).iloc[0]
+    findings = ex.findings if ex else []
     cut = clf.encoder([question], [solution])["truncated"][0]
     note = (f"The prompt is longer than the model reads ({clf.encoder.max_length} tokens): the classifier saw the start of the "
             "problem and the end of the solution." if cut else "")
     return dict(verdict="Flawed" if decision["label"] else "Correct", p_flawed=p, decided_by=str(decision["decided_by"]),
-                findings=findings, lines=_lines(solution, findings), note=note)
+                findings=findings, checker=_checker_line(ex) if ex else "", lines=_lines(solution, findings), note=note)
 
 # %% ../nbs/12_serve.ipynb #c008
 MAX_UPLOAD_MB = 10
@@ -84,6 +90,7 @@ def _verdict_md(r:dict) -> str:
         f = r["findings"][0]
         head += f": line {f.line}, `{f.text}` states {f.stated}, but {f.expression} = {f.computed}."
     else: head += f" (p(flawed) = {r['p_flawed']:.3f})."
+    head += f"\n\nArithmetic checker: {r['checker']}." if r.get("checker") else ""
     return head + (f"\n\n_{r['note']}_" if r["note"] else "")
 
 # %% ../nbs/12_serve.ipynb #c011

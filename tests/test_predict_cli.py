@@ -51,8 +51,9 @@ def test_parquet_with_checker(tiny_run, rows, tmp_path):
     data.to_parquet(tmp_path / "in.parquet")
     proc = cli("predict", "--model", tiny_run, "--input", tmp_path / "in.parquet", "--output", tmp_path / "out.csv", "--checker", "--no-progress")
     out = pd.read_csv(tmp_path / "out.csv", dtype={"error_line": "Int64", "stated": str, "computed": str}).set_index("index")
-    assert list(out.columns) == ["p(class=0)", "p(class=1)", "label", "true_label", "decided_by", "error_line", "error_text", "stated", "computed"]
-    assert out.loc[999, "decided_by"] == "checker" and out.loc[999, "label"] == 1
+    assert list(out.columns) == ["p(class=0)", "p(class=1)", "label", "true_label", "decided_by", "error_line", "error_text", "stated", "computed",
+                                 "checker_status", "checker_reason"]
+    assert out.loc[999, "decided_by"] == "checker" and out.loc[999, "label"] == 1 and out.loc[999, "checker_status"] == "checked"
     assert (out.loc[999, "error_line"], out.loc[999, "error_text"], out.loc[999, "stated"], out.loc[999, "computed"]) == (2, "7 * 8 = 54", "54", "56")
     assert "hybrid" in proc.stdout and "checker" in proc.stdout
 
