@@ -43,7 +43,8 @@ def _spend(n:int=1):
     if (b := _BUDGET.get()) is not None: b.spend(n)
 
 def _bounded(v:Fraction) -> Fraction:
-    if max(v.numerator.bit_length(), v.denominator.bit_length()) > LIMITS.bits: raise _Limit(f"a value over {LIMITS.bits} bits")
+    if max(v.numerator.bit_length(), v.denominator.bit_length()) > LIMITS.bits:
+        raise _Limit(f"a value over {LIMITS.bits} bits")
     return v
 
 # %% ../nbs/01_check.ipynb #c006
@@ -92,17 +93,20 @@ _CMD = r"(?![A-Za-z])"  # end of a LaTeX command name
 _SUBS = [
     (r"\\\$|[€£¥]", ""), (r"\$", " "), (r"\\[()\[\]]", " "), (r"\\\{", "⦃"), (r"\\\}", "⦄"),
     (r"\\(?:left|right|[bB]igg?[lr]?)" + _CMD, ""), (r"\\(?:times|cdot|ast)" + _CMD + r"|[×·⋅∙∗]", "*"),
-    (r"\\div" + _CMD + r"|÷", "/"), (r"\\%", "%"), (r"−", "-"), (r" – ", " - "), (r"(?<=[\d)])\s*\*\*\s*(?=[-\d(])", "^"), (r"\*\*", " "), (r"²", "^2"), (r"³", "^3"),
+    (r"\\div" + _CMD + r"|÷", "/"), (r"\\%", "%"), (r"−", "-"), (r" – ", " - "),
+    (r"(?<=[\d)])\s*\*\*\s*(?=[-\d(])", "^"), (r"\*\*", " "), (r"²", "^2"), (r"³", "^3"),
     (r"\\(?:approx|simeq|thickapprox)" + _CMD, "≈"), (r"!=|\\neq?" + _CMD, "≠"),
-    (r"<=>|==>|=>|<=|>=|=<|\\(?:leq?|geq?|lt|gt|leqslant|geqslant|ll|gg|implies|[rR]ightarrow|Longrightarrow|iff|to)" + _CMD, "⇒"),
+    (r"<=>|==>|=>|<=|>=|=<|\\(?:leq?|geq?|lt|gt|leqslant|geqslant|ll|gg|implies|[rR]ightarrow|Longrightarrow|iff|to)"
+     + _CMD, "⇒"),
     (r"==", "="), (r"\\\\", " ; "), (r"\\(?:[,;:! ]|q?quad" + _CMD + r")|&", " "),
     (r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree" + _CMD, ""), (r"(?<=\d)\s*(?:percent|per cent)\b", "%"),
     (r"(?<=%)\s+of\s+(?=[-\d(.])", " * "), (r"(?<=\d)(\s*)(\\[dtc]?frac)", r"\1¤\2"),
 ]
 _BRACES = [  # innermost groups first: \frac{a}{b}, \text{..}, \sqrt{..}, \boxed{..}, ^{..}, plain {..}
     (r"\\[dtc]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}", r"((\1)/(\2))"), (r"\\[dtc]?frac\s*(\d)\s*(\d)", r"((\1)/(\2))"),
-    (r"\\(?:text\w*|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}", r" \1 "), (r"\\sqrt\s*(?:\[[^\]]*\])?\s*\{([^{}]*)\}", r"√(\1)"),
-    (r"\\(?:boxed|fbox)\s*\{([^{}]*)\}", r"(\1)"), (r"([\^_])\s*\{([^{}]*)\}", r"\1(\2)"), (r"(?<!frac)(?<!\})\{([^{}]*)\}", r"(\1)"),
+    (r"\\(?:text\w*|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}", r" \1 "),
+    (r"\\sqrt\s*(?:\[[^\]]*\])?\s*\{([^{}]*)\}", r"√(\1)"), (r"\\(?:boxed|fbox)\s*\{([^{}]*)\}", r"(\1)"),
+    (r"([\^_])\s*\{([^{}]*)\}", r"\1(\2)"), (r"(?<!frac)(?<!\})\{([^{}]*)\}", r"(\1)"),
 ]
 
 def _normalized(line:str) -> _Text:
@@ -198,9 +202,13 @@ class _Parser:
         return v
 
     def implicit(self) -> bool:  # 2(3+4), (1+2)(3+4)
-        return self.peek() == "(" and self.glued[self.i] and (self.toks[self.i - 1].kind == "num" or self.toks[self.i - 1].s == ")")
+        if self.peek() != "(" or not self.glued[self.i]: return False
+        prev = self.toks[self.i - 1]
+        return prev.kind == "num" or prev.s == ")"
     def remainder(self) -> bool:  # "17 % 5": a % followed by a number is the remainder
-        return self.peek() == "%" and self.i + 1 < len(self.toks) and (self.toks[self.i + 1].kind == "num" or self.toks[self.i + 1].s == "(")
+        if self.peek() != "%" or self.i + 1 >= len(self.toks): return False
+        nxt = self.toks[self.i + 1]
+        return nxt.kind == "num" or nxt.s == "("
 
     def term(self):
         v = self.unary()
@@ -247,7 +255,7 @@ def _evaluate(toks:list, pct:bool=True) -> Fraction|None:
 def evaluate(expr:str,        # e.g. "7 * 8" or r"\frac{1}{2} + 3"
              pct:bool=True,    # read % as /100 (True) or as a label (False)
              ) -> Fraction|None:
-    "The exact value of a pure arithmetic expression (plain or LaTeX), or None when it is not one or is too large to judge."
+    "The exact value of a pure arithmetic expression (plain or LaTeX); None if it is not one or is too large to judge."
     if len(expr) > LIMITS.line_chars: return None
     toks = _tokens(_normalized(expr))
     if any(t.kind not in ("num", "op", "space") for t in toks): return None
@@ -255,16 +263,19 @@ def evaluate(expr:str,        # e.g. "7 * 8" or r"\frac{1}{2} + 3"
     except (_Limit, RecursionError): return None
 
 # %% ../nbs/01_check.ipynb #c024
-_OPWORDS = set("""of times plus minus by over and than from to into per divided div multiplied add subtract multiply divide
-less more with sqrt root log ln exp sin cos tan cot sec csc lg choose mod modulo power squared cubed factorial pi""".split())
-_OF_OPS = set("""half halves third thirds quarter quarters fourth fourths fifth fifths tenth tenths twice double triple square
-squares cube cubes root roots power powers product quotient ratio reciprocal inverse log logarithm factorial percent
-fraction multiple multiples sine cosine tangent average mean""".split())  # "half of 20 + 4": "of" is an operator
+_OPWORDS = set("""of times plus minus by over and than from to into per divided div multiplied add subtract multiply
+divide less more with sqrt root log ln exp sin cos tan cot sec csc lg choose mod modulo power squared cubed factorial
+pi""".split())
+# "half of 20 + 4": "of" is an operator after these
+_OF_OPS = set("""half halves third thirds quarter quarters fourth fourths fifth fifths tenth tenths twice double triple
+square squares cube cubes root roots power powers product quotient ratio reciprocal inverse log logarithm factorial
+percent fraction multiple multiples sine cosine tangent average mean""".split())
 _FOLLOW_BAD = _OPWORDS | set("""st nd rd th remainder rem hundred thousand million billion trillion half halves thirds
 quarters fourths fifths tenths percent dozen dozens""".split())
 _CLAUSE = {"and", "per", "with", "from", "of"}  # operator words that, followed by a prose word, start a clause
 _PROSE_PUNCT = set(".,:;?!\"'[]⦃⦄⇒→—✓✔✗")
-_LATEX_OK = {"\\therefore", "\\because", "\\quad", "\\qquad", "\\end", "\\begin", "\\hline", "\\newline", "\\item", "\\cr"}
+_LATEX_OK = {"\\therefore", "\\because", "\\quad", "\\qquad", "\\end", "\\begin", "\\hline", "\\newline", "\\item",
+             "\\cr"}
 _BINARY = {"+", "*", "/", "//", "^", "%", "!", ")"}
 _ARITH = ("num", "op", "space")
 
@@ -335,12 +346,14 @@ def _follow(T:list, q:int, gap:bool) -> str|None:
     if T[q].kind == "word":
         if s.startswith("\\"): return "exact" if s in _LATEX_OK else None
         after = _nonspace(T, q + 1, 1)
-        nxt_word = after < len(T) and T[after].kind == "word" and not T[after].s.startswith("\\") and _word_ok(T[after].s)
+        nxt_word = after < len(T) and T[after].kind == "word" and not T[after].s.startswith("\\") and \
+                   _word_ok(T[after].s)
         if gap and s.lower() in _CLAUSE and nxt_word: return "exact"  # "= 80 and we continue", "= 60 per hour"
         if s.lower() in _FOLLOW_BAD: return None
         if not gap: return "exact" if s.isalpha() and len(s) > 1 else None  # 12cm, not 8x
-        if after < len(T) and T[after].s.lower() == "of" and _nonspace(T, after + 1, 1) < len(T) and \
-           T[_nonspace(T, after + 1, 1)].kind in ("num", "op"): return None  # "= 5 groups of 3", not "= 7 sets of rolls"
+        of_what = _nonspace(T, after + 1, 1)
+        if after < len(T) and T[after].s.lower() == "of" and of_what < len(T) and T[of_what].kind in ("num", "op"):
+            return None  # "= 5 groups of 3", not "= 7 sets of rolls"
         return "exact" if _word_ok(s) else None
     if s == "(": return "exact" if gap else None
     if s in ".,:;" and not gap: return "exact" if nxt.isspace() or q + 1 >= len(T) else None
@@ -395,8 +408,9 @@ def _values(side:_Side) -> dict:
     return {m: v for m in modes if (v := _evaluate(toks, m)) is not None}
 
 # %% ../nbs/01_check.ipynb #c035
-_CONSTANTS = [Fraction(c) for c in (math.pi, 2 * math.pi, math.pi / 2, math.pi / 4, math.sqrt(2), math.sqrt(3), math.sqrt(5),
-                                    math.sqrt(2) / 2, math.sqrt(3) / 2, math.e, (1 + math.sqrt(5)) / 2, math.log(2), math.log(10))]
+_CONSTANTS = [Fraction(c) for c in (math.pi, 2 * math.pi, math.pi / 2, math.pi / 4, math.sqrt(2), math.sqrt(3),
+                                    math.sqrt(5), math.sqrt(2) / 2, math.sqrt(3) / 2, math.e, (1 + math.sqrt(5)) / 2,
+                                    math.log(2), math.log(10))]
 
 def _terminates(v:Fraction) -> bool:
     d = v.denominator
@@ -410,16 +424,19 @@ def _maybe_rounded(v:Fraction, d:int) -> bool:
     unit, frac = Fraction(1, 10 ** d), v - v.numerator // v.denominator
     near = lambda x: abs(v - x) <= unit / 2 or 0 <= x - v < unit  # rounded, or cut after d decimals
     qs = (3, 6, 7, 9) if d == 2 else (3, 6, 7, 9, 11, 12)
-    return any(near(v - frac + Fraction(round(frac * q), q)) and not _terminates(Fraction(round(frac * q), q)) for q in qs) or \
-           any(near(c) for c in _CONSTANTS)
+    repeating = lambda q: Fraction(round(frac * q), q)
+    return (any(near(v - frac + repeating(q)) and not _terminates(repeating(q)) for q in qs)
+            or any(near(c) for c in _CONSTANTS))
 
 def _input_slack(toks:list) -> Fraction:
     "Relative error that rounded inputs (3.33 for 10/3, 3.14 for pi) can carry into a result, at most 1%."
     nums = [(_number(t.s), _decimals(t.s)) for t in toks if t.kind == "num" and _decimals(t.s) >= 2]
-    return min(sum((Fraction(1, 10 ** d) / abs(v) for v, d in nums if v and _maybe_rounded(v, d)), Fraction(0)), Fraction(1, 100))
+    slack = sum((Fraction(1, 10 ** d) / abs(v) for v, d in nums if v and _maybe_rounded(v, d)), Fraction(0))
+    return min(slack, Fraction(1, 100))
 
-def _agrees(a:Fraction, b:Fraction, d:int|None, scale:Fraction, approx:bool, rel:Fraction, unit:Fraction=Fraction(0)) -> bool:
-    "Is the stated b an acceptable writing of the exact a, given the d decimals b shows (or its round unit when approximate)?"
+def _agrees(a:Fraction, b:Fraction, d:int|None, scale:Fraction, approx:bool, rel:Fraction,
+            unit:Fraction=Fraction(0)) -> bool:
+    "Is the stated b an acceptable writing of the exact a, given the d decimals b shows (or its round unit if approx)?"
     tol = rel * max(abs(a), abs(b))
     if approx: return abs(a - b) < max(unit, Fraction(1, 10 ** (d or 0))) * scale + tol
     return abs(a - b) <= (Fraction(1, 2 * 10 ** d) * scale if d else Fraction(0)) + tol
@@ -432,13 +449,15 @@ def _fmt(v:Fraction) -> str:
         ctx.prec = 200
         q = Decimal(v.numerator) / Decimal(v.denominator)
         if _terminates(v): return format(q, "f").rstrip("0").rstrip(".")
-        return f"{v.numerator}/{v.denominator} ≈ {q:.6g}" if v.denominator < 10 ** 12 and abs(v.numerator) < 10 ** 15 else f"≈ {q:.6g}"
+        short = v.denominator < 10 ** 12 and abs(v.numerator) < 10 ** 15
+        return f"{v.numerator}/{v.denominator} ≈ {q:.6g}" if short else f"≈ {q:.6g}"
 
 # %% ../nbs/01_check.ipynb #c041
 _SKIP_LINE = re.compile(r"\bmod\b|\\[pb]?mod|\\equiv|≡|\\cong|\bmodulo\b", re.I)
 _MOD_RE = re.compile(r"(?:\bmod(?:ulo)?|\\[pb]?mod)\s*\{?\(?\s*(\d{1,15})(?!\d)", re.I)
 _CONTEXT = [(r"\b(?:units?|last|ones) digit", {10}), (r"last two digits", {100}), (r"last three digits", {1000}),
-            (r"\bclock\b|o'clock", {12, 24}), (r"\bbase[- ]?\(?\d|\bin base\b|\bbinary\b|\boctal\b|\bhexadecimal\b", {1})]
+            (r"\bclock\b|o'clock", {12, 24}),
+            (r"\bbase[- ]?\(?\d|\bin base\b|\bbinary\b|\boctal\b|\bhexadecimal\b", {1})]
 
 _WHOLE = re.compile(r"\b(?:round(?:ed|ing|s)?|nearest|whole|full|complete|left ?over|leftovers?|remain(?:der|ing|s)?|"
                     r"ceil(?:ing)?|floor|at (?:most|least)|integer part|need(?:ed|s)?)\b", re.I)
@@ -451,7 +470,8 @@ class _Context:
 def _context(text:str) -> _Context:
     "What a whole solution says about the arithmetic it does."
     found = {int(m) for m in _MOD_RE.findall(text) if int(m) > 1}
-    if re.search(r"\bremainder\b", text, re.I): found |= {int(m) for m in re.findall(r"divided by (\d{1,15})(?!\d)", text)}
+    if re.search(r"\bremainder\b", text, re.I):
+        found |= {int(m) for m in re.findall(r"divided by (\d{1,15})(?!\d)", text)}
     for pat, mods in _CONTEXT:
         if re.search(pat, text, re.I): found |= mods
     return _Context(found, bool(_WHOLE.search(text)))
@@ -462,9 +482,12 @@ def _excused(a:Fraction, b:Fraction, ctx:_Context) -> bool:
     return ctx.whole and b.denominator == 1 and a.numerator // a.denominator <= b <= -(-a.numerator // a.denominator)
 
 # %% ../nbs/01_check.ipynb #c042b
-_APPROX = re.compile(r"\b(?:about|approximately|approx|roughly|around|nearly|almost|estimated?|rounded|rounding|round(?:s|ed)? (?:up|down|off))\b", re.I)
-_NEAREST = re.compile(r"\bnearest\s+(whole|integer|unit|one|ten|hundred|thousand|million|tenth|hundredth|thousandth|cent|dollar|percent)", re.I)
-_NAMED = dict(whole=1, integer=1, unit=1, one=1, dollar=1, percent=1, ten=10, hundred=100, thousand=1000, million=10 ** 6,
+_APPROX = re.compile(r"\b(?:about|approximately|approx|roughly|around|nearly|almost|estimated?|rounded|rounding|"
+                     r"round(?:s|ed)? (?:up|down|off))\b", re.I)
+_NEAREST = re.compile(r"\bnearest\s+(whole|integer|unit|one|ten|hundred|thousand|million|tenth|hundredth|thousandth|"
+                      r"cent|dollar|percent)", re.I)
+_NAMED = dict(whole=1, integer=1, unit=1, one=1, dollar=1, percent=1, ten=10, hundred=100, thousand=1000,
+              million=10 ** 6,
               tenth=Fraction(1, 10), hundredth=Fraction(1, 100), thousandth=Fraction(1, 1000), cent=Fraction(1, 100))
 
 def _approx_unit(line:str) -> Fraction|None:
@@ -500,12 +523,14 @@ def _same_duration(actual:Fraction, stated:str, approx:bool=False) -> bool:
 def _fmt_minutes(m:Fraction) -> str:
     if m.denominator != 1: return f"{_fmt(m)} minutes"
     h, r = divmod(int(m), 60)
-    return " ".join(([f"{h} hour" + "s" * (h != 1)] if h else []) + ([f"{r} minute" + "s" * (r != 1)] if r or not h else []))
+    hours, minutes = [f"{h} hour" + "s" * (h != 1)] if h else [], [f"{r} minute" + "s" * (r != 1)] if r or not h else []
+    return " ".join(hours + minutes)
 
 # %% ../nbs/01_check.ipynb #c042g
 _T = r"(\d{1,2})(?::([0-5]\d))?\s*(?:([AaPp])\.?\s?[Mm]\b\.?)?"
 _CLOCK = re.compile(rf"\b(from\s+{_T}\s+(?:to|until|till|through)\s+{_T})[\s,]*(?:(?:which|that|this)\s+)?"
-                    rf"(?:is|was|=|equals|makes|takes|took|lasts|lasted|gives)?\s*(?:a total of\s+|exactly\s+)?({_DUR})", re.I)
+                    rf"(?:is|was|=|equals|makes|takes|took|lasts|lasted|gives)?\s*(?:a total of\s+|exactly\s+)?"
+                    rf"({_DUR})", re.I)
 
 def _clock(h:str, m:str|None, ap:str|None) -> set:
     "Minutes after midnight this time may mean: one with AM/PM or past 12, else both halves of the day."
@@ -527,15 +552,19 @@ def _clock_claims(line:str, approx:bool=False) -> list:
 
 # %% ../nbs/01_check.ipynb #c042i
 _DUR_EQ = re.compile(rf"({_DUR})\s*(?:=|\bis\b|\bequals\b|,?\s*which is\b|,?\s*i\.e\.)\s*({_DUR})", re.I)
-_BEFORE_BAD = set("of per every each after before in within for than by times over about around last first next another plus minus".split())
-_AFTER_BAD = set("more less longer shorter later earlier after before than of per each every left remaining ago faster slower late early a an".split())
+_BEFORE_BAD = set("""of per every each after before in within for than by times over about around last first next
+another plus minus""".split())
+_AFTER_BAD = set("""more less longer shorter later earlier after before than of per each every left remaining ago faster
+slower late early a an""".split())
 
 def _duration_claims(line:str, approx:bool=False) -> list:
     out = []
     for mt in _DUR_EQ.finditer(line):
         pre, post = line[:mt.start()].rstrip(), line[mt.end():].lstrip()
-        if pre and (pre[-1] in "+-*/×x·^(=" or pre.split()[-1].lower() in _BEFORE_BAD): continue  # "4 * 30 minutes = 2 hours"
-        if post and (post[0] in "+-*/×·^(" or post[0].isdigit() or post.split()[0].lower().strip(".,;") in _AFTER_BAD): continue
+        if pre and (pre[-1] in "+-*/×x·^(=" or pre.split()[-1].lower() in _BEFORE_BAD):
+            continue  # "4 * 30 minutes = 2 hours"
+        if post and (post[0] in "+-*/×·^(" or post[0].isdigit() or post.split()[0].lower().strip(".,;") in _AFTER_BAD):
+            continue
         (a, ua, _), (_, ub, _) = _duration(mt[1]), _duration(mt[2])
         if set(ua) == set(ub): continue  # "5 hours is 2 hours more": prose, not a conversion
         out.append((mt[1], mt[2], mt.span(2), "" if _same_duration(a, mt[2], approx) else _fmt_minutes(a)))
@@ -543,14 +572,18 @@ def _duration_claims(line:str, approx:bool=False) -> list:
 
 # %% ../nbs/01_check.ipynb #c042k
 _RATIO_PARTS = r"(?<![\d:.,])\d{1,15}(?:\s*:\s*\d{1,15})+(?![\d:])"
-_RATIO = re.compile(rf"({_RATIO_PARTS})(\s*,?\s*(?:which\s+)?(?:simplif(?:ies|y|ied)|reduc(?:es|e|ed)|(?:is|are)\s+(?:simplified|reduced))"
-                    rf"(?:\s+(?:down\s+)?(?:to|is|=|gives))?|\s+in\s+(?:simplest|lowest)\s+(?:form|terms)\s+is|\s*=\s*|\s+is\s+)\s*({_RATIO_PARTS})", re.I)
+_RATIO = re.compile(rf"({_RATIO_PARTS})(\s*,?\s*(?:which\s+)?"
+                    rf"(?:simplif(?:ies|y|ied)|reduc(?:es|e|ed)|(?:is|are)\s+(?:simplified|reduced))"
+                    rf"(?:\s+(?:down\s+)?(?:to|is|=|gives))?"
+                    rf"|\s+in\s+(?:simplest|lowest)\s+(?:form|terms)\s+is|\s*=\s*|\s+is\s+)"
+                    rf"\s*({_RATIO_PARTS})", re.I)
 _CLOCKISH = re.compile(r"\b[ap]\.?m\b|o'clock|\btimes?\b|\bclock|\bhours?\b|\bminutes?\b", re.I)
 
 def _ratio_claims(line:str) -> list:
     out = []
     for mt in _RATIO.finditer(line):
-        if mt[2].strip() in ("=", "is") and not (re.search(r"\bratio", line, re.I) and not _CLOCKISH.search(line)): continue
+        named = re.search(r"\bratio", line, re.I) and not _CLOCKISH.search(line)
+        if mt[2].strip() in ("=", "is") and not named: continue
         a, c = [[int(x) for x in re.split(r"\s*:\s*", g)] for g in (mt[1], mt[3])]
         if len(a) != len(c) or not any(a) or not any(c): continue
         ok = all(a[i] * c[j] == a[j] * c[i] for i in range(len(a)) for j in range(len(a)))
@@ -561,11 +594,15 @@ def _ratio_claims(line:str) -> list:
 # %% ../nbs/01_check.ipynb #c042m
 _PCT = r"\s*(?:\\?%|percent\b|per\s?cent\b)"
 _MONEY = rf"(?:\\?\$\s*)?({_NUM})"
-_UP, _DOWN = "increase|rise|growth|gain|markup|raise|hike|jump", "decrease|drop|decline|reduction|loss|discount|fall|cut|markdown"
-_CHANGE = re.compile(rf"\b(from\s+{_MONEY}(?:\s+[a-z]+)?\s+to\s+{_MONEY})(?:\s+[a-z]+)?[\s,]*(?:(?:which|that|this)\s+)?"
-                     rf"(?:is|was|=|represents|means|gives)?\s*(?:an?\s+|the\s+)?(?:({_NUM}){_PCT}\s*({_UP}|{_DOWN})|({_UP}|{_DOWN})s?\s+(?:of|by)\s+({_NUM}){_PCT})", re.I)
-_UPV, _DOWNV = "increased|raised|marked up|grows|grew|rises|rose", "decreased|reduced|discounted|marked down|drops|dropped|falls|fell|cut"
-_APPLY = re.compile(rf"({_MONEY}\s+(?:(?:is|was|gets|got)\s+)?({_UPV}|{_DOWNV})\s+by\s+({_NUM}){_PCT})\s*,?\s*(?:is|=|gives|becomes|to|makes|equals|which is)\s+{_MONEY}", re.I)
+_UP = "increase|rise|growth|gain|markup|raise|hike|jump"
+_DOWN = "decrease|drop|decline|reduction|loss|discount|fall|cut|markdown"
+_CHANGE = re.compile(rf"\b(from\s+{_MONEY}(?:\s+[a-z]+)?\s+to\s+{_MONEY})(?:\s+[a-z]+)?[\s,]*"
+                     rf"(?:(?:which|that|this)\s+)?(?:is|was|=|represents|means|gives)?\s*(?:an?\s+|the\s+)?"
+                     rf"(?:({_NUM}){_PCT}\s*({_UP}|{_DOWN})|({_UP}|{_DOWN})s?\s+(?:of|by)\s+({_NUM}){_PCT})", re.I)
+_UPV = "increased|raised|marked up|grows|grew|rises|rose"
+_DOWNV = "decreased|reduced|discounted|marked down|drops|dropped|falls|fell|cut"
+_APPLY = re.compile(rf"({_MONEY}\s+(?:(?:is|was|gets|got)\s+)?({_UPV}|{_DOWNV})\s+by\s+({_NUM}){_PCT})\s*,?\s*"
+                    rf"(?:is|=|gives|becomes|to|makes|equals|which is)\s+{_MONEY}", re.I)
 
 def _num(s:str) -> Fraction: return Fraction(s.replace(",", ""))
 def _yearlike(s:str) -> bool: return "." not in s and "," not in s and 1800 <= int(s) <= 2100
@@ -576,9 +613,11 @@ def _percent_claims(line:str, approx:bool=False) -> list:
         a, b, p, d1, d2 = mt[2], mt[3], mt[4] or mt[7], mt[5], mt[6]
         if _yearlike(a) or _yearlike(b) or not _num(a): continue
         change, up = (_num(b) - _num(a)) / _num(a) * 100, re.match(_UP, d1 or d2, re.I) is not None
-        ok = (change > 0) == up and change != 0 and _agrees(abs(change), _num(p), _decimals(p), Fraction(1), approx, Fraction(0))
+        ok = (change > 0) == up and change != 0 and \
+             _agrees(abs(change), _num(p), _decimals(p), Fraction(1), approx, Fraction(0))
         word = "increase" if change > 0 else "decrease"
-        out.append((mt[1], f"{p}% {'increase' if up else 'decrease'}", mt.span(4 if mt[4] else 7), "" if ok else f"{_fmt(abs(change))}% {word}"))
+        stated, at = f"{p}% {'increase' if up else 'decrease'}", mt.span(4 if mt[4] else 7)
+        out.append((mt[1], stated, at, "" if ok else f"{_fmt(abs(change))}% {word}"))
     for mt in _APPLY.finditer(line):
         a, verb, p, b = mt[2], mt[3], mt[4], mt[5]
         if _yearlike(a): continue
@@ -590,13 +629,15 @@ def _percent_claims(line:str, approx:bool=False) -> list:
 # %% ../nbs/01_check.ipynb #c042o
 def _claims(line:str, approx:bool=False) -> list:
     "Clock, duration, ratio and percent-change statements in a line: (expression, stated, span, computed or '')."
-    return _clock_claims(line, approx) + _duration_claims(line, approx) + _ratio_claims(line) + _percent_claims(line, approx)
+    return (_clock_claims(line, approx) + _duration_claims(line, approx) + _ratio_claims(line)
+            + _percent_claims(line, approx))
 
 # %% ../nbs/01_check.ipynb #c044
 def _not_a_calculation(lhs:_Side, rhs:_Side) -> bool:
     before = _nonspace(lhs.T, lhs.i0 - 1, -1)
     label = _literal(lhs.toks) and before >= 0 and lhs.T[before].kind == "word"  # "Day 1 = ..."
-    return bool((_literal(lhs.toks) and _literal(rhs.toks)) or label or _looks_like_range(lhs.toks) or _looks_like_range(rhs.toks))
+    ranges = _looks_like_range(lhs.toks) or _looks_like_range(rhs.toks)
+    return bool((_literal(lhs.toks) and _literal(rhs.toks)) or label or ranges)
 
 def _running(a:Fraction, rhs:_Side) -> bool:
     "'20 - 5 = 15 + 10': the right side starts with the left side's value."
@@ -620,7 +661,8 @@ def _mismatch(lhs:_Side, rhs:_Side, approx:bool, unit:Fraction, ctx:_Context) ->
 def _compare(lhs:_Side, rhs:_Side, approx:bool, unit:Fraction, ctx:_Context, n:int, line:str) -> str|Checked:
     "The reason the pair is no calculation, or the calculation checked (with `computed` set when it is wrong)."
     if _not_a_calculation(lhs, rhs): return "two bare numbers, a label or a range"
-    if not _values(lhs) or not _values(rhs): return "not plain arithmetic (a function, an inexact root, an ambiguous sign)"
+    if not _values(lhs) or not _values(rhs):
+        return "not plain arithmetic (a function, an inexact root, an ambiguous sign)"
     approx = approx or rhs.approx
     if _literal(lhs.toks): lhs, rhs = rhs, lhs  # "100010001 = 10001 * 10001"
     v = _mismatch(lhs, rhs, approx, unit, ctx)
@@ -692,7 +734,8 @@ class Explanation:
     def summary(self) -> str:
         "One line: counts, then each skipped line and its reason."
         s = f"{len(self.checked)} checked, {len(self.findings)} wrong, {len(self.skipped)} skipped"
-        return s + "".join(f"; line {n}: {r}" for n, r in self.skipped[:20]) + ("; ..." if len(self.skipped) > 20 else "")
+        more = "; ..." if len(self.skipped) > 20 else ""
+        return s + "".join(f"; line {n}: {r}" for n, r in self.skipped[:20]) + more
 
 # %% ../nbs/01_check.ipynb #c048a
 def explain_solution(text:str,  # a worked solution, lines separated by newlines
@@ -705,10 +748,13 @@ def explain_solution(text:str,  # a worked solution, lines separated by newlines
         for n, line in enumerate(lines, 1):
             read += len(line) + 1
             if read > LIMITS.text_chars:
-                ex.limits.append((n, f"the solution is longer than {LIMITS.text_chars} characters; from line {n} on it is not read")); break
+                ex.limits.append((n, f"the solution is longer than {LIMITS.text_chars} characters; "
+                                     f"from line {n} on it is not read"))
+                break
             tail = _check_line(line, n, ctx, tail, ex)
             if budget.left < 0:
-                if n < len(lines): ex.limits.append((n + 1, f"the work budget is used up; from line {n + 1} on it is not read"))
+                if n < len(lines):
+                    ex.limits.append((n + 1, f"the work budget is used up; from line {n + 1} on it is not read"))
                 break
     finally: _BUDGET.reset(token)
     return ex
@@ -726,8 +772,9 @@ CHECK_COLUMNS = ["index", "checker_flawed", "error_line", "error_text", "stated"
 
 def _frame_row(index, ex:Explanation, explain:bool) -> dict:
     f = next(iter(ex.findings), None)
-    row = dict(index=index, checker_flawed=0, error_line=pd.NA, error_text="", stated="", computed="") if f is None else \
-          dict(index=index, checker_flawed=1, error_line=f.line, error_text=f.text, stated=f.stated, computed=f.computed)
+    row = dict(index=index, checker_flawed=0, error_line=pd.NA, error_text="", stated="", computed="")
+    if f is not None:
+        row.update(checker_flawed=1, error_line=f.line, error_text=f.text, stated=f.stated, computed=f.computed)
     row.update(checker_status=ex.status, checker_reason=ex.reason, n_checked=len(ex.checked), n_skipped=len(ex.skipped))
     return row | (dict(checker_explain=ex.summary()) if explain else {})
 
@@ -745,10 +792,11 @@ def check_frame(df:pd.DataFrame,      # columns solution and, optionally, index
                 explain:bool=False,   # add checker_explain: counts and a reason for each skipped line
                 ) -> pd.DataFrame:
     "One row per solution: checker_flawed (0/1), the first finding (line, text, stated, computed) and what was checked."
-    if "solution" not in df: raise ValueError(f"check_frame needs a 'solution' column; columns found: {list(df.columns)}.")
+    if "solution" not in df:
+        raise ValueError(f"check_frame needs a 'solution' column; columns found: {list(df.columns)}.")
     bad = [i for i, s in enumerate(df["solution"]) if not isinstance(s, str)]
-    if bad: raise ValueError(f"column 'solution' is not text in {len(bad)} row(s), e.g. rows {bad[:5]} (counted from 0). "
-                             "Fill in or drop them.")
+    if bad: raise ValueError(f"column 'solution' is not text in {len(bad)} row(s), e.g. rows {bad[:5]} "
+                             "(counted from 0). Fill in or drop them.")
     index = df["index"].tolist() if "index" in df else None
     return explanations_frame([explain_solution(s) for s in df["solution"]], index, explain)
 
@@ -762,10 +810,11 @@ def combine(p_flawed,                      # the classifier's p(flawed), one per
             checked:pd.DataFrame|None,     # check_frame's rows for the same solutions; None: the classifier alone
             threshold:float=0.5,           # the classifier's threshold
             ) -> pd.DataFrame:
-    "HYBRID_COLUMNS: label (1 where the checker found an error, else the classifier's), decided_by, the checker's columns."
+    "HYBRID_COLUMNS: label (1 where the checker found an error, else the classifier's), decided_by, checker columns."
     p_flawed = np.asarray(p_flawed)
     n, checked = len(p_flawed), pd.DataFrame(index=range(len(p_flawed))) if checked is None else checked
-    if len(checked) != n: raise ValueError(f"combine: {n} probabilities but {len(checked)} checked rows; pass one per row.")
+    if len(checked) != n:
+        raise ValueError(f"combine: {n} probabilities but {len(checked)} checked rows; pass one per row.")
     column = lambda c: checked[c].to_numpy() if c in checked else np.full(n, None)
     fired = (column("checker_flawed") == 1) & (column("checker_status") != "not checked")  # not checked: no verdict
     label = np.where(fired, 1, (p_flawed >= threshold).astype(int))
