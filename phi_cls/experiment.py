@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses, os, shutil
 from pathlib import Path
 
+from .data import EMBEDDED
 from .train import ConfigError, TrainConfig, zip_run
 
 # %% auto #0
@@ -40,7 +41,7 @@ def config_from_parameters(params:dict, config_cls=TrainConfig) -> TrainConfig:
     values = dict(params)
     if values.get("run_name") == "auto": values["run_name"] = values.get("mode", config_cls.mode)
     if "output_dir" in values: values["output_dir"] = str(project_path(values["output_dir"]))
-    if values.get("data", "champ") != "champ": values["data"] = str(project_path(values["data"]))
+    if values.get("data", "champ") not in EMBEDDED: values["data"] = str(project_path(values["data"]))
     return config_cls(**values)
 
 # %% ../nbs/05_experiment.ipynb #c012

@@ -16,7 +16,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 
 from .check import check_frame
 from .predict import combine
-from .data import DataError, PromptEncoder, Collator, load_data, tokenize, training_splits, PROMPT
+from .data import DataError, EMBEDDED, PromptEncoder, Collator, load_data, tokenize, training_splits, PROMPT
 from .model import (PhiClassifier, add_lora, context_length, cpu_kind, describe_trainable, extract_features, forward_batch_size, freeze,
                            load_backbone, load_tokenizer, malloc_tuning_enabled, predict_logits, resolve_device, resolve_precision, resolve_quantize, save_classifier)
 
@@ -56,7 +56,7 @@ def _type_name(kind) -> str:
 class TrainConfig:
     "Every knob of a run, with the reference recipe's defaults."
     mode: str = _help("probe (frozen backbone, train the head), lora (adapters + head) or both", "both")
-    data: str = _help("save_to_disk folder, CSV/JSONL/Parquet file or folder, or 'champ' (embedded data)", "champ")
+    data: str = _help("save_to_disk folder, CSV/JSONL/Parquet file or folder, or embedded data: 'champ' (model-written CHAMP solutions), 'champ-all' (with the reference solutions), 'gsm8k-pairs'", "champ")
     model: str = _help("hub id or local folder (e.g. microsoft/Phi-4-mini-instruct), 'embedded' (SmolLM2-135M) or 'tiny'", "embedded")
     output_dir: str = _help("folder the run writes into (with run_name: the folder that holds the run folder)", "outputs/run")
     run_name: str = _help("if set, the run goes into output_dir/run_name", "")
@@ -110,8 +110,8 @@ class TrainConfig:
             raise ConfigError(f"device={self.device!r} is not allowed; use auto, cpu, cuda or cuda:N.")
         if Path(self.run_name).name != self.run_name or self.run_name in (".", ".."):
             raise ConfigError(f"run_name={self.run_name!r} must be a plain folder name (no '/').")
-        if self.data != "champ" and not Path(self.data).expanduser().exists():
-            raise ConfigError(f"data={self.data!r}: no such file or folder. Pass a save_to_disk folder, a CSV/JSONL/Parquet file or folder, or 'champ'.")
+        if self.data not in EMBEDDED and not Path(self.data).expanduser().exists():
+            raise ConfigError(f"data={self.data!r}: no such file or folder. Pass a save_to_disk folder, a CSV/JSONL/Parquet file or folder, or one of {', '.join(EMBEDDED)}.")
 
     @property
     def modes(self) -> list: return ["probe", "lora"] if self.mode == "both" else [self.mode]
