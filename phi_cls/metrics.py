@@ -44,23 +44,26 @@ def classification_metrics(y_true, p_flawed, threshold:float=THRESHOLD) -> dict:
 # %% ../nbs/02_metrics.ipynb #m101
 HEADLINE = ("accuracy", "balanced_accuracy", "f1", "auroc")
 
-def _auroc(y:np.ndarray, p:np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-    ranks, pos = rankdata(p, axis=1), y.sum(1)
-    neg = y.shape[1] - pos
-    with np.errstate(invalid="ignore", divide="ignore"):  # nan where a resample holds one class only
-        return ((ranks * y).sum(1) - pos * (pos + 1) / 2) / (pos * neg)
+def _group_sums(w:np.ndarray, groups:np.ndarray, k:int) -> np.ndarray:
+    "Per row of `w`, the sums of its columns by group (0..k-1)."
+    offsets = (groups[None, :] + k * np.arange(len(w))[:, None]).ravel()
+    return np.bincount(offsets, weights=w.ravel(), minlength=k * len(w)).reshape(len(w), k)
 
-def _scores(y:np.ndarray, p:np.ndarray, threshold:float) -> dict:
-    "The headline metrics of each row of `y`, `p` (2-D: one resample per row)."
-    pred = p >= threshold
-    tp, fp, pos = (pred & (y == 1)).sum(1), (pred & (y == 0)).sum(1), y.sum(1)
-    n = y.shape[1]; tn = n - pos - fp
-    with np.errstate(invalid="ignore", divide="ignore"):
+def _scores(w:np.ndarray, y:np.ndarray, p:np.ndarray, threshold:float) -> dict:
+    "The headline metrics of rows `y`, `p` weighted by each row of `w` (how often a resample holds each row)."
+    pred, flawed = p >= threshold, y == 1
+    pos, n = w[:, flawed].sum(1), w.sum(1)
+    tp, fp = w[:, pred & flawed].sum(1), w[:, pred & ~flawed].sum(1)
+    tn = n - pos - fp
+    values, groups = np.unique(p, return_inverse=True)  # AUROC: Mann-Whitney over tied groups
+    wp, wn = _group_sums(w * flawed, groups, len(values)), _group_sums(w * ~flawed, groups, len(values))
+    below = np.cumsum(wn, 1) - wn
+    with np.errstate(invalid="ignore", divide="ignore"):  # nan where a resample holds one class only
         recall = np.stack([tp / pos, tn / (n - pos)])  # of flawed, of correct
         balanced = np.where(np.isnan(recall).any(0), np.nanmax(recall, 0), recall.mean(0))
-        f1 = np.where(pos + pred.sum(1) > 0, 2 * tp / (pos + pred.sum(1)), 0.0)
-    return dict(accuracy=(tp + tn) / n, balanced_accuracy=balanced, f1=f1, auroc=_auroc(y, p))
+        f1 = np.where(pos + tp + fp > 0, 2 * tp / (pos + tp + fp), 0.0)
+        auroc = (wp * (below + wn / 2)).sum(1) / (pos * (n - pos))
+    return dict(accuracy=(tp + tn) / n, balanced_accuracy=balanced, f1=f1, auroc=auroc)
 
 # %% ../nbs/02_metrics.ipynb #m103
 def _number(x) -> float|None: return None if x is None or np.isnan(x) else float(x)  # JSON has no NaN
@@ -74,13 +77,13 @@ def bootstrap(y, p, threshold:float=THRESHOLD, n_boot:int=1000, seed:int=0, max_
     step = max(1, max_cells // max(n, 1))  # resamples per block, so memory stays bounded on large files
     for start in range(0, n_boot, step):
         idx = rng.integers(0, n, (min(step, n_boot - start), n))
-        parts.append(_scores(y[idx], p[idx], threshold))
+        parts.append(_scores(_group_sums(np.ones(idx.shape), idx, n), y, p, threshold))  # row counts of each resample
     return {k: np.concatenate([part[k] for part in parts]) for k in HEADLINE}
 
 def headline_metrics(y, p, threshold:float=THRESHOLD, n_boot:int=1000, seed:int=0) -> dict:
     "Accuracy, balanced accuracy, F1 of flawed and AUROC, with their 95% bootstrap intervals under `intervals`."
     y, p = np.asarray(y).astype(int), np.asarray(p, dtype=np.float64)
-    point = {k: _number(v[0]) for k, v in _scores(y[None], p[None], check_threshold(threshold)).items()}
+    point = {k: _number(v[0]) for k, v in _scores(np.ones((1, len(y))), y, p, check_threshold(threshold)).items()}
     with np.errstate(all="ignore"):
         boot = {k: v[~np.isnan(v)] for k, v in bootstrap(y, p, threshold, n_boot, seed).items()}
     return dict(point, intervals={k: _interval(v) for k, v in boot.items()})
