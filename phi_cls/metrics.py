@@ -110,7 +110,8 @@ def shortcut_baselines(train_df:pd.DataFrame, test_df:pd.DataFrame) -> dict:
     out = {"majority": np.full(len(test_df), y.mean()),
            "length": _fit_lr(_log_length(train_df), y, _log_length(test_df))}
     tfidf, text = TfidfVectorizer(ngram_range=(1, 2)), lambda df: df["solution"].astype(str)
-    out["tfidf"] = _fit_lr(tfidf.fit_transform(text(train_df)), y, tfidf.transform(text(test_df)))
+    try: out["tfidf"] = _fit_lr(tfidf.fit_transform(text(train_df)), y, tfidf.transform(text(test_df)))
+    except ValueError: out["tfidf"] = np.full(len(test_df), y.mean())  # no words at all (e.g. bare arithmetic)
     if (col := source_column(train_df)) and col in test_df:
         rate = train_df.groupby(col)["label"].mean()
         out["source"] = test_df[col].map(rate).fillna(y.mean()).to_numpy(dtype=np.float64)
