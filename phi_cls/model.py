@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_model.ipynb #c003
 from __future__ import annotations
-import contextlib, ctypes, importlib.util, json, os, platform, shutil, sys, tempfile, warnings
+import contextlib, ctypes, functools, importlib.util, json, os, platform, shutil, sys, tempfile, warnings
 from pathlib import Path
 
 import torch
@@ -18,13 +18,14 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from .data import Collator
 
 # %% auto #0
-__all__ = ['EMBEDDED', 'TINY', 'ModelError', 'cache_dir', 'embedded_gguf', 'embedded_dir', 'tiny_dir', 'resolve_model',
-           'load_tokenizer', 'context_length', 'backbone_signature', 'cpu_kind', 'resolve_device', 'resolve_precision',
-           'resolve_quantize', 'malloc_tuning_enabled', 'tune_malloc', 'chunked_causal_attention', 'load_backbone',
-           'last_token_pool', 'init_head', 'PhiClassifier', 'freeze', 'count_parameters', 'describe_trainable',
-           'autocast', 'forward_batch_size', 'length_batches', 'is_causal_backbone', 'batched_apply',
-           'extract_features', 'predict_logits', 'add_lora', 'quiet_peft', 'save_classifier', 'read_classifier_info',
-           'load_head', 'restore_classifier']
+__all__ = ['EMBEDDED', 'TINY', 'CPU_4BIT_NOTE', 'ModelError', 'cache_dir', 'embedded_gguf', 'embedded_dir', 'tiny_dir',
+           'resolve_model', 'load_tokenizer', 'context_length', 'backbone_signature', 'cpu_kind', 'resolve_device',
+           'resolve_precision', 'resolve_quantize', 'bitsandbytes_version', 'kbit_gradients_ok', 'cpu_4bit_lora_error',
+           'malloc_tuning_enabled', 'tune_malloc', 'chunked_causal_attention', 'load_backbone', 'last_token_pool',
+           'init_head', 'PhiClassifier', 'freeze', 'count_parameters', 'describe_trainable', 'autocast',
+           'forward_batch_size', 'length_batches', 'is_causal_backbone', 'batched_apply', 'extract_features',
+           'predict_logits', 'add_lora', 'quiet_peft', 'save_classifier', 'read_classifier_info', 'load_head',
+           'restore_classifier']
 
 # %% ../nbs/01_model.ipynb #c006
 EMBEDDED, TINY = "embedded", "tiny"
@@ -175,11 +176,46 @@ def resolve_precision(precision:str, device:torch.device) -> str:
     return "bf16" if cpu_kind() == "native_bf16" else "fp32"
 
 def resolve_quantize(quantize:str, device:torch.device) -> str:
-    "`4bit` or `none`: `auto` quantizes on CUDA when bitsandbytes is installed."
-    if quantize == "4bit" and device.type != "cuda":
-        raise ModelError("quantize='4bit' needs a CUDA GPU (bitsandbytes 4-bit on a CPU corrupts LoRA gradients). Use quantize='none' or 'auto'.")
-    if quantize == "auto": return "4bit" if device.type == "cuda" and importlib.util.find_spec("bitsandbytes") else "none"
+    "`4bit` or `none`: `auto` quantizes on CUDA when bitsandbytes is installed; `4bit` on a CPU is a test / low-memory mode."
+    has_bnb = importlib.util.find_spec("bitsandbytes") is not None
+    if quantize == "4bit" and not has_bnb:
+        raise ModelError("quantize='4bit' needs the package bitsandbytes: pip install bitsandbytes (or the [gpu] extra). Use quantize='none' or 'auto'.")
+    if quantize == "auto": return "4bit" if device.type == "cuda" and has_bnb else "none"
     return quantize
+
+# %% ../nbs/01_model.ipynb #q001
+CPU_4BIT_NOTE = ("4-bit NF4 on a CPU is a test / low-memory mode: bitsandbytes dequantizes the weights on every call, so it is slower "
+                 "than the unquantized backbone, and its results are close to, not equal to, unquantized ones.")
+
+def bitsandbytes_version() -> str|None:
+    "The installed bitsandbytes version, or None."
+    from importlib.metadata import PackageNotFoundError, version
+    try: return version("bitsandbytes")
+    except PackageNotFoundError: return None
+
+@functools.cache
+def kbit_gradients_ok(device:str="cpu", tol:float=2e-2) -> bool:
+    "Whether gradients through a bitsandbytes 4-bit NF4 layer on `device` match those through its dequantized weights (fp32 and bf16 compute)."
+    import bitsandbytes as bnb
+    g = torch.Generator().manual_seed(0)
+    weight, x, up = torch.randn(128, 64, generator=g) / 8, torch.randn(4, 64, generator=g), torch.randn(128, generator=g)
+    for dtype in (torch.float32, torch.bfloat16):
+        layer = bnb.nn.Linear4bit(64, 128, bias=False, compute_dtype=dtype, quant_type="nf4")
+        layer.weight = bnb.nn.Params4bit(weight.clone(), requires_grad=False, quant_type="nf4")
+        layer = layer.to(device)  # quantizes
+        w = bnb.functional.dequantize_4bit(layer.weight.data, layer.weight.quant_state).float().cpu()
+        xi = x.clone().to(device).requires_grad_()
+        out = layer(xi.to(dtype)).float()
+        (out @ up.to(device)).sum().backward()
+        if xi.grad is None or not torch.allclose(xi.grad.float().cpu(), (up @ w).expand_as(x), rtol=tol, atol=tol): return False
+        if not torch.allclose(out.cpu(), x @ w.T, rtol=tol, atol=tol): return False
+    return True
+
+def cpu_4bit_lora_error() -> str:
+    "Why LoRA on a 4-bit backbone is refused on this CPU, and what to do instead."
+    return (f"LoRA on a 4-bit backbone is refused on this CPU: bitsandbytes {bitsandbytes_version()} gives wrong gradients through 4-bit layers here "
+            "(its gradient differs from the one through the dequantized weights), so the adapters would not learn. "
+            "Use quantize='none' (the CPU default), a CUDA GPU, or mode='probe' (the probe's frozen backbone may stay 4-bit).")
 
 # %% ../nbs/01_model.ipynb #c024
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
@@ -224,7 +260,7 @@ _register_attention()
 
 # %% ../nbs/01_model.ipynb #c030
 def load_backbone(name:str, device:str|torch.device="auto", quantize:str="auto", precision:str="auto", attn_implementation:str="auto"):
-    "The bare backbone (no LM head) on `device`, 4-bit on CUDA, unquantized fp32 on a CPU."
+    "The bare backbone (no LM head) on `device`: 4-bit on CUDA, unquantized on a CPU unless `quantize='4bit'`."
     device = resolve_device(device) if isinstance(device, str) else device
     quantize, precision = resolve_quantize(quantize, device), resolve_precision(precision, device)
     if attn_implementation == "auto":
@@ -234,8 +270,9 @@ def load_backbone(name:str, device:str|torch.device="auto", quantize:str="auto",
     if quantize == "4bit":
         from transformers import BitsAndBytesConfig
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                                           bnb_4bit_compute_dtype=torch.bfloat16)
+                                                           bnb_4bit_compute_dtype=kwargs["dtype"])
         kwargs["device_map"] = {"": device}
+        if device.type == "cpu": print(f"phi_cls: {CPU_4BIT_NOTE}", file=sys.stderr); tune_malloc()
     elif device.type == "cpu":
         print(f"phi_cls: no CUDA device: the backbone runs unquantized on the CPU, in {precision}.", file=sys.stderr)
         tune_malloc()
@@ -348,6 +385,7 @@ def add_lora(backbone, r:int=16, alpha:int=32, dropout:float=0.05, gradient_chec
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     gc_kwargs = {"use_reentrant": False}
     if getattr(backbone, "is_loaded_in_4bit", False):
+        if backbone.device.type == "cpu" and not kbit_gradients_ok(): raise ModelError(cpu_4bit_lora_error())
         backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=gradient_checkpointing, gradient_checkpointing_kwargs=gc_kwargs)
     elif gradient_checkpointing:
         if hasattr(backbone, "activation_checkpointing_enable"): backbone.activation_checkpointing_enable(gc_kwargs)
