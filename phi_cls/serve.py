@@ -126,9 +126,9 @@ def _font_theme():
     return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])  # no web fonts
 
 def serve(model:str|Path, host:str="127.0.0.1", port:int=7860, checker:bool=True, kind:str|None=None,
-          max_mb:float=MAX_UPLOAD_MB, threshold:float=0.5):
+          max_mb:float=MAX_UPLOAD_MB, threshold:float=0.5, quantize:str="auto"):
     "Load the classifier once and serve the app until interrupted."
-    clf = load_classifier(model, kind=kind)
+    clf = load_classifier(model, kind=kind, quantize=quantize)  # quantize="4bit": also on a CPU, a test / low-memory mode
     build_app(clf, checker, threshold, max_mb).launch(server_name=host, server_port=port, max_file_size=int(max_mb * 2**20),
                                                       theme=_font_theme(), show_error=True, footer_links=[])
 

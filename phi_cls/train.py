@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_train.ipynb #c003
 from __future__ import annotations
-import dataclasses, datetime, hashlib, json, os, platform, shutil, time, typing, zipfile
+import dataclasses, datetime, hashlib, importlib.util, json, os, platform, shutil, time, typing, zipfile
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -17,7 +17,8 @@ from transformers import Trainer, TrainingArguments, set_seed
 from .check import check_frame
 from .predict import combine
 from .data import DataError, PromptEncoder, Collator, load_data, tokenize, training_splits, PROMPT
-from .model import (PhiClassifier, add_lora, context_length, cpu_kind, describe_trainable, extract_features, forward_batch_size, freeze,
+from .model import (CPU_4BIT_NOTE, bitsandbytes_version, cpu_4bit_lora_error, kbit_gradients_ok,
+                           PhiClassifier, add_lora, context_length, cpu_kind, describe_trainable, extract_features, forward_batch_size, freeze,
                            load_backbone, load_tokenizer, malloc_tuning_enabled, predict_logits, resolve_device, resolve_precision, resolve_quantize, save_classifier)
 
 # %% auto #0
@@ -71,9 +72,9 @@ class TrainConfig:
     weight_decay: float = _help("AdamW weight decay", 0.0)
     logging_steps: int = _help("log the loss every this many optimizer steps", 25)
     save_total_limit: int = _help("checkpoints kept (one per epoch is saved)", 1)
-    optim: str = _help("optimizer; auto = paged_adamw_8bit on CUDA with bitsandbytes, else adamw_torch", "auto")
+    optim: str = _help("optimizer; auto = paged_adamw_8bit on CUDA with 4-bit, else adamw_torch; the 8-bit ones need bitsandbytes", "auto")
     precision: str = _help("auto, bf16 or fp32; auto = bf16 on GPUs and on CPUs with native bf16", "auto")
-    quantize: str = _help("auto, 4bit or none; auto = 4-bit NF4 on CUDA", "auto")
+    quantize: str = _help("auto, 4bit or none; auto = 4-bit NF4 on CUDA; 4bit on a CPU is a test / low-memory mode", "auto")
     device: str = _help("auto, cpu or cuda", "auto")
     attn_implementation: str = _help("auto (flash_attention_2 on GPU if installed, else sdpa), sdpa or eager", "auto")
     max_length: int = _help("tokens per example; longer solutions lose their start, not their end", 512)
@@ -133,8 +134,10 @@ def resolve(cfg:TrainConfig) -> dict:
     quantize, precision = resolve_quantize(cfg.quantize, device), resolve_precision(cfg.precision, device)
     optim = cfg.optim
     if optim == "auto": optim = "paged_adamw_8bit" if device.type == "cuda" and quantize == "4bit" else "adamw_torch"
-    if "8bit" in optim and device.type != "cuda":
-        raise ConfigError(f"optim={cfg.optim!r} needs CUDA and bitsandbytes; on this machine use adamw_torch (or auto).")
+    if "8bit" in optim and not importlib.util.find_spec("bitsandbytes"):
+        raise ConfigError(f"optim={optim!r} needs the package bitsandbytes: pip install bitsandbytes, or use optim='adamw_torch' (or auto).")
+    cpu_4bit = quantize == "4bit" and device.type == "cpu"
+    if cpu_4bit and "lora" in cfg.modes and not kbit_gradients_ok(): raise ConfigError(f"mode={cfg.mode!r}: {cpu_4bit_lora_error()}")
     effective = cfg.batch_size * cfg.grad_accum
     micro = cfg.micro_batch_size or (min(cfg.batch_size, 2) if device.type == "cpu" else cfg.batch_size)
     if effective % (micro * size):
@@ -145,7 +148,9 @@ def resolve(cfg:TrainConfig) -> dict:
                 gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                 effective_batch=effective, micro_batch_size=micro, accumulation_steps=effective // (micro * size), processes=size,
                 eval_batch_size=forward_batch_size(device, cfg.eval_batch_size),
-                cpu_malloc=("tuned" if malloc_tuning_enabled() else "default") if device.type == "cpu" else None)
+                cpu_malloc=("tuned" if malloc_tuning_enabled() else "default") if device.type == "cpu" else None,
+                bitsandbytes=bitsandbytes_version() if quantize == "4bit" or "8bit" in optim else None,
+                note=CPU_4BIT_NOTE if cpu_4bit else None)
 
 # %% ../nbs/02_train.ipynb #c012
 def trainable_state_dict(model:torch.nn.Module) -> dict:
