@@ -20,12 +20,12 @@ from .data import Collator
 # %% auto #0
 __all__ = ['EMBEDDED', 'TINY', 'CPU_4BIT_NOTE', 'ModelError', 'cache_dir', 'embedded_gguf', 'embedded_dir', 'tiny_dir',
            'resolve_model', 'load_tokenizer', 'context_length', 'backbone_signature', 'cpu_kind', 'resolve_device',
-           'resolve_precision', 'resolve_quantize', 'bitsandbytes_version', 'kbit_gradients_ok', 'cpu_4bit_lora_error',
-           'malloc_tuning_enabled', 'tune_malloc', 'chunked_causal_attention', 'load_backbone', 'last_token_pool',
-           'init_head', 'PhiClassifier', 'freeze', 'count_parameters', 'describe_trainable', 'autocast',
-           'forward_batch_size', 'length_batches', 'is_causal_backbone', 'batched_apply', 'extract_features',
-           'predict_logits', 'add_lora', 'quiet_peft', 'save_classifier', 'read_classifier_info', 'load_head',
-           'restore_classifier']
+           'resolve_precision', 'resolve_quantize', 'bitsandbytes_version', 'keep_4bit_trainable', 'kbit_gradients_ok',
+           'cpu_4bit_lora_error', 'malloc_tuning_enabled', 'tune_malloc', 'chunked_causal_attention', 'load_backbone',
+           'last_token_pool', 'init_head', 'PhiClassifier', 'freeze', 'count_parameters', 'describe_trainable',
+           'autocast', 'forward_batch_size', 'length_batches', 'is_causal_backbone', 'batched_apply',
+           'extract_features', 'predict_logits', 'add_lora', 'quiet_peft', 'save_classifier', 'read_classifier_info',
+           'load_head', 'restore_classifier']
 
 # %% ../nbs/01_model.ipynb #c006
 EMBEDDED, TINY = "embedded", "tiny"
@@ -193,6 +193,17 @@ def bitsandbytes_version() -> str|None:
     try: return version("bitsandbytes")
     except PackageNotFoundError: return None
 
+def keep_4bit_trainable(model:nn.Module) -> int:
+    "Undo and turn off bitsandbytes' CPU inference repacking of 4-bit weights (its kernel has no backward); returns the layers changed."
+    try: from bitsandbytes.nn.modules import Linear4bit, _convert_weight_packed_for_cpu_inverse as unpack
+    except ImportError: return 0
+    n = 0
+    for m in model.modules():
+        if not isinstance(m, Linear4bit): continue
+        if getattr(m.weight.quant_state, "packing_format_for_cpu", False): m.weight.data, m.weight.quant_state = unpack(m.weight.data, m.weight.quant_state)
+        m.support_avx512bf16_for_cpu, n = False, n + 1
+    return n
+
 @functools.cache
 def kbit_gradients_ok(device:str="cpu", tol:float=2e-2) -> bool:
     "Whether gradients through a bitsandbytes 4-bit NF4 layer on `device` match those through its dequantized weights (fp32 and bf16 compute)."
@@ -202,9 +213,12 @@ def kbit_gradients_ok(device:str="cpu", tol:float=2e-2) -> bool:
     for dtype in (torch.float32, torch.bfloat16):
         layer = bnb.nn.Linear4bit(64, 128, bias=False, compute_dtype=dtype, quant_type="nf4")
         layer.weight = bnb.nn.Params4bit(weight.clone(), requires_grad=False, quant_type="nf4")
-        layer = layer.to(device)  # quantizes
+        layer = layer.to(device).eval()  # quantizes
+        with torch.inference_mode(): layer(x.to(device, dtype))  # as feature extraction does first: may repack the weights
+        keep_4bit_trainable(layer)
         w = bnb.functional.dequantize_4bit(layer.weight.data, layer.weight.quant_state).float().cpu()
         xi = x.clone().to(device).requires_grad_()
+        layer.train()
         out = layer(xi.to(dtype)).float()
         (out @ up.to(device)).sum().backward()
         if xi.grad is None or not torch.allclose(xi.grad.float().cpu(), (up @ w).expand_as(x), rtol=tol, atol=tol): return False
@@ -385,7 +399,9 @@ def add_lora(backbone, r:int=16, alpha:int=32, dropout:float=0.05, gradient_chec
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     gc_kwargs = {"use_reentrant": False}
     if getattr(backbone, "is_loaded_in_4bit", False):
-        if backbone.device.type == "cpu" and not kbit_gradients_ok(): raise ModelError(cpu_4bit_lora_error())
+        if backbone.device.type == "cpu":
+            if not kbit_gradients_ok(): raise ModelError(cpu_4bit_lora_error())
+            keep_4bit_trainable(backbone)  # the probe may have run it for inference first
         backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=gradient_checkpointing, gradient_checkpointing_kwargs=gc_kwargs)
     elif gradient_checkpointing:
         if hasattr(backbone, "activation_checkpointing_enable"): backbone.activation_checkpointing_enable(gc_kwargs)
