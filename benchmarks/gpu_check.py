@@ -14,7 +14,7 @@ Writes JSON and prints a short table. MFU is model FLOPs (forward + input gradie
 attention, the work a frozen-base LoRA step needs; `mfu_6n` also counts weight gradients, the usual 6N convention) over the GPU's
 dense bf16 peak from PEAK_BF16_TFLOPS; an unknown GPU gets MFU null.
 """
-import argparse, json, platform, sys, tempfile, time
+import argparse, dataclasses, json, platform, sys, tempfile, time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -102,7 +102,7 @@ def phi_cls_run(a, model: str, data: str, out: Path) -> dict:
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
     card = json.loads((out / "run.json").read_text())
     n_train, n_test, length = card["data"]["rows"]["train"], card["data"]["rows"]["test"], a.max_length
-    clf = phi_cls.load_classifier(out / "lora", device=res["device"], quantize="4bit")
+    clf = phi_cls.load_classifier(out / "lora", device=res.device)  # auto: 4-bit, as trained
     rows = pd.read_csv(Path(data) / "test.csv")
     clf.predict_proba(rows.head(8))  # warm-up
     start = time.perf_counter()
@@ -111,7 +111,7 @@ def phi_cls_run(a, model: str, data: str, out: Path) -> dict:
     config = clf.clf.backbone.config
     step_flops = 2 * forward_flops(config, linear_params(config), length)  # per row: forward + input gradients
     train_seconds = metrics["lora"]["train_seconds"]
-    return dict(resolved=res, attn_implementation=config._attn_implementation, rows=card["data"]["rows"], max_length=length,
+    return dict(resolved=dataclasses.asdict(res), attn_implementation=config._attn_implementation, rows=card["data"]["rows"], max_length=length,
                 train_seconds=train_seconds, train_samples_per_s=n_train / train_seconds, train_tokens_per_s=n_train * length / train_seconds,
                 train_flops=n_train * step_flops, train_flops_6n=n_train * (step_flops + 2 * linear_params(config) * length),
                 probe_feature_seconds=metrics["probe"]["feature_seconds"],
