@@ -10,7 +10,7 @@ pytest.importorskip("bitsandbytes", reason="bitsandbytes is in the [dev] extra: 
 
 def test_gpu_check_dry_run(tmp_path):
     out = tmp_path / "gpu_check.json"
-    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--dry-run", "--out", str(out)], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--dry-run", "--out", str(out), "--train-rows", "4", "--test-rows", "2"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     s = json.loads(out.read_text())
     o = s["phi_cls"]
