@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--kind", choices=["probe", "lora"], help="which classifier of a run folder or zip (default: lora if present)")
     predict.add_argument("--base-model", help="load the classifier on this backbone instead of the one it names (e.g. a local copy)")
     predict.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    predict.add_argument("--quantize", choices=["auto", "4bit", "none"], default="auto",
+                         help="auto: as the classifier was trained (4-bit NF4 or not); 4bit / none: choose (4-bit on a CPU is a test mode)")
     predict.add_argument("--batch-size", type=int, help="examples per forward pass (default: 2 on a CPU, 8 on a GPU)")
     predict.add_argument("--threshold", type=float, default=0.5, help="p(flawed) at or above which a row is labelled 1 (default: 0.5)")
     predict.add_argument("--checker", action="store_true", help="also run the arithmetic checker: flawed when it proves an error")
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--checker", action="store_true", help="combine the classifier with the arithmetic checker")
     serve.add_argument("--threshold", type=float, default=0.5, help="p(flawed) at or above which a solution is called flawed")
     serve.add_argument("--max-upload-mb", type=float, default=10, help="largest file the batch tab accepts, in MB (default: 10)")
+    serve.add_argument("--quantize", choices=["auto", "4bit", "none"], default="auto",
+                       help="auto: as the classifier was trained (4-bit NF4 or not); 4bit / none: choose (4-bit on a CPU is a test mode)")
     for p in sub.choices.values(): p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show Python tracebacks on errors")
     return parser
 
@@ -105,7 +109,8 @@ def _predict(args):
     from phi_cls.predict import load_classifier, predict_file
     check_threshold(args.threshold)
     if args.batch_size is not None and args.batch_size < 1: raise ValueError(f"batch_size={args.batch_size} must be a positive integer.")
-    clf = load_classifier(args.model, kind=args.kind, device=args.device, batch_size=args.batch_size, base_model=args.base_model)
+    clf = load_classifier(args.model, kind=args.kind, device=args.device, quantize=args.quantize, batch_size=args.batch_size,
+                          base_model=args.base_model)
     _report(predict_file(clf, args.input, args.output, args.threshold, args.checker, progress=args.progress), args.output)
 
 def _evaluate(args):
@@ -133,7 +138,7 @@ def _serve(args):
     check_threshold(args.threshold)
     if args.max_upload_mb <= 0: raise ValueError(f"max_upload_mb={args.max_upload_mb} must be positive.")
     from phi_cls.serve import serve
-    serve(args.model, args.host, args.port, args.checker, args.kind, args.max_upload_mb, args.threshold)
+    serve(args.model, args.host, args.port, args.checker, args.kind, args.max_upload_mb, args.threshold, args.quantize)
 
 COMMANDS = {"train": _train, "predict": _predict, "evaluate": _evaluate, "check": _check, "serve": _serve}
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_predict.ipynb #c003
 from __future__ import annotations
-import atexit, shutil, sys, tempfile, zipfile
+import atexit, importlib.util, shutil, sys, tempfile, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +78,14 @@ class Classifier:
         return (self.predict_proba(questions, solutions, **kwargs)[:, 1] >= check_threshold(threshold)).astype(int)
 
 # %% ../nbs/08_predict.ipynb #c009
+def _recorded_quantize(quantize:str, info:dict) -> str:
+    if quantize != "auto": return quantize
+    recorded = info.get("quantize", "auto")  # artifacts from before it was recorded: the machine's auto
+    if recorded != "4bit" or importlib.util.find_spec("bitsandbytes"): return recorded
+    print("phi_cls: this classifier was trained on a 4-bit backbone, but bitsandbytes is not installed: the backbone loads "
+          "unquantized, so its probabilities are close to, not equal to, the run's (pip install bitsandbytes).", file=sys.stderr)
+    return "none"
+
 def load_classifier(path:str|Path, kind:str|None=None, device:str="auto", quantize:str="auto", precision:str|None=None,
                     batch_size:int|None=None, base_model:str|None=None) -> Classifier:
     "Load a trained probe or LoRA classifier from its folder, a run folder or the run's zip (on `base_model` if given, else the one it names)."
@@ -85,7 +93,7 @@ def load_classifier(path:str|Path, kind:str|None=None, device:str="auto", quanti
     info = read_classifier_info(art)
     dev = resolve_device(device)
     precision = resolve_precision(precision or info.get("precision", "auto"), dev)
-    backbone = load_backbone(base_model or info["base_model"], dev, quantize, precision)
+    backbone = load_backbone(base_model or info["base_model"], dev, _recorded_quantize(quantize, info), precision)
     return Classifier(restore_classifier(art, backbone), load_tokenizer(str(art)), info, precision, batch_size, art)
 
 # %% ../nbs/08_predict.ipynb #c014

@@ -143,9 +143,9 @@ def _font_theme():
                              font_mono=["ui-monospace", "monospace"])
 
 def serve(model:str|Path, host:str="127.0.0.1", port:int=7860, checker:bool=True, kind:str|None=None,
-          max_mb:float=MAX_UPLOAD_MB, threshold:float=THRESHOLD):
+          max_mb:float=MAX_UPLOAD_MB, threshold:float=THRESHOLD, quantize:str="auto"):
     "Load the classifier once and serve the app until interrupted."
-    clf = load_classifier(model, kind=kind)
+    clf = load_classifier(model, kind=kind, quantize=quantize)  # auto: as the artifact was trained
     app = build_app(clf, checker, threshold, max_mb)
     app.launch(server_name=host, server_port=port, max_file_size=int(max_mb * 2**20), theme=_font_theme(),
                show_error=True, footer_links=[])

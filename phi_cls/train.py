@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #c003
 from __future__ import annotations
-import datetime, hashlib, json, os, platform, shutil, time
+import datetime, hashlib, importlib.util, json, os, platform, shutil, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -19,7 +19,8 @@ from .data import PROMPT, Collator, PromptEncoder, load_data, tokenize, training
 from .check import check_frame, combine
 from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, classification_metrics, headline_metrics, predictions_frame,
                              shortcut_baselines, summary_lines, versus_baselines)
-from .hardware import cpu_kind, malloc_tuning_enabled, resolve_device, resolve_precision, resolve_quantize
+from .hardware import (CPU_4BIT_NOTE, bitsandbytes_version, cpu_4bit_lora_error, cpu_kind, kbit_gradients_ok,
+                              malloc_tuning_enabled, resolve_device, resolve_precision, resolve_quantize)
 from .model import (PhiClassifier, add_lora, context_length, describe_trainable, extract_features, forward_batch_size,
                            freeze, load_backbone, load_tokenizer, predict_logits, save_classifier)
 
@@ -55,6 +56,8 @@ class Resolved:
     processes: int
     eval_batch_size: int
     cpu_malloc: str|None
+    bitsandbytes: str|None  # its version, when 4-bit or an 8-bit optimizer uses it
+    note: str|None  # a caveat to record with the results (4-bit on a CPU)
 
 def resolve(cfg:TrainConfig) -> Resolved:
     "The concrete device, precision, quantization, optimizer and batching this machine uses for `cfg`."
@@ -62,8 +65,11 @@ def resolve(cfg:TrainConfig) -> Resolved:
     quantize, precision = resolve_quantize(cfg.quantize, device), resolve_precision(cfg.precision, device)
     optim = cfg.optim
     if optim == "auto": optim = "paged_adamw_8bit" if device.type == "cuda" and quantize == "4bit" else "adamw_torch"
-    if "8bit" in optim and device.type != "cuda":
-        raise ConfigError(f"optim={cfg.optim!r} needs CUDA and bitsandbytes; on this machine use adamw_torch (or auto).")
+    if "8bit" in optim and not importlib.util.find_spec("bitsandbytes"):
+        raise ConfigError(f"optim={optim!r} needs the package bitsandbytes: pip install bitsandbytes, "
+                          "or use optim='adamw_torch' (or auto).")
+    cpu_4bit = quantize == "4bit" and device.type == "cpu"
+    if cpu_4bit and "lora" in cfg.modes and not kbit_gradients_ok(): raise ConfigError(f"mode={cfg.mode!r}: {cpu_4bit_lora_error()}")
     effective = cfg.batch_size * cfg.grad_accum
     micro = cfg.micro_batch_size or (min(cfg.batch_size, 2) if device.type == "cpu" else cfg.batch_size)
     if effective % (micro * size):
@@ -74,7 +80,9 @@ def resolve(cfg:TrainConfig) -> Resolved:
                 gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                 effective_batch=effective, micro_batch_size=micro, accumulation_steps=effective // (micro * size), processes=size,
                 eval_batch_size=forward_batch_size(device, cfg.eval_batch_size),
-                cpu_malloc=("tuned" if malloc_tuning_enabled() else "default") if device.type == "cpu" else None)
+                cpu_malloc=("tuned" if malloc_tuning_enabled() else "default") if device.type == "cpu" else None,
+                bitsandbytes=bitsandbytes_version() if quantize == "4bit" or "8bit" in optim else None,
+                note=CPU_4BIT_NOTE if cpu_4bit else None)
 
 # %% ../nbs/07_train.ipynb #c012
 def trainable_state_dict(model:torch.nn.Module) -> dict:
