@@ -24,7 +24,7 @@ def add_config_flags(parser:argparse.ArgumentParser, config_cls=TrainConfig):
         kw = dict(default=f.default, help=f"{f.metadata.get('help', '')} (default: {f.default})")
         if kind is bool: parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif kind == typing.Optional[int]: parser.add_argument(flag, type=_optional_int, metavar="N", **kw)
-        else: parser.add_argument(flag, type=kind, metavar=f.name.upper(), **kw)
+        else: parser.add_argument(flag, type=kind if isinstance(kind, type) else str, metavar=f.name.upper(), **kw)  # a Union: the config parses the text
     parser.add_argument("--out", dest="output_dir", default=argparse.SUPPRESS, help="same as --output-dir")
 
 def config_from_args(args:argparse.Namespace, config_cls=TrainConfig):

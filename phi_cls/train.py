@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_train.ipynb #c003
 from __future__ import annotations
-import dataclasses, datetime, hashlib, json, os, platform, shutil, time, typing, zipfile
+import contextlib, dataclasses, datetime, hashlib, json, os, platform, shutil, time, typing, zipfile
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -17,16 +17,17 @@ from transformers import Trainer, TrainingArguments, set_seed
 from .check import check_frame
 from .predict import combine
 from .data import DataError, PromptEncoder, Collator, load_data, tokenize, training_splits, PROMPT
+from .workers import WorkerPool, choose_workers, model_bytes, parse_workers, pooled_features, shard_rows, unshard
 from .model import (PhiClassifier, add_lora, context_length, cpu_kind, describe_trainable, extract_features, forward_batch_size, freeze,
                            load_backbone, load_tokenizer, malloc_tuning_enabled, predict_logits, resolve_device, resolve_precision, resolve_quantize, save_classifier)
 
 # %% auto #0
 __all__ = ['MODES', 'PRED_COLUMNS', 'PRED_FILES', 'ConfigError', 'TrainConfig', 'world', 'first_process', 'resolve',
            'trainable_state_dict', 'ClassifierTrainer', 'FeatureDataset', 'training_args', 'init_distributed',
-           'finish_distributed', 'sharded', 'predictions_frame', 'classification_metrics', 'fold_standardization',
-           'say', 'train_probe', 'lora_trainer', 'train_lora', 'write_json', 'write_csv', 'zip_run', 'git_commit',
-           'data_fingerprint', 'package_versions', 'prepare_data', 'hybrid_results', 'last_checkpoint', 'previous_run',
-           'check_max_length', 'run']
+           'finish_distributed', 'sharded', 'inference_pool', 'predictions_frame', 'classification_metrics',
+           'fold_standardization', 'say', 'train_probe', 'lora_trainer', 'train_lora', 'write_json', 'write_csv',
+           'zip_run', 'git_commit', 'data_fingerprint', 'package_versions', 'prepare_data', 'hybrid_results',
+           'last_checkpoint', 'previous_run', 'check_max_length', 'run']
 
 # %% ../nbs/02_train.ipynb #c006
 class ConfigError(ValueError):
@@ -82,6 +83,8 @@ class TrainConfig:
     max_eval_samples: typing.Optional[int] = _help("use at most this many test (and validation) rows", None)
     keep_validation: bool = _help("hold validation out for evaluation each epoch instead of training on it", False)
     eval_batch_size: typing.Optional[int] = _help("rows per forward pass in feature extraction and prediction; None = auto (2 on a CPU, 8 on a GPU)", None)
+    workers: typing.Union[str, int] = _help("CPU inference (probe features, test predictions) in this many single-thread processes; "
+                                            "auto = one per core when the rows repay starting them, 1 = one process", "auto")
     lora_r: int = _help("LoRA rank", 16)
     lora_alpha: int = _help("LoRA alpha", 32)
     lora_dropout: float = _help("LoRA dropout", 0.05)
@@ -106,6 +109,8 @@ class TrainConfig:
         for name, none in (("max_train_samples", "all rows"), ("max_eval_samples", "all rows"), ("micro_batch_size", "auto"), ("eval_batch_size", "auto")):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, int) and v > 0): raise ConfigError(f"{name}={v!r} must be a positive integer or None ({none}).")
+        try: self.workers = parse_workers(self.workers)
+        except ValueError as e: raise ConfigError(str(e)) from None
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"device={self.device!r} is not allowed; use auto, cpu, cuda or cuda:N.")
         if Path(self.run_name).name != self.run_name or self.run_name in (".", ".."):
@@ -216,16 +221,28 @@ def finish_distributed(created:bool, ok:bool=True):
     if ok: dist.barrier()  # the first process may still be writing files; no process exits while others communicate
     dist.destroy_process_group()
 
-def sharded(fn, ds) -> torch.Tensor:
-    "`fn(dataset) -> tensor` on this process's share of the rows of `ds`, gathered from all processes in row order."
+def sharded(fn, ds, batch_size:int=1) -> torch.Tensor:
+    "`fn(dataset) -> tensor` on this process's share of `ds` (whole length-sorted batches: `shard_rows`), gathered in row order."
     rank, size = world()
     if size == 1: return fn(ds)
     import torch.distributed as dist
-    parts = np.array_split(np.arange(len(ds)), size)
+    parts = shard_rows(ds["length"], batch_size, size)
     mine = fn(ds.select(parts[rank].tolist())) if len(parts[rank]) else None
     gathered = [None] * size
     dist.all_gather_object(gathered, mine)
-    return torch.cat([g for g in gathered if g is not None])
+    return unshard(parts, gathered)
+
+# %% ../nbs/02_train.ipynb #c015b
+@contextlib.contextmanager
+def inference_pool(cfg:TrainConfig, res:dict, backbone, rows:int, job:str, **spec):
+    "Worker processes for one inference `job` of a run (None: this process computes it), as `cfg.workers` and the machine decide; noted in `res`."
+    n, why = choose_workers(cfg.workers, res["device"], rows, model_bytes(backbone))
+    res.setdefault("inference_workers", {})[job] = dict(processes=n, why=why)
+    if n == 1:
+        yield None
+        return
+    say(f"phi_cls: {job} in {n} single-thread processes ({why})")
+    with WorkerPool(dict(model=cfg.model, precision=res["precision"], attn_implementation=cfg.attn_implementation, **spec), n) as pool: yield pool
 
 # %% ../nbs/02_train.ipynb #c017
 PRED_COLUMNS = ["index", "true_label", "p(class=0)", "p(class=1)"]
@@ -269,9 +286,10 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict, r
     set_seed(cfg.seed)
     clf = PhiClassifier(freeze(backbone))
     say("probe:", describe_trainable(clf))
-    pad, start, show = tok.pad_token_id, time.perf_counter(), cfg.progress and first_process()
-    raw = {k: sharded(lambda d: extract_features(clf, d, pad, res["eval_batch_size"], res["precision"], show), ds)
-           for k, ds in data.items() if ds is not None}
+    pad, start, show, bs = tok.pad_token_id, time.perf_counter(), cfg.progress and first_process(), res["eval_batch_size"]
+    splits = {k: ds for k, ds in data.items() if ds is not None}
+    with inference_pool(cfg, res, backbone, sum(map(len, splits.values())), "probe features") as pool:
+        raw = {k: sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res["precision"], show), ds, bs) for k, ds in splits.items()}
     feature_seconds = time.perf_counter() - start
     mean, std = raw["train"].mean(0), raw["train"].std(0).clamp_min(1e-6)
     feats = {k: (f - mean) / std for k, f in raw.items()}  # the head trains on standardized features
@@ -304,7 +322,10 @@ def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:dict, re
     train_seconds, clf = time.perf_counter() - start, trainer.model
     clf.eval()
     show = cfg.progress and first_process()
-    logits = sharded(lambda d: predict_logits(clf, d, tok.pad_token_id, res["eval_batch_size"], res["precision"], show), data["test"])
+    bs, lora = res["eval_batch_size"], dict(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
+    with inference_pool(cfg, res, clf.backbone, len(data["test"]), "lora test predictions", lora=lora, state=trainable_state_dict(clf)) as pool:
+        feats = sharded(lambda d: pooled_features(pool, clf, d, tok.pad_token_id, bs, res["precision"], show, "Predicting"), data["test"], bs)
+    with torch.no_grad(): logits = clf(features=feats.to(clf.head.weight.device)).logits.cpu()
     return dict(clf=clf, probs=_softmax(logits), log_history=trainer.training_log(), train_seconds=train_seconds)
 
 # %% ../nbs/02_train.ipynb #c026
@@ -390,7 +411,7 @@ def previous_run(cfg:TrainConfig) -> dict:
     card = cfg.run_dir / "run.json"
     if not card.exists(): raise ConfigError(f"resume=True, but {cfg.run_dir} holds no run to resume (no run.json). Start it without resume.")
     prev = json.loads(card.read_text())
-    same_anyway = {"resume", "progress", "output_dir", "run_name"}
+    same_anyway = {"resume", "progress", "output_dir", "run_name", "workers"}  # workers change speed, never results
     diff = [k for k, v in asdict(cfg).items() if k not in same_anyway and prev["config"].get(k) != v]
     if diff:
         raise ConfigError(f"resume=True, but the run in {cfg.run_dir} used other settings: "

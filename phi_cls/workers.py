@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .model import ModelError, PhiClassifier, extract_features, freeze, length_batches, load_backbone, restore_classifier
+from .model import PhiClassifier, add_lora, extract_features, freeze, length_batches, load_backbone, restore_classifier
 
 # %% auto #0
-__all__ = ['WORKER_OVERHEAD', 'MIN_ROWS', 'shard_batches', 'shard_rows', 'unshard', 'usable_cores', 'available_memory',
+__all__ = ['WORKER_OVERHEAD', 'MIN_WORK', 'shard_batches', 'shard_rows', 'unshard', 'usable_cores', 'available_memory',
            'model_bytes', 'parse_workers', 'choose_workers', 'WorkerError', 'WorkerPool', 'pooled_features']
 
 # %% ../nbs/01a_workers.ipynb #w006
@@ -40,7 +40,7 @@ def unshard(parts:list, results:list) -> torch.Tensor:
 
 # %% ../nbs/01a_workers.ipynb #w009
 WORKER_OVERHEAD = 700 << 20  # bytes a worker holds beyond its weights (measured RSS of a SmolLM2-135M worker: see benchmarks/RESULTS.md)
-MIN_ROWS = 16  # auto: fewer rows than this run in one process (starting workers costs about as much as they save)
+MIN_WORK = 32 * 269_000_000  # auto: rows x backbone bytes below this run in one process (32 rows of SmolLM2-135M in bf16)
 
 def usable_cores() -> int:
     "CPU cores this process may run on."
@@ -80,8 +80,8 @@ def choose_workers(setting, device, rows:int, weight_bytes:int, cores:int|None=N
         if setting > fit: return fit, f"asked for {setting}, memory holds {fit} (each needs {(weight_bytes + WORKER_OVERHEAD) / 2**30:.1f} GiB)"
         return setting, f"asked for {setting}"
     if cores < 2: return 1, "auto: one usable core"
-    if rows < MIN_ROWS: return 1, f"auto: {rows} rows (< {MIN_ROWS}) do not repay starting workers"
-    n = min(cores, fit, math.ceil(rows / 2))
+    if rows * weight_bytes < MIN_WORK: return 1, f"auto: {rows} rows on a {weight_bytes / 1e6:.0f} MB backbone do not repay starting workers"
+    n = min(cores, fit, rows)
     return n, f"auto: {cores} usable cores" + (f", memory holds {fit}" if fit < cores else "")
 
 # %% ../nbs/01a_workers.ipynb #w014
@@ -101,7 +101,12 @@ def _single_thread_env():
 def _load(spec:dict) -> PhiClassifier:
     with contextlib.redirect_stderr(io.StringIO()):  # the parent already said which device and precision run
         backbone = load_backbone(spec["model"], "cpu", "none", spec["precision"], spec.get("attn_implementation", "auto"))
-    return restore_classifier(spec["artifact"], backbone) if spec.get("artifact") else PhiClassifier(freeze(backbone)).eval()
+    if spec.get("artifact"): return restore_classifier(spec["artifact"], backbone)
+    if spec.get("lora"):  # adapters trained in the parent and not saved yet: the same wrapping, then their weights
+        clf = PhiClassifier(add_lora(backbone, **spec["lora"]))
+        clf.load_state_dict(spec["state"], strict=False)
+        return freeze(clf).eval()
+    return PhiClassifier(freeze(backbone)).eval()
 
 # %% ../nbs/01a_workers.ipynb #w015
 def _worker(rank:int, spec:dict, tasks, results, parent:int):
