@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--base-model", help="load the classifier on this backbone instead of the one it names (e.g. a local copy)")
     predict.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     predict.add_argument("--batch-size", type=int, help="examples per forward pass (default: 2 on a CPU, 8 on a GPU)")
+    predict.add_argument("--workers", default="auto", help="CPU: single-thread processes that share the rows, auto (one per core when "
+                         "the rows repay starting them) or N; 1 = one process (default: auto)")
     predict.add_argument("--threshold", type=float, default=0.5, help="p(flawed) at or above which a row is labelled 1 (default: 0.5)")
     predict.add_argument("--checker", action="store_true", help="also run the arithmetic checker: flawed when it proves an error")
     predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
@@ -87,7 +89,7 @@ def _predict(args):
     from phi_cls.predict import load_classifier, predict_file
     _check_threshold(args.threshold)
     if args.batch_size is not None and args.batch_size < 1: raise ValueError(f"batch_size={args.batch_size} must be a positive integer.")
-    clf = load_classifier(args.model, kind=args.kind, device=args.device, batch_size=args.batch_size, base_model=args.base_model)
+    clf = load_classifier(args.model, kind=args.kind, device=args.device, batch_size=args.batch_size, base_model=args.base_model, workers=args.workers)
     _report(predict_file(clf, args.input, args.output, args.threshold, args.checker, progress=args.progress), args.output)
 
 def _check(args):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_predict.ipynb #c003
 from __future__ import annotations
-import atexit, json, os, shutil, sys, tempfile, zipfile
+import atexit, contextlib, json, os, shutil, sys, tempfile, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,8 @@ import torch
 from datasets import Dataset
 
 from .data import DataError, PromptEncoder, iter_table, validate_frame
-from .model import (ModelError, load_backbone, load_tokenizer, predict_logits, read_classifier_info, resolve_device,
+from .workers import WorkerPool, choose_workers, model_bytes, parse_workers, pooled_features
+from .model import (ModelError, forward_batch_size, load_backbone, load_tokenizer, predict_logits, read_classifier_info, resolve_device,
                            resolve_precision, restore_classifier)
 
 # %% auto #0
@@ -59,8 +60,9 @@ def _texts(questions, solutions) -> tuple:
 
 class Classifier:
     "A trained classifier: `predict_proba` gives p(correct), p(flawed) per (question, solution)."
-    def __init__(self, clf, tokenizer, info:dict, precision:str, batch_size:int|None=None, path:Path|None=None):
+    def __init__(self, clf, tokenizer, info:dict, precision:str, batch_size:int|None=None, path:Path|None=None, workers="auto", base_model:str|None=None):
         self.clf, self.tokenizer, self.info, self.precision, self.batch_size, self.path = clf, tokenizer, info, precision, batch_size, path
+        self.workers, self.base_model, self._pool, self._in_job = parse_workers(workers), base_model or info["base_model"], None, False
         self.encoder = PromptEncoder(tokenizer, info["max_length"])
 
     def __repr__(self): return f"Classifier({self.info['kind']} on {self.info['base_model']}, max_length={self.info['max_length']}, {self.precision})"
@@ -69,7 +71,7 @@ class Classifier:
         "(n, 2) array of p(class=0) (correct), p(class=1) (flawed); `questions` may be a DataFrame with question/solution columns."
         questions, solutions = _texts(questions, solutions)
         ds = Dataset.from_dict(self.encoder(questions, solutions))
-        logits = predict_logits(self.clf, ds, self.tokenizer.pad_token_id, batch_size or self.batch_size, self.precision, progress)
+        logits = self.logits(ds, batch_size or self.batch_size, progress)
         return torch.softmax(logits, -1).numpy().astype(np.float64)
 
     def predict(self, questions, solutions=None, threshold:float=0.5, **kwargs) -> np.ndarray:
@@ -78,14 +80,44 @@ class Classifier:
 
 # %% ../nbs/03_predict.ipynb #c009
 def load_classifier(path:str|Path, kind:str|None=None, device:str="auto", quantize:str="auto", precision:str|None=None,
-                    batch_size:int|None=None, base_model:str|None=None) -> Classifier:
+                    batch_size:int|None=None, base_model:str|None=None, workers="auto") -> Classifier:
     "Load a trained probe or LoRA classifier from its folder, a run folder or the run's zip (on `base_model` if given, else the one it names)."
-    art = find_artifact(path, kind)
+    workers, art = parse_workers(workers), find_artifact(path, kind)
     info = read_classifier_info(art)
     dev = resolve_device(device)
     precision = resolve_precision(precision or info.get("precision", "auto"), dev)
     backbone = load_backbone(base_model or info["base_model"], dev, quantize, precision)
-    return Classifier(restore_classifier(art, backbone), load_tokenizer(str(art)), info, precision, batch_size, art)
+    return Classifier(restore_classifier(art, backbone), load_tokenizer(str(art)), info, precision, batch_size, art, workers, base_model)
+
+# %% ../nbs/03_predict.ipynb #c009b
+@contextlib.contextmanager
+def _job(self:Classifier):
+    "Within it, every `predict_proba` shares one pool of workers, started by the first call that repays it and stopped at the end."
+    self._in_job = True
+    try: yield self
+    except BaseException:
+        if self._pool: self._pool.close(abort=True)
+        raise
+    finally:
+        if self._pool: self._pool.close()
+        self._pool, self._in_job = None, False
+
+def _logits(self:Classifier, ds, batch_size:int|None=None, progress:bool=False) -> torch.Tensor:
+    "Logits of tokenized `ds`: features from the workers (if this job uses them) or from this process, then the head."
+    pool, own, dev = self._pool, False, self.clf.backbone.device
+    if pool is None:
+        n, why = choose_workers(self.workers, dev, len(ds), model_bytes(self.clf.backbone))
+        if n > 1:
+            print(f"phi_cls: predicting in {n} single-thread processes ({why})", file=sys.stderr)
+            spec = dict(model=self.base_model, precision=self.precision, artifact=str(self.path))
+            pool, own = WorkerPool(spec, n), not self._in_job
+        if self._in_job: self._pool = pool or False  # decided once per job
+    try: feats = pooled_features(pool or None, self.clf, ds, self.tokenizer.pad_token_id, forward_batch_size(dev, batch_size), self.precision, progress, "Predicting")
+    finally:
+        if own: pool.close()
+    with torch.inference_mode(): return self.clf(features=feats.to(self.clf.head.weight.device)).logits.cpu()
+
+Classifier.job, Classifier.logits = _job, _logits
 
 # %% ../nbs/03_predict.ipynb #c011
 from .check import CHECK_COLUMNS, check_frame
@@ -184,7 +216,7 @@ def predict_file(clf:Classifier, path, output, threshold:float=0.5, checker:bool
                  chunk_rows:int=512, progress:bool=True) -> dict:
     "Stream `path` through the classifier (and checker) into `output`; return row count and, with labels, metrics."
     rows = lambda chunk: clf.predict_frame(chunk, threshold, checker, batch_size, source=str(path))
-    done = _stream(path, rows, output, chunk_rows, progress, "Predicting")
+    with clf.job(): done = _stream(path, rows, output, chunk_rows, progress, "Predicting")  # one pool of workers for every chunk
     done["classifier"] = (done["p(class=1)"] >= threshold).astype(int)  # the classifier's own labels at the chosen threshold
     signals = {"classifier": "classifier"}
     if checker:

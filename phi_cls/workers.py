@@ -13,8 +13,9 @@ from tqdm.auto import tqdm
 from .model import PhiClassifier, add_lora, extract_features, freeze, length_batches, load_backbone, restore_classifier
 
 # %% auto #0
-__all__ = ['WORKER_OVERHEAD', 'MIN_WORK', 'shard_batches', 'shard_rows', 'unshard', 'usable_cores', 'available_memory',
-           'model_bytes', 'parse_workers', 'choose_workers', 'WorkerError', 'WorkerPool', 'pooled_features']
+__all__ = ['WORKER_OVERHEAD', 'MIN_ROWS', 'MIN_WORK', 'shard_batches', 'shard_rows', 'unshard', 'usable_cores',
+           'available_memory', 'model_bytes', 'parse_workers', 'choose_workers', 'WorkerError', 'WorkerPool',
+           'pooled_features']
 
 # %% ../nbs/01a_workers.ipynb #w006
 def shard_batches(lengths, batch_size:int, n:int) -> list:
@@ -40,6 +41,7 @@ def unshard(parts:list, results:list) -> torch.Tensor:
 
 # %% ../nbs/01a_workers.ipynb #w009
 WORKER_OVERHEAD = 700 << 20  # bytes a worker holds beyond its weights (measured RSS of a SmolLM2-135M worker: see benchmarks/RESULTS.md)
+MIN_ROWS = 16  # auto: fewer rows than this run in one process, whatever the model
 MIN_WORK = 32 * 269_000_000  # auto: rows x backbone bytes below this run in one process (32 rows of SmolLM2-135M in bf16)
 
 def usable_cores() -> int:
@@ -80,7 +82,7 @@ def choose_workers(setting, device, rows:int, weight_bytes:int, cores:int|None=N
         if setting > fit: return fit, f"asked for {setting}, memory holds {fit} (each needs {(weight_bytes + WORKER_OVERHEAD) / 2**30:.1f} GiB)"
         return setting, f"asked for {setting}"
     if cores < 2: return 1, "auto: one usable core"
-    if rows * weight_bytes < MIN_WORK: return 1, f"auto: {rows} rows on a {weight_bytes / 1e6:.0f} MB backbone do not repay starting workers"
+    if rows < MIN_ROWS or rows * weight_bytes < MIN_WORK: return 1, f"auto: {rows} rows on a {weight_bytes / 1e6:.0f} MB backbone do not repay starting workers"
     n = min(cores, fit, rows)
     return n, f"auto: {cores} usable cores" + (f", memory holds {fit}" if fit < cores else "")
 
@@ -143,7 +145,7 @@ class WorkerPool:
             for p in self.procs: p.start()
         try:
             for _ in range(n): self._next(start_timeout, "starting")
-        except BaseException: self.close(); raise
+        except BaseException: self.close(abort=True); raise
 
     def _next(self, timeout:float, doing:str):
         "The next message from a worker; raises WorkerError if one failed or died."
@@ -163,19 +165,20 @@ class WorkerPool:
             if kind == "error": raise WorkerError(f"inference worker {rank} failed while {doing}: {payload}")
             return kind, rank, payload
 
-    def close(self):
-        "Stop every worker (at once if a job is still running)."
+    def close(self, abort:bool=False):
+        "Stop every worker: when idle, or at once with `abort` (an error or Ctrl-C in the middle of a job)."
         for q, p in zip(self.tasks, self.procs):
-            if p.is_alive():
+            if p.is_alive() and not abort:
                 with contextlib.suppress(Exception): q.put(None)
         for p in self.procs:
+            if abort: p.terminate()
             p.join(timeout=5)
             if p.is_alive(): p.terminate(); p.join(timeout=5)
-            if p.is_alive(): p.kill()
+            if p.is_alive(): p.kill(); p.join()
         self.procs = []
 
     def __enter__(self): return self
-    def __exit__(self, *exc): self.close()
+    def __exit__(self, kind, *exc): self.close(abort=kind is not None)
 
 # %% ../nbs/01a_workers.ipynb #w017
 @torch.no_grad()
@@ -194,7 +197,7 @@ def _features(self:WorkerPool, ds, pad_token_id:int, batch_size:int, desc:str="F
                 if out is None: out = torch.empty((len(lengths), feats.shape[1]), dtype=torch.float32)
                 out[torch.as_tensor(rows)] = torch.from_numpy(feats)
                 todo -= len(rows); bar.update(len(rows))
-    except BaseException: self.close(); raise  # a half-done job leaves no worker busy with it
+    except BaseException: self.close(abort=True); raise  # a half-done job leaves no worker busy with it
     return out if out is not None else torch.empty((0, 0))
 
 WorkerPool.features = _features
