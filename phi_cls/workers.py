@@ -4,7 +4,7 @@
 
 # %% ../nbs/01a_workers.ipynb #w003
 from __future__ import annotations
-import contextlib, io, math, os, queue, signal, sys, traceback
+import contextlib, io, os, queue, signal, sys, threading, traceback
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ def unshard(parts:list, results:list) -> torch.Tensor:
     return out
 
 # %% ../nbs/01a_workers.ipynb #w009
-WORKER_OVERHEAD = 700 << 20  # bytes a worker holds beyond its weights (measured RSS of a SmolLM2-135M worker: see benchmarks/RESULTS.md)
+WORKER_OVERHEAD = 1 << 30  # bytes a worker needs beyond its weights (a SmolLM2-135M worker, 0.27 GB of weights: 0.8 GB resident, 1.2 GB peak)
 MIN_ROWS = 16  # auto: fewer rows than this run in one process, whatever the model
 MIN_WORK = 32 * 269_000_000  # auto: rows x backbone bytes below this run in one process (32 rows of SmolLM2-135M in bf16)
 
@@ -91,14 +91,29 @@ class WorkerError(RuntimeError):
     "An inference worker failed or died; the job stopped without output for its rows."
 
 @contextlib.contextmanager
-def _single_thread_env():
+def _worker_env():
+    "What a new worker inherits: one thread from its first import on, and Ctrl-C ignored (the parent stops the workers)."
     saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    main_thread = threading.current_thread() is threading.main_thread()  # signal handlers can only change there (not in the web app's threads)
+    sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
     try: yield
     finally:
+        if main_thread: signal.signal(signal.SIGINT, sigint)
         for k, v in saved.items():
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
+
+@contextlib.contextmanager
+def _without_main_module():
+    "Start processes that do not re-import the parent's script: the workers need only phi_cls, and a script without `if __name__ == '__main__'` would start the pool again."
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__.pop(k) for k in ("__spec__", "__file__") if k in main.__dict__}
+    main.__spec__ = None
+    try: yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 def _load(spec:dict) -> PhiClassifier:
     with contextlib.redirect_stderr(io.StringIO()):  # the parent already said which device and precision run
@@ -140,7 +155,7 @@ class WorkerPool:
         ctx = torch.multiprocessing.get_context("spawn")
         self.spec, self.n, self.job, self.results = spec, n, 0, ctx.Queue()
         self.tasks = [ctx.Queue() for _ in range(n)]
-        with _single_thread_env():
+        with _worker_env(), _without_main_module():
             self.procs = [ctx.Process(target=_worker, args=(k, spec, self.tasks[k], self.results, os.getpid()), daemon=True) for k in range(n)]
             for p in self.procs: p.start()
         try:
