@@ -60,3 +60,15 @@ def test_killed_worker_fails_the_job(tiny_run, tmp_path):
     assert not out.exists() and not Path(str(out) + ".tmp").exists()
     time.sleep(1)
     assert not [p for p in workers[1:] if Path(f"/proc/{p}").exists() and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
+
+
+def test_script_without_main_guard(tmp_path):
+    "A user's script that starts workers at top level (no `if __name__ == '__main__'`) works: the workers do not re-run it."
+    script = tmp_path / "score.py"
+    script.write_text("import torch\nfrom datasets import Dataset\nfrom phi_cls.model import load_tokenizer\nfrom phi_cls.workers import WorkerPool\n"
+                      "tok = load_tokenizer('tiny')\nids = [tok('x ' * n)['input_ids'] for n in (3, 40, 9)]\n"
+                      "ds = Dataset.from_dict({'input_ids': ids, 'length': [len(i) for i in ids]})\n"
+                      "with WorkerPool(dict(model='tiny', precision='fp32'), 2) as pool: print('rows', len(pool.features(ds, tok.pad_token_id, 2, progress=False)))\n")
+    proc = subprocess.run([sys.executable, script], capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"))
+    assert proc.returncode == 0 and proc.stdout.count("rows 3") == 1, proc.stderr[-2000:]
