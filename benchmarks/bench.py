@@ -160,9 +160,11 @@ def phase_ref_predict(a):
 
 def phase_ours_predict(a, batch_size=None):
     "Prediction with phi_cls's defaults (rows per forward pass: 2 on a CPU), or with `batch_size` rows per forward pass."
+    import torch
     from phi_cls.model import PhiClassifier, freeze, malloc_tuning_enabled, predict_logits
     _, _, test = _rows(a)
     cfg, res, tok, backbone = _ours(a, "probe", 1)
+    torch.manual_seed(0)  # the same (untrained) head in every prediction phase, so their logits compare
     clf = PhiClassifier(freeze(backbone)).eval()
     ds = _tokenized(tok, a.max_length, test=test)["test"]
     batch_size = batch_size or res["eval_batch_size"]
@@ -182,6 +184,7 @@ def phase_ours_predict_workers(a):
     from phi_cls.workers import WorkerPool, choose_workers, model_bytes
     _, _, test = _rows(a)
     cfg, res, tok, backbone = _ours(a, "probe", 1)
+    torch.manual_seed(0)  # the same (untrained) head in every prediction phase, so their logits compare
     clf = PhiClassifier(freeze(backbone)).eval()
     ds = _tokenized(tok, a.max_length, test=test)["test"]
     n, why = choose_workers("auto", res["device"], 10 ** 6, model_bytes(backbone))  # as many as a long job gets here
