@@ -51,12 +51,13 @@ def _rows(a):
 
 def _ours(a, mode, epochs, workers=1):
     from phi_cls.model import load_backbone, load_tokenizer
-    from phi_cls.train import TrainConfig, resolve
+    from phi_cls.config import TrainConfig
+    from phi_cls.train import resolve
     cfg = TrainConfig(mode=mode, model=a.model, output_dir=tempfile.mkdtemp(), max_length=a.max_length, epochs=epochs,
                       batch_size=8, grad_accum=a.accum, progress=False, precision=a.precision, workers=workers)
     res = resolve(cfg)
     tok = load_tokenizer(a.model)
-    return cfg, res, tok, load_backbone(a.model, res["device"], res["quantize"], res["precision"])
+    return cfg, res, tok, load_backbone(a.model, res.device, res.quantize, res.precision)
 
 
 def _tokenized(tok, max_length, **splits):
@@ -85,7 +86,7 @@ def _linear_params(model) -> int:
 def phase_matmul(a):
     "The machine's matmul throughput (GFLOP/s) in fp32 and (where the CPU has it natively) bf16, best of a square GEMM and model-shaped ones."
     import torch
-    from phi_cls.model import cpu_kind
+    from phi_cls.hardware import cpu_kind
     out = {"bf16_gflops": None}  # emulated bf16 (AVX2) runs at a few GFLOP/s and takes minutes to measure; phi_cls does not use it
     for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))[:2 if cpu_kind() == "native_bf16" else 1]:
         best = 0.0
@@ -115,8 +116,8 @@ def phase_ours_probe(a, workers=1):
     start = time.perf_counter()
     data = _tokenized(tok, a.max_length, train=train, validation=None, test=test)
     result = train_probe(cfg, backbone, tok, data, Path(cfg.output_dir), res)
-    return dict(seconds=time.perf_counter() - start, accuracy=_accuracy(result["probs"], test["label"]), precision=res["precision"],
-                feature_seconds=result["feature_seconds"], workers=res["inference_workers"]["probe features"], probs_sha=_sha(result["probs"]))
+    return dict(seconds=time.perf_counter() - start, accuracy=_accuracy(result.probs, test["label"]), precision=res.precision,
+                feature_seconds=result.feature_seconds, workers=result.inference_workers["probe features"], probs_sha=_sha(result.probs))
 
 
 def phase_ours_probe_workers(a): return phase_ours_probe(a, "auto")
@@ -146,8 +147,8 @@ def phase_ours_lora(a):
     trainer.train()
     seconds = time.perf_counter() - start
     flops = 2 * sum(forward_flops(backbone.config, linear, n) for n in data["train"]["length"])  # forward + input gradients
-    return dict(seconds=seconds, tokens=sum(data["train"]["length"]), examples=len(rows), flops=flops, precision=res["precision"],
-                micro_batch_size=res["micro_batch_size"], accumulation_steps=res["accumulation_steps"])
+    return dict(seconds=seconds, tokens=sum(data["train"]["length"]), examples=len(rows), flops=flops, precision=res.precision,
+                micro_batch_size=res.micro_batch_size, accumulation_steps=res.accumulation_steps)
 
 
 def phase_ref_predict(a):
@@ -161,19 +162,20 @@ def phase_ref_predict(a):
 def phase_ours_predict(a, batch_size=None):
     "Prediction with phi_cls's defaults (rows per forward pass: 2 on a CPU), or with `batch_size` rows per forward pass."
     import torch
-    from phi_cls.model import PhiClassifier, freeze, malloc_tuning_enabled, predict_logits
+    from phi_cls.hardware import malloc_tuning_enabled
+    from phi_cls.model import PhiClassifier, freeze, predict_logits
     _, _, test = _rows(a)
     cfg, res, tok, backbone = _ours(a, "probe", 1)
     torch.manual_seed(0)  # the same (untrained) head in every prediction phase, so their logits compare
     clf = PhiClassifier(freeze(backbone)).eval()
     ds = _tokenized(tok, a.max_length, test=test)["test"]
-    batch_size = batch_size or res["eval_batch_size"]
+    batch_size = batch_size or res.eval_batch_size
     start = time.perf_counter()
-    logits = predict_logits(clf, ds, tok.pad_token_id, batch_size, res["precision"], progress=False)
+    logits = predict_logits(clf, ds, tok.pad_token_id, batch_size, res.precision, progress=False)
     seconds = time.perf_counter() - start
     flops = sum(forward_flops(backbone.config, _linear_params(backbone), n) for n in ds["length"])
-    return dict(seconds=seconds, examples=len(ds), tokens=sum(ds["length"]), flops=flops, precision=res["precision"],
-                batch_size=batch_size, malloc="tuned" if malloc_tuning_enabled() else "default", cpu_kind=res["cpu_kind"],
+    return dict(seconds=seconds, examples=len(ds), tokens=sum(ds["length"]), flops=flops, precision=res.precision,
+                batch_size=batch_size, malloc="tuned" if malloc_tuning_enabled() else "default", cpu_kind=res.cpu_kind,
                 logits_sha=_sha(logits.numpy()))
 
 
@@ -187,16 +189,16 @@ def phase_ours_predict_workers(a):
     torch.manual_seed(0)  # the same (untrained) head in every prediction phase, so their logits compare
     clf = PhiClassifier(freeze(backbone)).eval()
     ds = _tokenized(tok, a.max_length, test=test)["test"]
-    n, why = choose_workers("auto", res["device"], 10 ** 6, model_bytes(backbone))  # as many as a long job gets here
+    n, why = choose_workers("auto", res.device, 10 ** 6, model_bytes(backbone))  # as many as a long job gets here
     t = time.perf_counter()
-    with WorkerPool(dict(model=a.model, precision=res["precision"]), n) as pool:
+    with WorkerPool(dict(model=a.model, precision=res.precision), n) as pool:
         startup = time.perf_counter() - t
         start = time.perf_counter()
-        feats = pool.features(ds, tok.pad_token_id, res["eval_batch_size"], progress=False)
+        feats = pool.features(ds, tok.pad_token_id, res.eval_batch_size, progress=False)
         with torch.inference_mode(): logits = clf(features=feats).logits
         seconds = time.perf_counter() - start
-    return dict(seconds=seconds, startup_seconds=startup, examples=len(ds), workers=n, why=why, precision=res["precision"],
-                batch_size=res["eval_batch_size"], logits_sha=_sha(logits.numpy()))
+    return dict(seconds=seconds, startup_seconds=startup, examples=len(ds), workers=n, why=why, precision=res.precision,
+                batch_size=res.eval_batch_size, logits_sha=_sha(logits.numpy()))
 
 
 def phase_ours_predict_b8(a): return phase_ours_predict(a, 8)
