@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['MODES', 'PRESETS', 'ConfigError', 'parse_workers', 'TrainConfig', 'preset_values', 'preset_config']
+__all__ = ['MODES', 'EMBEDDED_DATA', 'PRESETS', 'ConfigError', 'parse_workers', 'TrainConfig', 'preset_values', 'preset_config']
 
 # %% ../nbs/06_config.ipynb #c006
 class ConfigError(ValueError):
     "A config value is not allowed; the message names the parameter, the value and what is allowed."
 
 MODES = ("probe", "lora", "both")
+EMBEDDED_DATA = ("champ", "champ-all", "gsm8k-pairs")  # phi_cls.data.EMBEDDED, spelled out here so config stays stdlib only
 _CHOICES = dict(mode=MODES, precision=("auto", "bf16", "fp32"), quantize=("auto", "4bit", "none"),
                 lr_scheduler=("cosine", "linear", "constant", "constant_with_warmup"),
                 optim=("auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"))
@@ -47,7 +48,8 @@ def parse_workers(value) -> str|int:
 class TrainConfig:
     "Every knob of a run, with the reference recipe's defaults."
     mode: str = _help("probe (frozen backbone, train the head), lora (adapters + head) or both", "both")
-    data: str = _help("save_to_disk folder, CSV/JSONL/Parquet file or folder, or 'champ' (embedded data)", "champ")
+    data: str = _help("save_to_disk folder, CSV/JSONL/Parquet file or folder, or embedded data: 'champ' (model-written "
+                      "CHAMP solutions), 'champ-all' (with the reference solutions), 'gsm8k-pairs'", "champ")
     model: str = _help("hub id or local folder (e.g. microsoft/Phi-4-mini-instruct), 'embedded' (SmolLM2-135M) or 'tiny'", "embedded")
     output_dir: str = _help("folder the run writes into (with run_name: the folder that holds the run folder)", "outputs/run")
     run_name: str = _help("if set, the run goes into output_dir/run_name", "")
@@ -104,8 +106,9 @@ class TrainConfig:
             raise ConfigError(f"device={self.device!r} is not allowed; use auto, cpu, cuda or cuda:N.")
         if Path(self.run_name).name != self.run_name or self.run_name in (".", ".."):
             raise ConfigError(f"run_name={self.run_name!r} must be a plain folder name (no '/').")
-        if self.data != "champ" and not Path(self.data).expanduser().exists():
-            raise ConfigError(f"data={self.data!r}: no such file or folder. Pass a save_to_disk folder, a CSV/JSONL/Parquet file or folder, or 'champ'.")
+        if self.data not in EMBEDDED_DATA and not Path(self.data).expanduser().exists():
+            raise ConfigError(f"data={self.data!r}: no such file or folder. Pass a save_to_disk folder, a CSV/JSONL/Parquet "
+                              f"file or folder, or one of {', '.join(EMBEDDED_DATA)}.")
 
     @property
     def modes(self) -> list: return ["probe", "lora"] if self.mode == "both" else [self.mode]

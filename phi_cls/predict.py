@@ -13,7 +13,7 @@ import torch
 from datasets import Dataset
 
 from .data import DataError, PromptEncoder, TableWriter, iter_table, validate_frame
-from .check import ERROR_COLUMNS, check_frame, combine
+from .check import HYBRID_COLUMNS, check_frame, combine
 from .metrics import THRESHOLD, check_threshold, classification_metrics
 from .hardware import ModelError, resolve_device, resolve_precision
 from .model import forward_batch_size, load_backbone, load_tokenizer, read_classifier_info, restore_classifier
@@ -140,7 +140,8 @@ def _predict_frame(self:Classifier, df:pd.DataFrame, threshold:float=THRESHOLD, 
     if checker:
         hybrid = combine(probs[:, 1], check_frame(df[["index", "solution"]]), threshold)
         out = out.drop(columns="label").join(hybrid)
-        out = out[["index", "p(class=0)", "p(class=1)", "label"] + (["true_label"] if "true_label" in out else []) + ["decided_by", *ERROR_COLUMNS]]
+        first = ["index", "p(class=0)", "p(class=1)", "label"] + (["true_label"] if "true_label" in out else [])
+        out = out[first + HYBRID_COLUMNS[1:]]
     return out.reset_index(drop=True)
 
 Classifier.predict_frame = _predict_frame
@@ -162,7 +163,7 @@ def _stream(path, rows_fn, output, chunk_rows:int, progress:bool, desc:str) -> p
                     raise DataError(f"{path}: index {sorted(dup)[:3] or out.loc[out['index'].duplicated(), 'index'].tolist()[:3]} appears more than once; each row needs its own index.")
                 seen |= set(out["index"])
                 writer.write(out)
-                keep.append(out.drop(columns=[c for c in out.columns if c in ("index", "error_text", "stated", "computed")]))
+                keep.append(out.drop(columns=[c for c in out.columns if c in ("index", "error_text", "stated", "computed", "checker_reason")]))
                 bar.update(len(chunk))
     except BaseException:
         writer.close(ok=False); raise
@@ -190,13 +191,15 @@ def predict_file(clf:Classifier, path, output, threshold:float=THRESHOLD, checke
         signals.update(checker="checker", hybrid="label")
     return _summary(done, signals)
 
-def check_file(path, output, chunk_rows:int=4096, progress:bool=True) -> dict:
-    "Run the arithmetic checker alone over `path` into `output` (index, checker_flawed, error columns)."
+def check_file(path, output, chunk_rows:int=4096, progress:bool=True, explain:bool=False) -> dict:
+    "Run the arithmetic checker alone over `path` into `output` (index, checker_flawed, error and status columns; `explain`: checker_explain)."
     def rows(chunk):
         df = validate_frame(chunk.drop(columns=["question"], errors="ignore").assign(question="-"), str(path), label_required=False)
-        out = check_frame(df[["index", "solution"]])
+        out = check_frame(df[["index", "solution"]], explain=explain)
         return out.assign(true_label=df["label"].to_numpy()) if "label" in df else out
     done = _stream(path, rows, output, chunk_rows, progress, "Checking")
     summary = _summary(done, {"checker": "checker_flawed"})
     summary["flagged"] = int(done["checker_flawed"].sum())
+    summary.update(calculations=int(done["n_checked"].sum()), skipped=int(done["n_skipped"].sum()),
+                   not_checked=int((done["checker_status"] == "not checked").sum()))
     return summary

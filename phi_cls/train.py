@@ -17,7 +17,8 @@ from transformers import Trainer, TrainingArguments, set_seed
 from .config import ConfigError, TrainConfig
 from .data import PROMPT, Collator, PromptEncoder, load_data, tokenize, training_splits, write_csv, write_json, zip_run
 from .check import check_frame, combine
-from .metrics import PRED_FILES, classification_metrics, predictions_frame
+from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, classification_metrics, headline_metrics, predictions_frame,
+                             shortcut_baselines, summary_lines, versus_baselines)
 from .hardware import cpu_kind, malloc_tuning_enabled, resolve_device, resolve_precision, resolve_quantize
 from .model import (PhiClassifier, add_lora, context_length, describe_trainable, forward_batch_size, freeze, load_backbone,
                            load_tokenizer, save_classifier)
@@ -27,8 +28,8 @@ from .workers import WorkerPool, choose_workers, model_bytes, pooled_features, s
 __all__ = ['world', 'first_process', 'Resolved', 'resolve', 'trainable_state_dict', 'ClassifierTrainer', 'FeatureDataset',
            'training_args', 'init_distributed', 'finish_distributed', 'sharded', 'inference_pool',
            'fold_standardization', 'ExperimentResult', 'say', 'train_probe', 'lora_trainer', 'train_lora', 'git_commit',
-           'data_fingerprint', 'package_versions', 'prepare_data', 'hybrid_results', 'last_checkpoint', 'previous_run',
-           'check_max_length', 'run']
+           'data_fingerprint', 'package_versions', 'prepare_data', 'hybrid_results', 'run_baselines', 'last_checkpoint',
+           'previous_run', 'check_max_length', 'run']
 
 # %% ../nbs/07_train.ipynb #c009
 def world() -> tuple:
@@ -292,8 +293,14 @@ def hybrid_results(out:Path, mode:str, test, probs, checked:pd.DataFrame) -> dic
     hybrid = combine(probs[:, 1], checked)
     frame = predictions_frame(test["index"], test["labels"], probs).join(hybrid)
     write_csv(out / f"{mode}_hybrid_predictions.csv", frame)
-    return dict(checker=classification_metrics(test["labels"], checked["checker_flawed"].astype(float)),
-                hybrid=classification_metrics(test["labels"], hybrid["label"].astype(float)))
+    scores = lambda p: dict(classification_metrics(test["labels"], p), **headline_metrics(test["labels"], p))
+    return dict(checker=scores(checked["checker_flawed"].astype(float)), hybrid=scores(hybrid["label"].astype(float)))
+
+def run_baselines(cfg:TrainConfig, raw:dict) -> tuple:
+    "The shortcut baselines, fitted on the rows the classifier trains on and scored on the test rows: (p(flawed) by name, metrics)."
+    train, test = raw["train"].to_pandas(), raw["test"].to_pandas()
+    probs = shortcut_baselines(train, test)
+    return probs, dict(fitted_on=f"the classifier's training rows ({len(train)})", scored_on=f"test ({len(test)} rows)", results=baseline_metrics(test["label"], probs))
 
 def last_checkpoint(folder:Path) -> str|None:
     "The newest complete Trainer checkpoint (weights and trainer state written) in `folder`."
@@ -350,6 +357,7 @@ def run(cfg:TrainConfig) -> dict:
         check_max_length(cfg)
         data, card["data"], raw = prepare_data(cfg, tok)
         checked = check_frame(raw["test"].to_pandas()[["index", "solution"]]) if cfg.checker else None
+        base_probs, baselines = run_baselines(cfg, raw)
         backbone = load_backbone(cfg.model, res.device, res.quantize, res.precision, cfg.attn_implementation)
         card["seconds"]["load"] = round(time.perf_counter() - start, 2)
         write(write_json, out / "config.json", dict(config=asdict(cfg), resolved=asdict(res), versions=card["versions"]))
@@ -368,6 +376,7 @@ def run(cfg:TrainConfig) -> dict:
             metrics[mode] = dict(classification_metrics(test["labels"], result.probs[:, 1]), n_train=len(data["train"]),
                                  train_seconds=round(result.train_seconds, 2),
                                  **({"feature_seconds": round(result.feature_seconds, 2)} if result.feature_seconds is not None else {}))
+            metrics[mode].update(versus_baselines(test["labels"], result.probs[:, 1], THRESHOLD, base_probs, baselines["results"], f"{mode} classifier"))
             if main:
                 write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], result.probs))
                 save_classifier(result.clf, tok, out / mode, meta)
@@ -377,7 +386,9 @@ def run(cfg:TrainConfig) -> dict:
             card["done"][mode] = metrics[mode]
             write(write_json, out / "run.json", card)
             say(f"{mode}: test accuracy {metrics[mode]['accuracy']:.3f}, F1 (flawed) {metrics[mode]['f1']:.3f} on {len(test)} rows")
+        metrics["baselines"] = baselines
         write(write_json, out / "metrics.json", metrics)
+        for line in summary_lines(metrics): say(line)
     except BaseException as e:
         card.update(status="failed", finished=_now(), error=f"{type(e).__name__}: {e}")
         write(write_json, out / "run.json", card)
