@@ -24,7 +24,7 @@ def add_config_flags(parser:argparse.ArgumentParser, config_cls=TrainConfig):
         kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata.get('help', '')} (default: {f.default})")  # unset: the preset's
         if kind is bool: parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif kind == typing.Optional[int]: parser.add_argument(flag, type=_optional_int, metavar="N", **kw)
-        else: parser.add_argument(flag, type=kind, metavar=f.name.upper(), **kw)
+        else: parser.add_argument(flag, type=kind if isinstance(kind, type) else str, metavar=f.name.upper(), **kw)  # a Union: the config parses the text
     parser.add_argument("--out", dest="output_dir", default=argparse.SUPPRESS, help="same as --output-dir")
 
 def config_from_args(args:argparse.Namespace, config_cls=TrainConfig):
@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--quantize", choices=["auto", "4bit", "none"], default="auto",
                          help="auto: as the classifier was trained (4-bit NF4 or not); 4bit / none: choose (4-bit on a CPU is a test mode)")
     predict.add_argument("--batch-size", type=int, help="examples per forward pass (default: 2 on a CPU, 8 on a GPU)")
+    predict.add_argument("--workers", default="auto", help="CPU: single-thread processes that share the rows, auto (one per core when "
+                         "the rows repay starting them) or N; 1 = one process (default: auto)")
     predict.add_argument("--threshold", type=float, default=0.5, help="p(flawed) at or above which a row is labelled 1 (default: 0.5)")
     predict.add_argument("--checker", action="store_true", help="also run the arithmetic checker: flawed when it proves an error")
     predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
@@ -110,7 +112,7 @@ def _predict(args):
     check_threshold(args.threshold)
     if args.batch_size is not None and args.batch_size < 1: raise ValueError(f"batch_size={args.batch_size} must be a positive integer.")
     clf = load_classifier(args.model, kind=args.kind, device=args.device, quantize=args.quantize, batch_size=args.batch_size,
-                          base_model=args.base_model)
+                          base_model=args.base_model, workers=args.workers)
     _report(predict_file(clf, args.input, args.output, args.threshold, args.checker, progress=args.progress), args.output)
 
 def _evaluate(args):

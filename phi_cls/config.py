@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['MODES', 'EMBEDDED_DATA', 'PRESETS', 'ConfigError', 'TrainConfig', 'preset_values', 'preset_config']
+__all__ = ['MODES', 'EMBEDDED_DATA', 'PRESETS', 'ConfigError', 'parse_workers', 'TrainConfig', 'preset_values', 'preset_config']
 
 # %% ../nbs/06_config.ipynb #c006
 class ConfigError(ValueError):
@@ -35,6 +35,13 @@ def _type_ok(value, kind) -> bool:
 def _type_name(kind) -> str:
     if typing.get_origin(kind) is typing.Union: return " or ".join(_type_name(k) for k in typing.get_args(kind))
     return {type(None): "None", float: "a number", int: "an integer", bool: "true or false", str: "a string"}.get(kind, str(kind))
+
+# %% ../nbs/06_config.ipynb #c041
+def parse_workers(value) -> str|int:
+    "`auto`, or a positive number of inference processes (an int, or its text as a command line or papermill gives it)."
+    if isinstance(value, str) and value.strip().isdigit(): value = int(value)
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0): return value
+    raise ConfigError(f"workers={value!r} is not allowed; use auto or a positive number of processes (1 = one process).")
 
 # %% ../nbs/06_config.ipynb #c030
 @dataclass
@@ -68,6 +75,8 @@ class TrainConfig:
     max_eval_samples: typing.Optional[int] = _help("use at most this many test (and validation) rows", None)
     keep_validation: bool = _help("hold validation out for evaluation each epoch instead of training on it", False)
     eval_batch_size: typing.Optional[int] = _help("rows per forward pass in feature extraction and prediction; None = auto (2 on a CPU, 8 on a GPU)", None)
+    workers: typing.Union[str, int] = _help("CPU inference (probe features, test predictions) in this many single-thread processes; "
+                                            "auto = one per core when the rows repay starting them, 1 = one process", "auto")
     lora_r: int = _help("LoRA rank", 16)
     lora_alpha: int = _help("LoRA alpha", 32)
     lora_dropout: float = _help("LoRA dropout", 0.05)
@@ -92,6 +101,7 @@ class TrainConfig:
         for name, none in (("max_train_samples", "all rows"), ("max_eval_samples", "all rows"), ("micro_batch_size", "auto"), ("eval_batch_size", "auto")):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, int) and v > 0): raise ConfigError(f"{name}={v!r} must be a positive integer or None ({none}).")
+        self.workers = parse_workers(self.workers)
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"device={self.device!r} is not allowed; use auto, cpu, cuda or cuda:N.")
         if Path(self.run_name).name != self.run_name or self.run_name in (".", ".."):

@@ -4,8 +4,8 @@
 
 # %% ../nbs/07_train.ipynb #c003
 from __future__ import annotations
-import datetime, hashlib, importlib.util, json, os, platform, shutil, time
-from dataclasses import dataclass, asdict
+import contextlib, datetime, hashlib, importlib.util, json, os, platform, shutil, time
+from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +21,16 @@ from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, classification_me
                              shortcut_baselines, summary_lines, versus_baselines)
 from .hardware import (CPU_4BIT_NOTE, bitsandbytes_version, cpu_4bit_lora_error, cpu_kind, kbit_gradients_ok,
                               malloc_tuning_enabled, resolve_device, resolve_precision, resolve_quantize)
-from .model import (PhiClassifier, add_lora, context_length, describe_trainable, extract_features, forward_batch_size,
-                           freeze, load_backbone, load_tokenizer, predict_logits, save_classifier)
+from .model import (PhiClassifier, add_lora, context_length, describe_trainable, forward_batch_size, freeze, load_backbone,
+                           load_tokenizer, save_classifier)
+from .workers import WorkerPool, choose_workers, model_bytes, pooled_features, shard_rows, unshard
 
 # %% auto #0
 __all__ = ['world', 'first_process', 'Resolved', 'resolve', 'trainable_state_dict', 'ClassifierTrainer', 'FeatureDataset',
-           'training_args', 'init_distributed', 'finish_distributed', 'sharded', 'fold_standardization',
-           'ExperimentResult', 'say', 'train_probe', 'lora_trainer', 'train_lora', 'git_commit', 'data_fingerprint',
-           'package_versions', 'prepare_data', 'hybrid_results', 'run_baselines', 'last_checkpoint', 'previous_run',
-           'check_max_length', 'run']
+           'training_args', 'init_distributed', 'finish_distributed', 'sharded', 'inference_pool',
+           'fold_standardization', 'ExperimentResult', 'say', 'train_probe', 'lora_trainer', 'train_lora', 'git_commit',
+           'data_fingerprint', 'package_versions', 'prepare_data', 'hybrid_results', 'run_baselines', 'last_checkpoint',
+           'previous_run', 'check_max_length', 'run']
 
 # %% ../nbs/07_train.ipynb #c009
 def world() -> tuple:
@@ -153,16 +154,29 @@ def finish_distributed(created:bool, ok:bool=True):
     if ok: dist.barrier()  # the first process may still be writing files; no process exits while others communicate
     dist.destroy_process_group()
 
-def sharded(fn, ds) -> torch.Tensor:
-    "`fn(dataset) -> tensor` on this process's share of the rows of `ds`, gathered from all processes in row order."
+def sharded(fn, ds, batch_size:int=1) -> torch.Tensor:
+    "`fn(dataset) -> tensor` on this process's share of `ds` (whole length-sorted batches: `shard_rows`), gathered in row order."
     rank, size = world()
     if size == 1: return fn(ds)
     import torch.distributed as dist
-    parts = np.array_split(np.arange(len(ds)), size)
+    parts = shard_rows(ds["length"], batch_size, size)
     mine = fn(ds.select(parts[rank].tolist())) if len(parts[rank]) else None
     gathered = [None] * size
     dist.all_gather_object(gathered, mine)
-    return torch.cat([g for g in gathered if g is not None])
+    return unshard(parts, gathered)
+
+# %% ../nbs/07_train.ipynb #c015b
+@contextlib.contextmanager
+def inference_pool(cfg:TrainConfig, res:Resolved, backbone, rows:int, job:str, **spec):
+    "(pool, decision) for one inference `job`: workers as `cfg.workers` and the machine decide, or None (this process)."
+    n, why = choose_workers(cfg.workers, res.device, rows, model_bytes(backbone))
+    used = dict(processes=n, why=why)
+    if n == 1:
+        yield None, used
+        return
+    say(f"phi_cls: {job} in {n} single-thread processes ({why})")
+    spec = dict(model=cfg.model, precision=res.precision, attn_implementation=cfg.attn_implementation, **spec)
+    with WorkerPool(spec, n) as pool: yield pool, used
 
 # %% ../nbs/07_train.ipynb #c020
 @torch.no_grad()
@@ -182,6 +196,7 @@ class ExperimentResult:
     log_history: list
     train_seconds: float
     feature_seconds: float|None = None  # the probe's one pass of feature extraction
+    inference_workers: dict = field(default_factory=dict)  # inference job -> processes it ran in, and why
 
 # %% ../nbs/07_train.ipynb #c022
 def _softmax(logits:torch.Tensor) -> np.ndarray: return torch.softmax(logits.float(), -1).numpy()
@@ -195,9 +210,10 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolve
     set_seed(cfg.seed)
     clf = PhiClassifier(freeze(backbone))
     say("probe:", describe_trainable(clf))
-    pad, start, show = tok.pad_token_id, time.perf_counter(), cfg.progress and first_process()
-    raw = {k: sharded(lambda d: extract_features(clf, d, pad, res.eval_batch_size, res.precision, show), ds)
-           for k, ds in data.items() if ds is not None}
+    pad, start, show, bs = tok.pad_token_id, time.perf_counter(), cfg.progress and first_process(), res.eval_batch_size
+    splits = {k: ds for k, ds in data.items() if ds is not None}
+    with inference_pool(cfg, res, backbone, sum(map(len, splits.values())), "probe features") as (pool, used):
+        raw = {k: sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res.precision, show), ds, bs) for k, ds in splits.items()}
     feature_seconds = time.perf_counter() - start
     mean, std = raw["train"].mean(0), raw["train"].std(0).clamp_min(1e-6)
     feats = {k: (f - mean) / std for k, f in raw.items()}  # the head trains on standardized features
@@ -211,7 +227,7 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolve
     fold_standardization(clf.head, mean, std)  # now a plain linear head on raw last-token states
     with torch.no_grad(): probs = _softmax(clf(features=raw["test"].to(clf.head.weight.device)).logits.cpu())
     return ExperimentResult(clf=clf, probs=probs, log_history=trainer.training_log(), train_seconds=time.perf_counter() - start,
-                feature_seconds=feature_seconds)
+                feature_seconds=feature_seconds, inference_workers={"probe features": used})
 
 # %% ../nbs/07_train.ipynb #c024
 def lora_trainer(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved) -> ClassifierTrainer:
@@ -229,9 +245,13 @@ def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved
     trainer.train(resume_from_checkpoint=resume_from)
     train_seconds, clf = time.perf_counter() - start, trainer.model
     clf.eval()
-    show = cfg.progress and first_process()
-    logits = sharded(lambda d: predict_logits(clf, d, tok.pad_token_id, res.eval_batch_size, res.precision, show), data["test"])
-    return ExperimentResult(clf=clf, probs=_softmax(logits), log_history=trainer.training_log(), train_seconds=train_seconds)
+    show, bs, pad, job = cfg.progress and first_process(), res.eval_batch_size, tok.pad_token_id, "lora test predictions"
+    lora = dict(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)  # the workers wrap their backbone the same way
+    with inference_pool(cfg, res, clf.backbone, len(data["test"]), job, lora=lora, state=trainable_state_dict(clf)) as (pool, used):
+        feats = sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res.precision, show, "Predicting"), data["test"], bs)
+    with torch.inference_mode(): logits = clf(features=feats.to(clf.head.weight.device)).logits.cpu()  # the head, here
+    return ExperimentResult(clf=clf, probs=_softmax(logits), log_history=trainer.training_log(), train_seconds=train_seconds,
+                            inference_workers={job: used})
 
 # %% ../nbs/07_train.ipynb #c026
 def git_commit() -> dict|None:
@@ -300,7 +320,7 @@ def previous_run(cfg:TrainConfig) -> dict:
     card = cfg.run_dir / "run.json"
     if not card.exists(): raise ConfigError(f"resume=True, but {cfg.run_dir} holds no run to resume (no run.json). Start it without resume.")
     prev = json.loads(card.read_text())
-    same_anyway = {"resume", "progress", "output_dir", "run_name"}
+    same_anyway = {"resume", "progress", "output_dir", "run_name", "workers"}  # workers change speed, never results
     diff = [k for k, v in asdict(cfg).items() if k not in same_anyway and prev["config"].get(k) != v]
     if diff:
         raise ConfigError(f"resume=True, but the run in {cfg.run_dir} used other settings: "
@@ -333,6 +353,7 @@ def run(cfg:TrainConfig) -> dict:
     card = dict(status="running", started=_now(), config=asdict(cfg), resolved=asdict(res), versions=package_versions(), git=git_commit(),
                 host=platform.node(), seconds={}, done=dict(prev.get("done", {})) if prev else {})
     if prev: card["resumed_from"] = dict(started=prev.get("started"), status=prev.get("status"))
+    card["resolved"]["inference_workers"] = dict(prev["resolved"].get("inference_workers", {})) if prev else {}
     write(write_json, out / "run.json", card)
     say(f"phi_cls: mode={cfg.mode} model={cfg.model} data={cfg.data} on {res.device} ({res.cpu_kind or res.gpu}), "
         f"precision={res.precision}, quantize={res.quantize}, optim={res.optim}, effective batch {res.effective_batch} "
@@ -359,6 +380,7 @@ def run(cfg:TrainConfig) -> dict:
             t0, resume_from = time.perf_counter(), last_checkpoint(out / "checkpoints" / mode) if prev else None
             if resume_from: say(f"{mode}: resuming from {resume_from}")
             result = (train_probe if mode == "probe" else train_lora)(cfg, backbone, tok, data, out, res, resume_from)
+            card["resolved"]["inference_workers"].update(result.inference_workers)
             metrics[mode] = dict(classification_metrics(test["labels"], result.probs[:, 1]), n_train=len(data["train"]),
                                  train_seconds=round(result.train_seconds, 2),
                                  **({"feature_seconds": round(result.feature_seconds, 2)} if result.feature_seconds is not None else {}))
