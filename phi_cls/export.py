@@ -326,3 +326,11 @@ def export(model:str|Path, out:str|Path, kind:str|None=None, base_model:str|None
         _publish(tmp, dest)
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+# %% ../nbs/07_export.ipynb #c039
+import sys, types
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args, **kwargs): return export(*args, **kwargs)
+
+sys.modules[__name__].__class__ = _CallableModule
