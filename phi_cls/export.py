@@ -175,7 +175,7 @@ def card_metadata(info:dict, facts:dict, name:str) -> str:
     if m:
         data = facts.get("config", {}).get("config", {}).get("data", "")
         lines += ["model-index:", f"- name: {json.dumps(name)}", "  results:", "  - task:", "      type: text-classification",
-                  "    dataset:", f"      name: {json.dumps(str(data))} (test split)", f"      type: {json.dumps(str(data))}",
+                  "    dataset:", f"      name: {json.dumps(f'{data} (test split)')}", f"      type: {json.dumps(str(data))}",
                   "    metrics:"] + _yaml_metrics(m, info.get("kind"))
     return "\n".join(lines + ["---"])
 
@@ -320,6 +320,8 @@ def export(model:str|Path, out:str|Path, kind:str|None=None, base_model:str|None
     try:
         clf.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
+        tc = tmp / "tokenizer_config.json"  # transformers does not always write padding_side; the pooling relies on it
+        tc.write_text(json.dumps(dict(json.loads(tc.read_text()), padding_side="right"), indent=2))
         (tmp / "phi_cls_prompt.py").write_text(helper_source(settings["prompt"], settings["max_length"]))
         dtype = str(next(clf.parameters()).dtype).replace("torch.", "")
         (tmp / "README.md").write_text(model_card(info, run_facts(art), settings, dtype, dest.name))
