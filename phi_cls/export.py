@@ -257,11 +257,11 @@ Exact token ids (for `AutoModelForSequenceClassification` or a server that takes
 
 **Truncation, max_length {n}.** {TRUNCATION} For prompts that fit, the raw `PROMPT.format(...)` text gives the same tokens as phi_cls (checked for the SmolLM2 and tiny tokenizers on all 810 CHAMP rows, not for other tokenizers; `encode` is exact for any). **A raw prompt longer than {n} tokens passed straight to the pipeline is not truncated like that**: the pipeline does not truncate unless asked, so the model reads the whole text, which it was not trained on (and fails beyond the model's context length); with `truncation=True` the tokenizer cuts the *end* of the solution, the part phi_cls keeps. Either way p(flawed) differs from phi_cls's. Use `build_prompt` (or `encode`).
 
-**Pooling.** Like phi_cls, the model reads the last token of the prompt. `pad_token_id` is `{settings['pad_token']}` and the tokenizer pads on the right, so Hugging Face's rule (rightmost token that is not the pad) finds the same token in batches of rows of any lengths. The one difference: a solution whose text *ends* with the literal `{settings['pad_token']}` is read at the token before it.
+**Pooling.** Like phi_cls, the model reads the last token of the prompt. The pad token is `{settings['pad_token']}` (`pad_token_id` in config.json) and the tokenizer pads on the right, so Hugging Face's rule (rightmost token that is not the pad) finds the same token in batches of rows of any lengths. The one difference: a solution whose text *ends* with the literal `{settings['pad_token']}` is read at the token before it.
 
 ## Training
 
-{_kind_text(info)} The head was trained on the hidden state of each prompt's last token.
+Settings from the artifact and its run:
 
 """ + "\n".join(_recipe(info, facts)) + f"""
 
