@@ -148,7 +148,7 @@ def test_refusals(run, tiny_run, tmp_path):
 
 def test_cli(run, tmp_path):
     zipped = tmp_path / "artifacts.zip"
-    from phi_cls.train import zip_run
+    from phi_cls.data import zip_run
     shutil.copy(zip_run(run), zipped)
     proc = phi_cls("export", "--model", zipped, "--kind", "probe", "--out", tmp_path / "hf")
     assert "exported to" in proc.stdout and (tmp_path / "hf" / "model.safetensors").exists()
