@@ -36,16 +36,14 @@ def seq_cls_class(config, name:str=""):
     return getattr(transformers, cls)
 
 # %% ../nbs/09_export.ipynb #c009
-def score_weight(head) -> torch.Tensor:
-    "The head's weight as a bias-free `score` layer; `ModelError` unless its bias is the same for both classes."
-    bias = head.bias.detach().float() if head.bias is not None else torch.zeros(2)
-    delta = float(bias[1] - bias[0])
+def score_weight(head, source="the artifact") -> torch.Tensor:
+    "The head's weight as the bias-free `score` layer; `ModelError` for a head with a class bias (older artifacts)."
+    delta = float(head.bias[1] - head.bias[0]) if head.bias is not None else 0.0
     if delta != 0:
-        raise ModelError(f"the head has a bias with b[flawed] - b[correct] = {delta:.6g}; the score layer of "
-                         "transformers' decoder classifiers has no bias and no exact rewrite exists, so the exported "
-                         "model would move "
-                         f"p(flawed) by up to {abs(delta) / 4:.3g}. Export needs a head without a class bias "
-                         "(train one with a bias-free head).")
+        raise ModelError(f"{source} was trained with a head bias (phi_cls before bias-free heads): "
+                         f"b[flawed] - b[correct] = {delta:.6g}. The score layer of transformers' decoder classifiers "
+                         f"has no bias, so the export would move p(flawed) by up to {abs(delta) / 4:.3g}. "
+                         "It still works with phi_cls (predict, serve); retrain it with this phi_cls to export it.")
     return head.weight.detach().float().clone()
 
 # %% ../nbs/09_export.ipynb #c012
@@ -123,7 +121,7 @@ def hf_classifier(art:Path, info:dict, path:str, fp32:bool=False):
     if expected and expected != found:
         raise ModelError(f"{art} was trained on a different backbone ({expected}) than '{path}' ({found}). "
                          f"Export it with its own base model, '{name}'.")
-    weight = score_weight(load_head(art))
+    weight = score_weight(load_head(art), art)
     model = _quiet_load(cls.from_pretrained, path, num_labels=2, dtype=torch.float32 if fp32 else "auto",
                         trust_remote_code=False)
     if info.get("kind") == "lora":
