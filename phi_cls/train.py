@@ -107,6 +107,9 @@ class ClassifierTrainer(Trainer):
         state = load_file(Path(resume_from_checkpoint) / "model.safetensors")
         missing = set(trainable_state_dict(model)) - set(state)
         if missing: raise ValueError(f"checkpoint {resume_from_checkpoint} lacks {len(missing)} trainable weights, e.g. {sorted(missing)[:3]}")
+        extra = set(state) - set(trainable_state_dict(model))  # e.g. head.bias, from a phi_cls whose heads had one
+        if extra: raise ValueError(f"checkpoint {resume_from_checkpoint} holds weights this model does not train, e.g. {sorted(extra)[:3]}: "
+                                   "it was written by another phi_cls version. Start the run again without --resume.")
         model.load_state_dict(state, strict=False)
 
 class FeatureDataset(torch.utils.data.Dataset):
