@@ -92,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-upload-mb", type=float, default=10, help="largest file the batch tab accepts, in MB (default: 10)")
     serve.add_argument("--quantize", choices=["auto", "4bit", "none"], default="auto",
                        help="auto: as the classifier was trained (4-bit NF4 or not); 4bit / none: choose (4-bit on a CPU is a test mode)")
+    export = sub.add_parser("export", help="write a trained classifier as a Hugging Face model folder that loads without phi_cls",
+                            description="Write the backbone's *ForSequenceClassification model (LoRA merged, head as score), tokenizer, prompt helper and model card.")
+    export.add_argument("--model", required=True, help="artifact folder (probe/ or lora/), run folder, or artifacts.zip")
+    export.add_argument("--out", required=True, help="new or empty folder to write")
+    export.add_argument("--kind", choices=["probe", "lora"], help="which classifier of a run folder or zip (default: lora if present)")
+    export.add_argument("--base-model", help="the backbone to build on instead of the one the artifact names (e.g. a local copy)")
+    export.add_argument("--fp32", action="store_true", help="write float32 weights (default: the backbone's own dtype)")
+    export.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     for p in sub.choices.values(): p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show Python tracebacks on errors")
     return parser
 
@@ -142,7 +150,11 @@ def _serve(args):
     from phi_cls.serve import serve
     serve(args.model, args.host, args.port, args.checker, args.kind, args.max_upload_mb, args.threshold, args.quantize)
 
-COMMANDS = {"train": _train, "predict": _predict, "evaluate": _evaluate, "check": _check, "serve": _serve}
+def _export(args):
+    from phi_cls.export import export
+    print(f"exported to {export(args.model, args.out, args.kind, args.base_model, args.fp32, args.overwrite)}")
+
+COMMANDS = {"train": _train, "predict": _predict, "check": _check, "serve": _serve, "export": _export}
 
 def main(argv:list|None=None) -> int:
     "Entry point of the `phi-cls` command."

@@ -184,10 +184,9 @@ def last_token_pool(hidden:torch.Tensor, attention_mask:torch.Tensor) -> torch.T
 
 # %% ../nbs/04_model.ipynb #c036
 def init_head(hidden_size:int, num_labels:int=2) -> nn.Linear:
-    "A float32 linear head whose first logits are near zero (loss about ln 2)."
-    head = nn.Linear(hidden_size, num_labels)
+    "A bias-free float32 linear head whose first logits are near zero (loss about ln 2)."
+    head = nn.Linear(hidden_size, num_labels, bias=False)
     nn.init.normal_(head.weight, std=1e-3)
-    nn.init.zeros_(head.bias)
     return head
 
 class PhiClassifier(nn.Module):
@@ -324,7 +323,7 @@ def load_head(path:str|Path) -> nn.Linear:
     if not file.exists(): raise ModelError(f"{path} is incomplete: head.safetensors is missing. Copy the artifact again or retrain.")
     try: sd = load_file(file)
     except Exception as e: raise ModelError(f"{file} is incomplete or corrupted ({e}). Copy the artifact again or retrain.") from None
-    head = nn.Linear(sd["weight"].shape[1], sd["weight"].shape[0])
+    head = nn.Linear(sd["weight"].shape[1], sd["weight"].shape[0], bias="bias" in sd)  # a bias: saved before heads were bias-free
     head.load_state_dict(sd)
     return head
 

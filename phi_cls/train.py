@@ -27,10 +27,10 @@ from .workers import WorkerPool, choose_workers, model_bytes, pooled_features, s
 
 # %% auto #0
 __all__ = ['world', 'first_process', 'Resolved', 'resolve', 'trainable_state_dict', 'ClassifierTrainer', 'FeatureDataset',
-           'training_args', 'init_distributed', 'finish_distributed', 'sharded', 'inference_pool',
-           'fold_standardization', 'ExperimentResult', 'say', 'train_probe', 'lora_trainer', 'train_lora', 'git_commit',
-           'data_fingerprint', 'package_versions', 'prepare_data', 'hybrid_results', 'run_baselines', 'last_checkpoint',
-           'previous_run', 'check_max_length', 'run']
+           'training_args', 'init_distributed', 'finish_distributed', 'sharded', 'inference_pool', 'probe_scaling',
+           'standardize', 'fold_standardization', 'ExperimentResult', 'say', 'train_probe', 'lora_trainer',
+           'train_lora', 'git_commit', 'data_fingerprint', 'package_versions', 'prepare_data', 'hybrid_results',
+           'run_baselines', 'last_checkpoint', 'previous_run', 'check_max_length', 'run']
 
 # %% ../nbs/07_train.ipynb #c009
 def world() -> tuple:
@@ -117,6 +117,9 @@ class ClassifierTrainer(Trainer):
         state = load_file(Path(resume_from_checkpoint) / "model.safetensors")
         missing = set(trainable_state_dict(model)) - set(state)
         if missing: raise ValueError(f"checkpoint {resume_from_checkpoint} lacks {len(missing)} trainable weights, e.g. {sorted(missing)[:3]}")
+        extra = set(state) - set(trainable_state_dict(model))  # e.g. head.bias, from a phi_cls whose heads had one
+        if extra: raise ValueError(f"checkpoint {resume_from_checkpoint} holds weights this model does not train, e.g. {sorted(extra)[:3]}: "
+                                   "it was written by another phi_cls version. Start the run again without --resume.")
         model.load_state_dict(state, strict=False)
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -180,11 +183,23 @@ def inference_pool(cfg:TrainConfig, res:Resolved, backbone, rows:int, job:str, *
 
 # %% ../nbs/07_train.ipynb #c020
 @torch.no_grad()
-def fold_standardization(head:torch.nn.Linear, mean:torch.Tensor, std:torch.Tensor) -> torch.nn.Linear:
-    "Turn a head trained on (x - mean) / std into the same head on x, in place."
-    mean, std = mean.to(head.weight), std.to(head.weight)
-    head.weight.div_(std)
-    head.bias.sub_(head.weight @ mean)
+def probe_scaling(train:torch.Tensor) -> tuple:
+    "(s, u, k) for `standardize` from the training features: per-feature std `s`, unit mean direction `u` of x/s, shrink `k`."
+    s = train.std(0).clamp_min(1e-6)
+    m = (train / s).mean(0)
+    n = m.norm()
+    return s, m / n.clamp_min(1e-12), float((1 - 1 / n).clamp_min(0))  # k = 0 when the mean is already short
+
+def standardize(x:torch.Tensor, s:torch.Tensor, u:torch.Tensor, k:float) -> torch.Tensor:
+    "x / s with its component along `u` scaled by 1 - k: on the training rows, unit spread and mean `u`."
+    z = x / s
+    return z - k * (z @ u)[:, None] * u
+
+@torch.no_grad()
+def fold_standardization(head:torch.nn.Linear, s:torch.Tensor, u:torch.Tensor, k:float) -> torch.nn.Linear:
+    "Turn a bias-free head trained on `standardize(x, s, u, k)` into the same bias-free head on x, in place."
+    s, u = s.to(head.weight), u.to(head.weight)
+    head.weight.sub_(k * torch.outer(head.weight @ u, u)).div_(s)
     return head
 
 # %% ../nbs/07_train.ipynb #c037
@@ -215,8 +230,8 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolve
     with inference_pool(cfg, res, backbone, sum(map(len, splits.values())), "probe features") as (pool, used):
         raw = {k: sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res.precision, show), ds, bs) for k, ds in splits.items()}
     feature_seconds = time.perf_counter() - start
-    mean, std = raw["train"].mean(0), raw["train"].std(0).clamp_min(1e-6)
-    feats = {k: (f - mean) / std for k, f in raw.items()}  # the head trains on standardized features
+    scaling = probe_scaling(raw["train"])
+    feats = {k: standardize(f, *scaling) for k, f in raw.items()}  # the head trains on standardized features
     trainer = ClassifierTrainer(
         model=clf, args=training_args(cfg, out / "checkpoints" / "probe", res, "fp32", "validation" in feats, by_length=False),
         train_dataset=FeatureDataset(feats["train"], data["train"]["labels"]), data_collator=Collator(pad),
@@ -224,7 +239,7 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolve
         compute_metrics=_accuracy)
     trainer.train(resume_from_checkpoint=resume_from)
     clf.eval()
-    fold_standardization(clf.head, mean, std)  # now a plain linear head on raw last-token states
+    fold_standardization(clf.head, *scaling)  # now a plain bias-free linear head on raw last-token states
     with torch.no_grad(): probs = _softmax(clf(features=raw["test"].to(clf.head.weight.device)).logits.cpu())
     return ExperimentResult(clf=clf, probs=probs, log_history=trainer.training_log(), train_seconds=time.perf_counter() - start,
                 feature_seconds=feature_seconds, inference_workers={"probe features": used})
