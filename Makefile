@@ -23,12 +23,12 @@ $(VENV)/.installed: settings.ini setup.py
 install: $(VENV)/.installed
 
 demo: install
-	@echo "demo: probe + LoRA on the embedded SmolLM2-135M-Instruct and CHAMP, with $(DEMO_FLAGS)"
-	$(BIN)/phi-cls train --mode both --data champ --model embedded --out $(DEMO_OUT) $(DEMO_FLAGS)
+	@echo "demo: probe + LoRA on the embedded SmolLM2-135M-Instruct and gsm8k-pairs (GSM8K minimal pairs), with $(DEMO_FLAGS)"
+	$(BIN)/phi-cls train --mode both --data gsm8k-pairs --model embedded --out $(DEMO_OUT) $(DEMO_FLAGS)
 	@echo "demo: results in $(DEMO_OUT)/ (metrics.json, *_predictions.csv, probe/, lora/, artifacts.zip)"
 
 full: install
-	$(BIN)/phi-cls train --mode both --data champ --model embedded --out outputs/full
+	$(BIN)/phi-cls train --mode both --data gsm8k-pairs --model embedded --out outputs/full
 
 bench: install
 	$(BIN)/python benchmarks/bench.py --out benchmarks/results.json

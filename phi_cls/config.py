@@ -49,7 +49,8 @@ class TrainConfig:
     "Every knob of a run, with the reference recipe's defaults."
     mode: str = _help("probe (frozen backbone, train the head), lora (adapters + head) or both", "both")
     data: str = _help("save_to_disk folder, CSV/JSONL/Parquet file or folder, or embedded data: 'champ' (model-written "
-                      "CHAMP solutions), 'champ-all' (with the reference solutions), 'gsm8k-pairs'", "champ")
+                      "CHAMP solutions), 'champ-all' (with the reference solutions), 'gsm8k-pairs' (the default: GSM8K minimal pairs)",
+                      "gsm8k-pairs")
     model: str = _help("hub id or local folder (e.g. microsoft/Phi-4-mini-instruct), 'embedded' (SmolLM2-135M) or 'tiny'", "embedded")
     output_dir: str = _help("folder the run writes into (with run_name: the folder that holds the run folder)", "outputs/run")
     run_name: str = _help("if set, the run goes into output_dir/run_name", "")
