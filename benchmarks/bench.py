@@ -45,7 +45,8 @@ def parse(argv=None):
 # ---------------------------------------------------------------- phases (each runs in its own process)
 def _rows(a):
     from phi_cls.data import load_champ, training_splits
-    train, _, test = training_splits(load_champ(), max_train_samples=max(a.n_train, a.lora_rows), max_eval_samples=a.n_test, seed=0)
+    # the rows every earlier result was measured on: all of CHAMP, reference solutions included (--data champ-all)
+    train, _, test = training_splits(load_champ(models_only=False), max_train_samples=max(a.n_train, a.lora_rows), max_eval_samples=a.n_test, seed=0)
     return train.select(range(a.n_train)), train.select(range(a.lora_rows)), test
 
 
