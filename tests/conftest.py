@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_FLAGS = ["--model", "tiny", "--max-train-samples", "24", "--max-eval-samples", "12", "--max-length", "128",
+TINY_FLAGS = ["--model", "tiny", "--data", "champ", "--max-train-samples", "24", "--max-eval-samples", "12", "--max-length", "128",
               "--batch-size", "4", "--grad-accum", "2", "--epochs", "2", "--logging-steps", "1", "--no-progress"]
 
 
