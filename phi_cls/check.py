@@ -115,7 +115,7 @@ def _normalized(line:str) -> _Text:
     for _ in range(100):
         if not any(t.sub(pat, repl) for pat, repl in _BRACES): break
     t.sub(r"[{}]", "¤")  # braces left over poison their neighbourhood
-    t.sub(r"(?<=[\d)])\s*x\s*(?=[\d(])", " * ")
+    t.sub(r"(?<=[\d)])\s*x\s*(?=[\d(]|\.\d)", " * ")
     return t
 
 def normalize(line:str,  # one line of a solution
@@ -273,6 +273,8 @@ percent fraction multiple multiples sine cosine tangent average mean""".split())
 _FOLLOW_BAD = _OPWORDS | set("""st nd rd th remainder rem hundred thousand million billion trillion half halves thirds
 quarters fourths fifths tenths percent dozen dozens""".split())
 _CLAUSE = {"and", "per", "with", "from", "of"}  # operator words that, followed by a prose word, start a clause
+_PROSE_OPS = {"to", "by", "and", "with", "add", "from", "into"}  # also prose when a word comes before them
+_MORE = {"more", "less", "fewer"}
 _PROSE_PUNCT = set(".,:;?!\"'[]⦃⦄⇒→—✓✔✗")
 _LATEX_OK = {"\\therefore", "\\because", "\\quad", "\\qquad", "\\end", "\\begin", "\\hline", "\\newline", "\\item",
              "\\cr"}
@@ -309,10 +311,17 @@ def _of_ok(T:list, j:int) -> bool:
     p = _nonspace(T, j - 1, -1)
     return p >= 0 and T[p].kind == "word" and not T[p].s.startswith("\\") and T[p].s.lower() not in _OF_OPS
 
+def _prose_op(T:list, j:int) -> bool:
+    "'expanded by 16000-12500', 'And 190+120', 'we add 36+42': an operator word after prose, not after a number."
+    p = _nonspace(T, j - 1, -1)
+    prose = p < 0 or T[p].s in _PROSE_PUNCT or (T[p].kind == "word" and _word_ok(T[p].s))
+    return T[j].s.lower() in _PROSE_OPS and prose
+
 def _prev_ok(T:list, j:int) -> bool:
     "May T[j], separated by a space, stand before a left-hand side?"
     if j < 0 or T[j].kind == "rel": return True
-    if T[j].kind == "word": return _word_ok(T[j].s) or (T[j].s.lower() == "of" and _of_ok(T, j))
+    if T[j].kind == "word":
+        return _word_ok(T[j].s) or (T[j].s.lower() == "of" and _of_ok(T, j)) or _prose_op(T, j)
     return T[j].s in _PROSE_PUNCT or T[j].s == ")"  # ")" only after "2) " list numbering
 
 def _glued_ok_before(T:list, i:int) -> bool:
@@ -320,6 +329,7 @@ def _glued_ok_before(T:list, i:int) -> bool:
     while p >= 0 and T[p].s == "(": p -= 1  # "(2 + 3 = 5)": look past the brackets
     if p < 0 or T[p].kind == "rel": return True
     if T[p].kind == "space": return _prev_ok(T, _nonspace(T, p, -1))
+    if T[p].s == ":" and p > 0 and T[p - 1].kind == "word": return _word_ok(T[p - 1].s)  # "Total:6+12+36=54"
     return T[p].s in ("[", "⦃")
 
 def _left(T:list, k:int, line:str) -> _Side|None:
@@ -338,6 +348,15 @@ def _left(T:list, k:int, line:str) -> _Side|None:
     return _Side(T, i0, i1, line)
 
 # %% ../nbs/01_check.ipynb #c030
+def _counted_more(T:list, q:int, after:int) -> bool:
+    "'= 16 more necklaces than Josh', '= 20 more.', '= 4 times a year': a count, not 'more than 3' or 'times 5'."
+    s, nxt = T[q].s.lower(), (T[after] if after < len(T) else None)
+    if nxt is not None and nxt.s.lower() == "than":  # "= 800 more than Alice", not "= 5 more than 3"
+        nxt = T[a] if (a := _nonspace(T, after + 1, 1)) < len(T) else None
+        return s in _MORE and (nxt is None or nxt.kind == "word" and _word_ok(nxt.s))
+    if nxt is None or nxt.s in _PROSE_PUNCT: return s in _MORE | {"times"}
+    return s in _MORE | {"times"} and nxt.kind == "word" and not nxt.s.startswith("\\") and _word_ok(nxt.s)
+
 def _follow(T:list, q:int, gap:bool) -> str|None:
     "May T[q] end a right-hand side? None (no), 'exact' or 'approx'."
     if q >= len(T) or T[q].kind == "rel" or T[q].s == ")": return "exact"
@@ -349,6 +368,7 @@ def _follow(T:list, q:int, gap:bool) -> str|None:
         nxt_word = after < len(T) and T[after].kind == "word" and not T[after].s.startswith("\\") and \
                    _word_ok(T[after].s)
         if gap and s.lower() in _CLAUSE and nxt_word: return "exact"  # "= 80 and we continue", "= 60 per hour"
+        if gap and _counted_more(T, q, after): return "exact"
         if s.lower() in _FOLLOW_BAD: return None
         if not gap: return "exact" if s.isalpha() and len(s) > 1 else None  # 12cm, not 8x
         of_what = _nonspace(T, after + 1, 1)
