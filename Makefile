@@ -30,10 +30,10 @@ demo: install
 full: install
 	$(BIN)/phi-cls train --mode both --data champ --model embedded --out outputs/full
 
-# Probe levers (layer, pooling) chosen on validation, on the embedded backbone and CHAMP (about 10 minutes on 2 CPU cores);
+# Probe levers (layer, pooling) chosen on validation, on the embedded backbone and CHAMP (minutes on 2 idle CPU cores);
 # the tables go to benchmarks/levers_$(LEVERS_DATA).{md,csv}. LEVERS_DATA may be a data folder or file too.
 LEVERS_DATA ?= champ
-LEVERS_FLAGS ?= -p max_train_samples 160 -p max_eval_samples 80 -p max_length 384 -p epochs 3 -p batch_size 8 -p grad_accum 4
+LEVERS_FLAGS ?= -p max_train_samples 96 -p max_eval_samples 48 -p max_length 256 -p epochs 3 -p batch_size 8 -p grad_accum 4
 levers: install
 	$(BIN)/papermill nbs/levers.ipynb outputs/levers/levers.ipynb --cwd nbs -k python3 -p model embedded -p data $(LEVERS_DATA) \
 	  -p out_dir $(CURDIR)/outputs/levers -p table $(CURDIR)/benchmarks/levers_$(notdir $(LEVERS_DATA)) $(LEVERS_FLAGS)
