@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 DEMO_FLAGS ?= --preset demo
 DEMO_OUT ?= outputs/demo
 
-.PHONY: install demo full test lint chromium serve screenshot bench bench-avx2 bench-quick gpu-check export readme clean
+.PHONY: install demo full levers test lint chromium serve screenshot bench bench-avx2 bench-quick gpu-check export readme clean
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ demo: install
 
 full: install
 	$(BIN)/phi-cls train --mode both --data gsm8k-pairs --model embedded --out outputs/full
+
+# Probe levers (layer, pooling) chosen on validation, on the embedded backbone and CHAMP (minutes on 2 idle CPU cores);
+# the tables go to benchmarks/levers_$(LEVERS_DATA).{md,csv}. LEVERS_DATA may be a data folder or file too.
+LEVERS_DATA ?= champ
+LEVERS_FLAGS ?= -p max_train_samples 96 -p max_eval_samples 48 -p max_length 256 -p epochs 3 -p batch_size 8 -p grad_accum 4
+levers: install
+	$(BIN)/papermill nbs/levers.ipynb outputs/levers/levers.ipynb --cwd nbs -k python3 -p model embedded -p data $(LEVERS_DATA) \
+	  -p out_dir $(CURDIR)/outputs/levers -p table $(CURDIR)/benchmarks/levers_$(notdir $(LEVERS_DATA)) $(LEVERS_FLAGS)
 
 bench: install
 	$(BIN)/python benchmarks/bench.py --out benchmarks/results.json

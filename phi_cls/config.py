@@ -19,7 +19,7 @@ MODES = ("probe", "lora", "both")
 EMBEDDED_DATA = ("champ", "champ-all", "gsm8k-pairs")  # phi_cls.data.EMBEDDED, spelled out here so config stays stdlib only
 _CHOICES = dict(mode=MODES, precision=("auto", "bf16", "fp32"), quantize=("auto", "4bit", "none"),
                 lr_scheduler=("cosine", "linear", "constant", "constant_with_warmup"),
-                optim=("auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"))
+                optim=("auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"), pooling=("last", "mean"))
 _POSITIVE = ("epochs", "batch_size", "grad_accum", "learning_rate", "max_length", "logging_steps",
              "save_total_limit", "lora_r", "lora_alpha")
 
@@ -35,6 +35,18 @@ def _type_ok(value, kind) -> bool:
 def _type_name(kind) -> str:
     if typing.get_origin(kind) is typing.Union: return " or ".join(_type_name(k) for k in typing.get_args(kind))
     return {type(None): "None", float: "a number", int: "an integer", bool: "true or false", str: "a string"}.get(kind, str(kind))
+
+# %% ../nbs/06_config.ipynb #l202
+def _check_probe_layer(cfg):
+    spec = cfg.probe_layer
+    if spec not in ("last", "best") and not spec.lstrip("-").isdigit():
+        raise ConfigError(f"probe_layer={spec!r} is not allowed; use last, best or a layer number (1 = first, -1 = last).")
+    if spec == "best" and not cfg.keep_validation:
+        raise ConfigError("probe_layer='best' picks the layer on the validation split, which keep_validation=False merges into training. "
+                          "Pass --keep-validation (keep_validation=True), or name a layer (e.g. probe_layer=-1).")
+    if spec != "last" and cfg.mode == "lora":
+        raise ConfigError(f"probe_layer={spec!r} sets the probe's layer, and mode='lora' trains no probe (LoRA reads the last layer). "
+                          "Use mode='probe' or 'both', or leave probe_layer='last'.")
 
 # %% ../nbs/06_config.ipynb #c041
 def parse_workers(value) -> str|int:
@@ -78,6 +90,9 @@ class TrainConfig:
     eval_batch_size: typing.Optional[int] = _help("rows per forward pass in feature extraction and prediction; None = auto (2 on a CPU, 8 on a GPU)", None)
     workers: typing.Union[str, int] = _help("CPU inference (probe features, test predictions) in this many single-thread processes; "
                                             "auto = one per core when the rows repay starting them, 1 = one process", "auto")
+    probe_layer: str = _help("layer the probe reads: last (the recipe), a layer number (1 = first, -1 = last; middle layers go through "
+                             "the final norm too), or best (one head per candidate layer, the best on validation; needs keep_validation)", "last")
+    pooling: str = _help("tokens the classifier reads: last (the last token, the recipe) or mean (the mean over the solution's tokens)", "last")
     lora_r: int = _help("LoRA rank", 16)
     lora_alpha: int = _help("LoRA alpha", 32)
     lora_dropout: float = _help("LoRA dropout", 0.05)
@@ -88,6 +103,7 @@ class TrainConfig:
     checker: bool = _help("also evaluate the arithmetic checker and the hybrid (checker proves an error, else classifier)", False)
 
     def __post_init__(self):
+        if isinstance(self.probe_layer, int) and not isinstance(self.probe_layer, bool): self.probe_layer = str(self.probe_layer)
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             if not _type_ok(getattr(self, f.name), hints[f.name]):
@@ -110,6 +126,7 @@ class TrainConfig:
         if self.data not in EMBEDDED_DATA and not Path(self.data).expanduser().exists():
             raise ConfigError(f"data={self.data!r}: no such file or folder. Pass a save_to_disk folder, a CSV/JSONL/Parquet "
                               f"file or folder, or one of {', '.join(EMBEDDED_DATA)}.")
+        _check_probe_layer(self)
 
     @property
     def modes(self) -> list: return ["probe", "lora"] if self.mode == "both" else [self.mode]

@@ -362,16 +362,17 @@ class PromptEncoder:
     def _ids(self, texts): return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 
     def __call__(self, questions, solutions) -> dict:
-        ids, truncated = [], []
+        ids, truncated, solution = [], [], []
         for q, s in zip(self._ids(questions), self._ids(solutions)):
             nq, ns = fit_lengths(len(q), len(s), self.room)
             ids.append(self.pre + self.head + q[:nq] + self.mid + s[len(s) - ns:] + self.post)
             truncated.append(nq < len(q) or ns < len(s))
-        return {"input_ids": ids, "length": [len(i) for i in ids], "truncated": truncated}
+            solution.append([0] * (len(ids[-1]) - ns - len(self.post)) + [1] * ns + [0] * len(self.post))
+        return {"input_ids": ids, "length": [len(i) for i in ids], "truncated": truncated, "solution_mask": solution}
 
 # %% ../nbs/00_data.ipynb #c041
 def tokenize(ds:Dataset, encoder:PromptEncoder) -> Dataset:
-    "Add `input_ids`, `length`, `truncated` and `labels` to a dataset of questions and solutions."
+    "Add `input_ids`, `length`, `truncated`, `solution_mask` and `labels` to a dataset of questions and solutions."
     keep = [c for c in ("index", "label") if c in ds.column_names]
     out = ds.map(lambda b: encoder(b["question"], b["solution"]), batched=True, remove_columns=[c for c in ds.column_names if c not in keep],
                  desc="Tokenizing", load_from_cache_file=False)
@@ -395,4 +396,10 @@ class Collator:
             n = len(r["input_ids"])
             cols = slice(width - n, width) if self.side == "left" else slice(0, n)
             ids[i, cols], mask[i, cols] = torch.as_tensor(r["input_ids"]), 1
+        if "solution_mask" in rows[0]: out["solution_mask"] = self._pad([r["solution_mask"] for r in rows], width)
         return dict(out, input_ids=ids, attention_mask=mask)
+
+    def _pad(self, masks:list, width:int) -> torch.Tensor:
+        out = torch.zeros((len(masks), width), dtype=torch.long)
+        for i, m in enumerate(masks): out[i, slice(width - len(m), width) if self.side == "left" else slice(0, len(m))] = torch.as_tensor(m)
+        return out

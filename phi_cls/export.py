@@ -19,7 +19,7 @@ from .predict import find_artifact
 # %% auto #0
 __all__ = ['HELPER', 'TRUNCATION', 'BASES', 'METRICS', 'seq_cls_class', 'score_weight', 'choose_pad_token',
            'prompt_helper_source', 'hf_classifier', 'configure', 'base_model_facts', 'run_facts', 'card_metadata',
-           'metrics_section', 'model_card', 'check_out', 'export']
+           'metrics_section', 'model_card', 'check_out', 'export', 'check_exportable']
 
 # %% ../nbs/09_export.ipynb #c006
 def seq_cls_class(config, name:str=""):
@@ -366,6 +366,7 @@ def export(model:str|Path,  # artifact folder (probe/ or lora/), run folder, or 
     try: path = resolve_model(name)
     except ModelError as e: raise ModelError(f"the backbone of {art}, '{name}', cannot be found: {e}") from None
     clf = hf_classifier(art, info, path, fp32)
+    check_exportable(info, art, clf.config.num_hidden_layers)
     tok = load_tokenizer(str(art))
     settings = configure(clf, tok, info)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -381,6 +382,17 @@ def export(model:str|Path,  # artifact folder (probe/ or lora/), run folder, or 
         _publish(tmp, dest)
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+# %% ../nbs/09_export.ipynb #x102
+def check_exportable(info:dict, art, n_layers:int):
+    "`ModelError` unless the artifact reads what HF's classes read: the final layer (`n_layers`), last token."
+    layer, pooling = info.get("layer"), info.get("pooling", "last")
+    if pooling != "last" or layer not in (None, n_layers):
+        reads = f"layer {layer} of {n_layers}" if layer not in (None, n_layers) else "the final layer"
+        raise ModelError(f"{art} reads {reads} with pooling={pooling!r}, but a Hugging Face "
+                         "*ForSequenceClassification model pools the final layer's last token, so the export would "
+                         "predict differently. It still works with phi_cls (predict, serve); to export, train with "
+                         "probe_layer=last and pooling=last.")
 
 # %% ../nbs/09_export.ipynb #c039
 import sys, types

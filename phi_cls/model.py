@@ -20,11 +20,13 @@ from .hardware import (CPU_4BIT_NOTE, ModelError, cpu_4bit_lora_error, keep_4bit
                               register_attention, resolve_device, resolve_precision, resolve_quantize, tune_malloc)
 
 # %% auto #0
-__all__ = ['EMBEDDED', 'TINY', 'cache_dir', 'embedded_gguf', 'embedded_dir', 'tiny_dir', 'resolve_model', 'load_tokenizer',
-           'context_length', 'backbone_signature', 'load_backbone', 'last_token_pool', 'init_head', 'PhiClassifier',
-           'freeze', 'count_parameters', 'describe_trainable', 'autocast', 'forward_batch_size', 'length_batches',
-           'is_causal_backbone', 'batched_apply', 'extract_features', 'predict_logits', 'add_lora', 'quiet_peft',
-           'save_classifier', 'read_classifier_info', 'load_head', 'restore_classifier']
+__all__ = ['EMBEDDED', 'TINY', 'POOLINGS', 'cache_dir', 'embedded_gguf', 'embedded_dir', 'tiny_dir', 'resolve_model',
+           'load_tokenizer', 'context_length', 'backbone_signature', 'load_backbone', 'last_token_pool', 'mean_pool',
+           'decoder_layers', 'resolve_layer', 'layer_states', 'pooled_states', 'check_features', 'feature_settings',
+           'init_head', 'PhiClassifier', 'freeze', 'count_parameters', 'describe_trainable', 'autocast',
+           'forward_batch_size', 'length_batches', 'is_causal_backbone', 'batched_apply', 'extract_features',
+           'predict_logits', 'add_lora', 'quiet_peft', 'save_classifier', 'read_classifier_info', 'load_head',
+           'restore_classifier']
 
 # %% ../nbs/04_model.ipynb #c006
 EMBEDDED, TINY = "embedded", "tiny"
@@ -182,6 +184,73 @@ def last_token_pool(hidden:torch.Tensor, attention_mask:torch.Tensor) -> torch.T
     last = (attention_mask.long() * positions).argmax(-1)
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
+# %% ../nbs/04_model.ipynb #l102
+POOLINGS = ("last", "mean")
+
+def mean_pool(hidden:torch.Tensor, mask:torch.Tensor) -> torch.Tensor:
+    "Mean hidden state over the positions where `mask` is 1 (e.g. the solution's tokens), in float32."
+    m = mask.to(hidden.device, torch.float32).unsqueeze(-1)
+    return (hidden.float() * m).sum(1) / m.sum(1).clamp_min(1)
+
+def decoder_layers(backbone) -> tuple:
+    "(decoder blocks, final norm) of a bare backbone (or of the base model under a PEFT wrapper)."
+    model = backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
+    for blocks, norm in (("layers", "norm"), ("h", "ln_f")):
+        if isinstance(getattr(model, blocks, None), nn.ModuleList) and isinstance(getattr(model, norm, None), nn.Module):
+            return getattr(model, blocks), getattr(model, norm)
+    raise ModelError(f"{type(model).__name__} has no decoder blocks and final norm phi_cls knows (layers + norm, or h + ln_f), "
+                     "so it cannot read a middle layer. Use probe_layer='last' with it.")
+
+def resolve_layer(layer:int, n_layers:int) -> int:
+    "Layer number 1..n_layers for `layer` (negative counts from the end: -1 is the last)."
+    if isinstance(layer, bool) or not isinstance(layer, int) or not (1 <= layer <= n_layers or -n_layers <= layer <= -1):
+        raise ModelError(f"probe_layer={layer!r} is not a layer of this backbone, which has {n_layers}: use 1..{n_layers}, "
+                         f"-{n_layers}..-1 (-1 is the last), 'last' or 'best'.")
+    return layer if layer > 0 else n_layers + 1 + layer
+
+# %% ../nbs/04_model.ipynb #l104
+class _Deepest(Exception): "Raised by the hook on the deepest layer asked for: nothing after it needs to run."
+
+def layer_states(backbone, input_ids, attention_mask, layers) -> list:
+    "Hidden states (through the final norm) after each decoder layer in `layers` (1-based), from one forward pass that stops after the deepest."
+    blocks, norm = decoder_layers(backbone)
+    got, deepest = {}, max(layers)
+    def keep(i):
+        def hook(module, args, out):
+            got[i] = out[0] if isinstance(out, tuple) else out
+            if i == deepest: raise _Deepest
+        return hook
+    handles = [blocks[i - 1].register_forward_hook(keep(i)) for i in set(layers)]
+    try: backbone(input_ids=input_ids, attention_mask=attention_mask)
+    except _Deepest: pass
+    finally:
+        for h in handles: h.remove()
+    return [norm(got[i]) for i in layers]
+
+def pooled_states(backbone, input_ids, attention_mask, layer=None, pooling:str="last", solution_mask=None, mask_attention:bool=True) -> torch.Tensor:
+    "Pooled states in float32: (batch, hidden) for `layer` None (last_hidden_state) or an int, (batch, len(layer), hidden) for a tuple."
+    mask = attention_mask if mask_attention else None
+    states = ([backbone(input_ids=input_ids, attention_mask=mask).last_hidden_state] if layer is None
+              else layer_states(backbone, input_ids, mask, layer if isinstance(layer, tuple) else (layer,)))
+    if pooling == "mean":
+        if solution_mask is None: raise ModelError("pooling='mean' needs each row's solution_mask (PromptEncoder makes it); the batch has none.")
+        pooled = [mean_pool(h, solution_mask) for h in states]
+    else: pooled = [last_token_pool(h, attention_mask).float() for h in states]
+    return torch.stack(pooled, 1) if isinstance(layer, tuple) else pooled[0]
+
+# %% ../nbs/04_model.ipynb #l106
+def check_features(backbone, layer=None, pooling:str="last") -> tuple:
+    "(layer, pooling) checked against `backbone`: layer None (last_hidden_state), a layer number, or a tuple of them."
+    if pooling not in POOLINGS: raise ModelError(f"pooling={pooling!r} is not allowed; use one of {', '.join(POOLINGS)}.")
+    if layer is None: return None, pooling
+    n = len(decoder_layers(backbone)[0])
+    return (tuple(resolve_layer(i, n) for i in layer) if isinstance(layer, (tuple, list)) else resolve_layer(layer, n)), pooling
+
+def feature_settings(clf) -> dict:
+    "What `classifier.json` records about the features a classifier reads: nothing for the recipe's (last layer, last token)."
+    if isinstance(clf.layer, tuple): raise ModelError(f"a classifier reading several layers {clf.layer} cannot be saved; pick one first.")
+    return {k: v for k, v in (("layer", clf.layer), ("pooling", clf.pooling)) if v not in (None, "last")}
+
 # %% ../nbs/04_model.ipynb #c036
 def init_head(hidden_size:int, num_labels:int=2) -> nn.Linear:
     "A bias-free float32 linear head whose first logits are near zero (loss about ln 2)."
@@ -190,19 +259,22 @@ def init_head(hidden_size:int, num_labels:int=2) -> nn.Linear:
     return head
 
 class PhiClassifier(nn.Module):
-    "Backbone -> hidden state of the last real token -> linear head -> logits (+ cross-entropy with `labels`)."
-    def __init__(self, backbone, head:nn.Linear|None=None):
+    "Backbone -> hidden state of the last real token (or `layer`, `pooling`) -> linear head -> logits (+ cross-entropy with `labels`)."
+    def __init__(self, backbone, head:nn.Linear|None=None, layer:int|tuple|None=None, pooling:str="last"):
         super().__init__()
         self.backbone = backbone
         self.head = (head or init_head(backbone.config.hidden_size)).to(device=backbone.device, dtype=torch.float32)
+        self.layer, self.pooling = check_features(backbone, layer, pooling)
 
-    def pool(self, input_ids, attention_mask, mask_attention:bool=True):
-        "Pooled last-token states of a batch, in float32 (`mask_attention=False`: see `is_causal_backbone`)."
+    def pool(self, input_ids, attention_mask, mask_attention:bool=True, solution_mask=None):
+        "Pooled states of a batch, in float32 (`mask_attention=False`: see `is_causal_backbone`)."
+        if self.layer is not None or self.pooling != "last":
+            return pooled_states(self.backbone, input_ids, attention_mask, self.layer, self.pooling, solution_mask, mask_attention)
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask if mask_attention else None).last_hidden_state
         return last_token_pool(hidden, attention_mask).float()
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, features=None):
-        if features is None: features = self.pool(input_ids, attention_mask)
+    def forward(self, input_ids=None, attention_mask=None, labels=None, features=None, solution_mask=None):
+        if features is None: features = self.pool(input_ids, attention_mask, solution_mask=solution_mask)
         with torch.autocast(features.device.type, enabled=False): logits = self.head(features.float())
         loss = F.cross_entropy(logits, labels.to(logits.device)) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
@@ -248,23 +320,30 @@ def is_causal_backbone(model) -> bool:
     return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not getattr(config, "is_encoder_decoder", False)
 
 @torch.inference_mode()
-def batched_apply(fn, ds, pad_token_id:int, batch_size:int=8, desc:str="", progress:bool=True, padding_side:str="left") -> torch.Tensor:
-    "Apply `fn(input_ids, attention_mask)` to a tokenized dataset in length-sorted batches; rows come back in the dataset's order."
+def batched_apply(fn, ds, pad_token_id:int, batch_size:int=8, desc:str="", progress:bool=True, padding_side:str="left",
+                  keys:tuple=("input_ids", "attention_mask")) -> torch.Tensor:
+    "Apply `fn(*batch[keys])` (by default `fn(input_ids, attention_mask)`) to a tokenized dataset in length-sorted batches; rows come back in the dataset's order."
     collate, outs, order = Collator(pad_token_id, padding_side), [], []
     for idx in tqdm(length_batches(ds["length"], batch_size), desc=desc, disable=not progress):
         batch = collate([ds[i] for i in idx])
-        outs.append(fn(batch["input_ids"], batch["attention_mask"]).float().cpu())
+        outs.append(fn(*(batch[k] for k in keys)).float().cpu())
         order += idx
     result = torch.cat(outs)
     return result[torch.argsort(torch.tensor(order))]
 
 def extract_features(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=None, precision:str="fp32", progress:bool=True,
                      desc:str="Features") -> torch.Tensor:
-    "Pooled last-token states of every row of `ds` (n, hidden), computed once, in float32."
+    "Pooled states of every row of `ds` (n, hidden), or (n, layers, hidden) for a classifier reading several layers, computed once, in float32."
     dev, causal = clf.backbone.device, is_causal_backbone(clf.backbone)
-    def pool(ids, mask):
-        with autocast(dev, precision): return clf.pool(ids.to(dev), mask.to(dev), mask_attention=not causal)
-    return batched_apply(pool, ds, pad_token_id, forward_batch_size(dev, batch_size), desc, progress, "right" if causal else "left")
+    def pool(ids, mask, solution=None):
+        with autocast(dev, precision): return clf.pool(ids.to(dev), mask.to(dev), mask_attention=not causal, solution_mask=solution if solution is None else solution.to(dev))
+    return batched_apply(pool, ds, pad_token_id, forward_batch_size(dev, batch_size), desc, progress, "right" if causal else "left", _feature_keys(clf, ds))
+
+def _feature_keys(clf, ds) -> tuple:
+    if clf.pooling != "mean": return ("input_ids", "attention_mask")
+    if "solution_mask" not in ds.column_names:
+        raise ModelError("pooling='mean' needs the column solution_mask, which PromptEncoder makes; tokenize the rows with it.")
+    return ("input_ids", "attention_mask", "solution_mask")
 
 def predict_logits(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=None, precision:str="fp32", progress:bool=True) -> torch.Tensor:
     "Logits (n, 2) for every row of `ds`, in the dataset's order: the head on `extract_features`."
@@ -305,7 +384,7 @@ def save_classifier(clf:PhiClassifier, tokenizer, path:str|Path, meta:dict) -> P
         if kind == "lora": clf.backbone.save_pretrained(tmp / "adapter", safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         info = dict(meta, kind=kind, hidden_size=clf.head.in_features, backbone=backbone_signature(clf.backbone.config),
-                    labels={"0": "correct", "1": "flawed"})
+                    labels={"0": "correct", "1": "flawed"}, **feature_settings(clf))
         (tmp / "classifier.json").write_text(json.dumps(info, indent=2))
         shutil.rmtree(path, ignore_errors=True)  # the old artifact goes only when the new one is complete
     return path
@@ -342,4 +421,4 @@ def restore_classifier(path:str|Path, backbone) -> PhiClassifier:
         try:
             with quiet_peft(): backbone = PeftModel.from_pretrained(backbone, path / "adapter")
         except Exception as e: raise ModelError(f"{path / 'adapter'} could not be loaded ({str(e).splitlines()[0]}): incomplete or corrupted?") from None
-    return PhiClassifier(freeze(backbone), head).eval()
+    return PhiClassifier(freeze(backbone), head, info.get("layer"), info.get("pooling", "last")).eval()

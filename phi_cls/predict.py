@@ -17,7 +17,7 @@ from .check import HYBRID_COLUMNS, check_frame, combine
 from .metrics import THRESHOLD, check_threshold, classification_metrics
 from .hardware import ModelError, resolve_device, resolve_precision
 from .model import forward_batch_size, load_backbone, load_tokenizer, read_classifier_info, restore_classifier
-from .workers import WorkerPool, choose_workers, model_bytes, pooled_features
+from .workers import WorkerPool, choose_workers, model_bytes, pooled_features, workers_can_pool
 from .config import parse_workers
 
 # %% auto #0
@@ -115,6 +115,7 @@ def _job(self:Classifier):
         self._pool, self._in_job = None, False
 
 def _start_pool(self:Classifier, rows:int) -> WorkerPool|None:
+    if not workers_can_pool(self.clf): return None  # a middle layer or mean pooling: this process
     dev = self.clf.backbone.device
     n, why = choose_workers(self.workers, dev, rows, model_bytes(self.clf.backbone))
     if n == 1: return None

@@ -19,9 +19,10 @@ from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, check_threshold, 
 
 # %% auto #0
 __all__ = ['FIGURES', 'Experiment', 'load_experiments', 'fake_run', 'plot_loss', 'plot_confusion', 'plot_roc', 'plot_pr',
-           'calibration_table', 'plot_reliability', 'plot_p_hist', 'experiment_figures', 'save_figures', 'report_grid',
-           'experiments_from', 'metrics_table', 'signal_table', 'joined', 'disagreements', 'plot_confidence_shift',
-           'example_texts', 'write_comparison', 'baseline_table', 'check_evaluate_paths', 'labelled_rows', 'evaluate']
+           'calibration_table', 'plot_reliability', 'plot_p_hist', 'plot_layers', 'experiment_figures', 'save_figures',
+           'report_grid', 'experiments_from', 'metrics_table', 'signal_table', 'joined', 'disagreements',
+           'plot_confidence_shift', 'example_texts', 'write_comparison', 'baseline_table', 'check_evaluate_paths',
+           'labelled_rows', 'evaluate']
 
 # %% ../nbs/10_report.ipynb #c006
 @dataclass
@@ -154,12 +155,26 @@ def plot_p_hist(exp:Experiment, ax=None):
     ax.set_xlabel("p(flawed)"); ax.set_ylabel("examples"); ax.legend(fontsize=8)
     return fig
 
+# %% ../nbs/10_report.ipynb #l402
+def plot_layers(exp:Experiment, ax=None, label:str|None=None):
+    "Validation balanced accuracy per layer of a `probe_layer='best'` run, the chosen layer circled."
+    fig, ax = _axes(ax, f"{exp.name}: validation by layer" if label is None else "validation by layer")
+    rows = exp.metrics["layer_selection"]["layers"]
+    layers, bacc = [r["layer"] for r in rows], [r["balanced_accuracy"] for r in rows]
+    line, = ax.plot(layers, bacc, marker="o", label=label or f"pooling {exp.metrics.get('pooling', 'last')}")
+    ax.scatter([exp.metrics["layer"]], [bacc[layers.index(exp.metrics["layer"])]], s=160, facecolors="none", edgecolors=line.get_color())
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("layer"); ax.set_ylabel("validation balanced accuracy"); ax.set_xticks(layers); ax.legend(fontsize=8)
+    return fig
+
 # %% ../nbs/10_report.ipynb #c016
 FIGURES = {"loss": plot_loss, "confusion": plot_confusion, "roc": plot_roc, "pr": plot_pr, "reliability": plot_reliability, "p_hist": plot_p_hist}
 
 def experiment_figures(exp:Experiment) -> dict:
-    "name -> Figure for the six standard figures."
-    return {name: draw(exp) for name, draw in FIGURES.items()}
+    "name -> Figure for the six standard figures (and `layers` for a probe that chose its layer on validation)."
+    figs = {name: draw(exp) for name, draw in FIGURES.items()}
+    if "layer_selection" in exp.metrics: figs["layers"] = plot_layers(exp)
+    return figs
 
 def save_figures(run_dir:str|Path, dpi:int=100) -> list:
     "Save every experiment's figures as `figures/<mode>_<name>.png` in the run folder; return the paths."

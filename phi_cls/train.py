@@ -23,14 +23,18 @@ from .hardware import (CPU_4BIT_NOTE, bitsandbytes_version, cpu_4bit_lora_error,
                               malloc_tuning_enabled, resolve_device, resolve_precision, resolve_quantize)
 from .model import (PhiClassifier, add_lora, context_length, describe_trainable, forward_batch_size, freeze, load_backbone,
                            load_tokenizer, save_classifier)
-from .workers import WorkerPool, choose_workers, model_bytes, pooled_features, shard_rows, unshard
+from .workers import (WorkerPool, choose_workers, model_bytes, pooled_features, shard_rows, unshard,
+                             workers_can_pool)
+from .model import decoder_layers, feature_settings, resolve_layer
+
 
 # %% auto #0
 __all__ = ['world', 'first_process', 'Resolved', 'resolve', 'trainable_state_dict', 'ClassifierTrainer', 'FeatureDataset',
            'training_args', 'init_distributed', 'finish_distributed', 'sharded', 'inference_pool', 'probe_scaling',
-           'standardize', 'fold_standardization', 'ExperimentResult', 'say', 'train_probe', 'lora_trainer',
-           'train_lora', 'git_commit', 'data_fingerprint', 'package_versions', 'prepare_data', 'hybrid_results',
-           'run_baselines', 'last_checkpoint', 'previous_run', 'check_max_length', 'run']
+           'standardize', 'fold_standardization', 'ExperimentResult', 'say', 'train_probe', 'fit_probe',
+           'candidate_layers', 'probe_layers', 'validation_metrics', 'select_layer', 'lora_trainer', 'train_lora',
+           'git_commit', 'data_fingerprint', 'package_versions', 'prepare_data', 'hybrid_results', 'run_baselines',
+           'last_checkpoint', 'previous_run', 'check_max_length', 'run']
 
 # %% ../nbs/07_train.ipynb #c009
 def world() -> tuple:
@@ -211,7 +215,9 @@ class ExperimentResult:
     log_history: list
     train_seconds: float
     feature_seconds: float|None = None  # the probe's one pass of feature extraction
+    details: dict = field(default_factory=dict)  # more facts for metrics.json and classifier.json (the probe's layer and pooling)
     inference_workers: dict = field(default_factory=dict)  # inference job -> processes it ran in, and why
+
 
 # %% ../nbs/07_train.ipynb #c022
 def _softmax(logits:torch.Tensor) -> np.ndarray: return torch.softmax(logits.float(), -1).numpy()
@@ -221,28 +227,78 @@ def say(*args):
     if first_process(): print(*args)
 
 def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved, resume_from:str|None=None) -> ExperimentResult:
-    "Freeze the backbone, extract last-token features once, train the head on them, predict the test set."
+    "Freeze the backbone, extract features once (of every candidate layer for `probe_layer='best'`), train the head on them, predict the test set."
     set_seed(cfg.seed)
-    clf = PhiClassifier(freeze(backbone))
+    clf = PhiClassifier(freeze(backbone), layer=probe_layers(cfg.probe_layer, backbone), pooling=cfg.pooling)
     say("probe:", describe_trainable(clf))
     pad, start, show, bs = tok.pad_token_id, time.perf_counter(), cfg.progress and first_process(), res.eval_batch_size
     splits = {k: ds for k, ds in data.items() if ds is not None}
-    with inference_pool(cfg, res, backbone, sum(map(len, splits.values())), "probe features") as (pool, used):
+    pool_ctx = (inference_pool(cfg, res, backbone, sum(map(len, splits.values())), "probe features") if workers_can_pool(clf)
+                else contextlib.nullcontext((None, dict(processes=1, why="one process: workers read the last layer's last token only"))))
+    with pool_ctx as (pool, used):
         raw = {k: sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res.precision, show), ds, bs) for k, ds in splits.items()}
     feature_seconds = time.perf_counter() - start
+    if isinstance(clf.layer, tuple): clf, raw, trainer, details = select_layer(cfg, clf, raw, data, out, res)
+    else: trainer, details = fit_probe(cfg, clf, raw, data, out / "checkpoints" / "probe", res, resume_from), feature_settings(clf)
+    with torch.no_grad(): probs = _softmax(clf(features=raw["test"].to(clf.head.weight.device)).logits.cpu())
+    return ExperimentResult(clf=clf, probs=probs, log_history=trainer.training_log(), train_seconds=time.perf_counter() - start,
+                feature_seconds=feature_seconds, details=details, inference_workers={"probe features": used})
+
+def fit_probe(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, output_dir:Path, res:Resolved, resume_from:str|None=None) -> ClassifierTrainer:
+    "Train `clf`'s head on standardized features `raw` (per split), then fold the standardization into it; the Trainer comes back."
     scaling = probe_scaling(raw["train"])
     feats = {k: standardize(f, *scaling) for k, f in raw.items()}  # the head trains on standardized features
     trainer = ClassifierTrainer(
-        model=clf, args=training_args(cfg, out / "checkpoints" / "probe", res, "fp32", "validation" in feats, by_length=False),
-        train_dataset=FeatureDataset(feats["train"], data["train"]["labels"]), data_collator=Collator(pad),
+        model=clf, args=training_args(cfg, output_dir, res, "fp32", "validation" in feats, by_length=False),
+        train_dataset=FeatureDataset(feats["train"], data["train"]["labels"]), data_collator=Collator(0),
         eval_dataset=FeatureDataset(feats["validation"], data["validation"]["labels"]) if "validation" in feats else None,
         compute_metrics=_accuracy)
     trainer.train(resume_from_checkpoint=resume_from)
     clf.eval()
-    fold_standardization(clf.head, *scaling)  # now a plain bias-free linear head on raw last-token states
-    with torch.no_grad(): probs = _softmax(clf(features=raw["test"].to(clf.head.weight.device)).logits.cpu())
-    return ExperimentResult(clf=clf, probs=probs, log_history=trainer.training_log(), train_seconds=time.perf_counter() - start,
-                feature_seconds=feature_seconds, inference_workers={"probe features": used})
+    fold_standardization(clf.head, *scaling)  # now a plain bias-free linear head on raw pooled states
+    return trainer
+
+# %% ../nbs/07_train.ipynb #l302
+def candidate_layers(n_layers:int, every:int=4) -> tuple:
+    "The layers `probe_layer='best'` compares: every `every`-th and the last (every layer of a backbone under 2 x `every` layers)."
+    step = every if n_layers >= 2 * every else 1
+    return tuple(sorted(set(range(step, n_layers + 1, step)) | {n_layers}))
+
+def probe_layers(spec:str, backbone):
+    "What the probe reads for `probe_layer`: None (last_hidden_state, the recipe), a layer number, or the candidate layers of `best`."
+    if spec == "last": return None
+    n = len(decoder_layers(backbone)[0])
+    return candidate_layers(n) if spec == "best" else resolve_layer(int(spec), n)
+
+def validation_metrics(clf:PhiClassifier, features:torch.Tensor, labels) -> dict:
+    "Balanced accuracy, accuracy, cross-entropy and AUC of `clf`'s head on precomputed validation features."
+    from sklearn.metrics import roc_auc_score
+    with torch.no_grad(): logits = clf(features=features.to(clf.head.weight.device)).logits.cpu().float()
+    y, p = np.asarray(labels), torch.softmax(logits, -1)[:, 1].numpy()
+    m = classification_metrics(y, p)
+    (tn, fp), (fn, tp) = m["confusion_matrix"]
+    recalls = [r / n for r, n in ((tn, tn + fp), (tp, tp + fn)) if n]
+    return dict(balanced_accuracy=float(np.mean(recalls)), accuracy=m["accuracy"], f1=m["f1"], n=m["n"],
+                loss=float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(y))),
+                auc=float(roc_auc_score(y, p)) if len(set(y)) == 2 else None)
+
+# %% ../nbs/07_train.ipynb #l304
+def select_layer(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, out:Path, res:Resolved) -> tuple:
+    "Fit a head per layer of `clf.layer` on train, keep the best on validation: (classifier, its features, its Trainer, details)."
+    rows, best = [], None
+    for j, layer in enumerate(clf.layer):
+        set_seed(cfg.seed)  # every layer's head starts as a single-layer probe's would
+        cand, feats = PhiClassifier(clf.backbone, layer=layer, pooling=clf.pooling), {k: f[:, j] for k, f in raw.items()}
+        trainer = fit_probe(cfg, cand, feats, data, out / "checkpoints" / "probe" / f"layer-{layer}", res)
+        rows.append(dict(layer=layer, **validation_metrics(cand, feats["validation"], data["validation"]["labels"])))
+        say(f"probe layer {layer}: validation balanced accuracy {rows[-1]['balanced_accuracy']:.3f}, loss {rows[-1]['loss']:.4f}")
+        key = (rows[-1]["balanced_accuracy"], -rows[-1]["loss"])
+        if best is None or key > best[0]: best = (key, cand, feats, trainer)
+    _, cand, feats, trainer = best
+    say(f"probe: layer {cand.layer} of {list(clf.layer)} chosen on validation")
+    details = dict(feature_settings(cand), layer=cand.layer, pooling=cand.pooling,
+                   layer_selection=dict(rule="highest validation balanced accuracy, then lowest validation loss", layers=rows))
+    return cand, feats, trainer, details
 
 # %% ../nbs/07_train.ipynb #c024
 def lora_trainer(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved) -> ClassifierTrainer:
@@ -398,11 +454,12 @@ def run(cfg:TrainConfig) -> dict:
             card["resolved"]["inference_workers"].update(result.inference_workers)
             metrics[mode] = dict(classification_metrics(test["labels"], result.probs[:, 1]), n_train=len(data["train"]),
                                  train_seconds=round(result.train_seconds, 2),
-                                 **({"feature_seconds": round(result.feature_seconds, 2)} if result.feature_seconds is not None else {}))
+                                 **({"feature_seconds": round(result.feature_seconds, 2)} if result.feature_seconds is not None else {}),
+                                 **result.details)
             metrics[mode].update(versus_baselines(test["labels"], result.probs[:, 1], THRESHOLD, base_probs, baselines["results"], f"{mode} classifier"))
             if main:
                 write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], result.probs))
-                save_classifier(result.clf, tok, out / mode, meta)
+                save_classifier(result.clf, tok, out / mode, dict(meta, **result.details))
                 write_json(out / mode / "training_log.json", result.log_history)
                 if checked is not None: metrics[mode].update(hybrid_results(out, mode, test, result.probs, checked))
             card["seconds"][mode] = round(time.perf_counter() - t0, 2)

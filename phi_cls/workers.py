@@ -15,7 +15,8 @@ from .model import (PhiClassifier, add_lora, extract_features, freeze, length_ba
 
 # %% auto #0
 __all__ = ['WORKER_OVERHEAD', 'MIN_ROWS', 'MIN_WORK', 'shard_batches', 'shard_rows', 'unshard', 'usable_cores',
-           'available_memory', 'model_bytes', 'choose_workers', 'WorkerError', 'WorkerPool', 'pooled_features']
+           'available_memory', 'model_bytes', 'choose_workers', 'WorkerError', 'WorkerPool', 'workers_can_pool',
+           'pooled_features']
 
 # %% ../nbs/05_workers.ipynb #w006
 def shard_batches(lengths, batch_size:int, n:int) -> list:
@@ -228,8 +229,13 @@ def _features(self:WorkerPool, ds, pad_token_id:int, batch_size:int, desc:str="F
 WorkerPool.features = _features
 
 # %% ../nbs/05_workers.ipynb #w023
+def workers_can_pool(clf:PhiClassifier) -> bool:
+    "Whether workers can compute `clf`'s features: they read the last layer's last token only."
+    return getattr(clf, "layer", None) is None and getattr(clf, "pooling", "last") == "last"
+
 def pooled_features(pool:WorkerPool|None, clf:PhiClassifier, ds, pad_token_id:int, batch_size:int, precision:str,
                     progress:bool=True, desc:str="Features") -> torch.Tensor:
-    "Features of every row of `ds` from the workers of `pool`, or from `clf` in this process when `pool` is None."
-    if pool is None: return extract_features(clf, ds, pad_token_id, batch_size, precision, progress, desc)
+    "Features of every row of `ds` from the workers of `pool`, or from `clf` here (no pool, or a middle layer / mean)."
+    if pool is None or not workers_can_pool(clf):
+        return extract_features(clf, ds, pad_token_id, batch_size, precision, progress, desc)
     return pool.features(ds, pad_token_id, batch_size, desc, progress)

@@ -196,3 +196,15 @@ def test_embedded_lora(tmp_path):
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card and "no test metrics" in card
     ours = load_classifier(tmp_path / "lora", device="cpu", precision="fp32").predict_proba(questions, solutions)[:, 1]
     assert close(pipeline_p(folder, questions, solutions, batch_size=2), ours)
+
+
+def test_refuses_other_layer_or_pooling(run, tmp_path):
+    "HF's classes pool the final layer's last token: an artifact that reads a middle layer or mean-pools is refused."
+    for name, extra, says in (("mid", {"layer": 1}, "reads layer 1 of"), ("mean", {"pooling": "mean"}, "pooling='mean'")):
+        art = tmp_path / name
+        shutil.copytree(run / "probe", art)
+        info = json.loads((art / "classifier.json").read_text())
+        (art / "classifier.json").write_text(json.dumps(dict(info, **extra)))
+        with pytest.raises(ModelError, match=f"{says}.*train with probe_layer=last and pooling=last"):
+            export(art, tmp_path / f"hf-{name}")
+        assert not (tmp_path / f"hf-{name}").exists()
