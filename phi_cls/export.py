@@ -17,7 +17,7 @@ from .model import backbone_signature, load_head, load_tokenizer, quiet_peft, re
 from .predict import find_artifact
 
 # %% auto #0
-__all__ = ['HELPER', 'TRUNCATION', 'BASES', 'METRICS', 'seq_cls_class', 'score_weight', 'choose_pad_token',
+__all__ = ['HELPER', 'TRUNCATION', 'BASES', 'METRICS', 'BASELINE_METRICS', 'seq_cls_class', 'score_weight', 'choose_pad_token',
            'prompt_helper_source', 'hf_classifier', 'configure', 'base_model_facts', 'run_facts', 'card_metadata',
            'metrics_section', 'model_card', 'check_out', 'export', 'check_exportable']
 
@@ -173,6 +173,7 @@ def run_facts(art:Path) -> dict:
 
 # %% ../nbs/09_export.ipynb #c024
 METRICS = ("accuracy", "precision", "recall", "f1")
+BASELINE_METRICS = ("accuracy", "balanced_accuracy", "f1")
 
 def _yaml_metrics(m:dict, kind:str) -> list:
     flawed = lambda k: " (flawed)" if k != "accuracy" else ""
@@ -206,12 +207,15 @@ def metrics_section(facts:dict, kind:str) -> str:
            "from its `metrics.json`:", "", "| metric | value |", "|---|---|"]
     out += [f"| {k}{' (flawed)' if k != 'accuracy' else ''} | {_fmt(m[k])} |" for k in METRICS if k in m]
     if "confusion_matrix" in m: out += ["", f"Confusion matrix [[tn, fp], [fn, tp]]: `{m['confusion_matrix']}`."]
-    base = metrics.get("baselines")
-    if isinstance(base, dict) and base:
-        out += ["", "Shortcut baselines on the same split (what a model gets without reading the mathematics):", "",
-                "| baseline | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-        out += [f"| {b} | " + " | ".join(_fmt(v.get(k, "")) if isinstance(v, dict) else "" for k in METRICS) + " |"
-                for b, v in base.items()]
+    base = metrics.get("baselines") or {}
+    results = base.get("results", base) if isinstance(base, dict) else {}  # {fitted_on, scored_on, results}
+    if results:
+        where = f" (fitted on {base['fitted_on']}, scored on {base['scored_on']})" if "scored_on" in base else ""
+        out += ["", f"Shortcut baselines on the same split{where}: what a model gets without reading the mathematics.",
+                "", "| baseline | " + " | ".join(BASELINE_METRICS) + " |", "|---|" + "---|" * len(BASELINE_METRICS)]
+        out += [f"| {b} | " + " | ".join(_fmt(v.get(k, "")) for k in BASELINE_METRICS) + " |"
+                for b, v in results.items() if isinstance(v, dict)]
+        if m.get("warning"): out += ["", f"**{m['warning']}**"]
     else:
         out += ["", "The run recorded no shortcut baselines (majority class, solution length, TF-IDF), so these "
                 "figures alone do not show that the model does better than surface cues such as the style or length "
