@@ -13,7 +13,8 @@ from math import factorial
 import pandas as pd
 
 # %% auto #0
-__all__ = ['CHECK_COLUMNS', 'ERROR_COLUMNS', 'Finding', 'normalize', 'evaluate', 'check_solution', 'check_frame', 'combine']
+__all__ = ['CHECK_COLUMNS', 'ERROR_COLUMNS', 'HYBRID_RULES', 'Finding', 'normalize', 'evaluate', 'check_solution', 'check_frame',
+           'combine']
 
 # %% ../nbs/01_check.ipynb #c006
 @dataclass
@@ -446,11 +447,14 @@ def check_frame(df:pd.DataFrame,  # columns solution and, optionally, index
 import numpy as np
 
 ERROR_COLUMNS = ["error_line", "error_text", "stated", "computed"]
+HYBRID_RULES = ("checker_or_classifier", "classifier", "checker", "checker_or_confident")  # the last: a stricter threshold
 
-def combine(p_flawed, checked:pd.DataFrame|None, threshold:float=0.5) -> pd.DataFrame:
-    "label (1 if the checker fired, else the classifier's), decided_by (checker | classifier) and the checker's error columns; `checked=None`: the classifier alone."
+def combine(p_flawed, checked:pd.DataFrame|None, threshold:float=0.5, rule:str="checker_or_classifier") -> pd.DataFrame:
+    "label and decided_by (checker | classifier) under `rule` (default: 1 if the checker fired, else the classifier's), and the checker's error columns; `checked=None`: the classifier alone."
+    if rule not in HYBRID_RULES: raise ValueError(f"rule={rule!r} is not allowed; use one of {', '.join(HYBRID_RULES)}.")
     p_flawed = np.asarray(p_flawed)
-    fired = checked["checker_flawed"].to_numpy() == 1 if checked is not None else np.zeros(len(p_flawed), dtype=bool)
-    label = np.where(fired, 1, (p_flawed >= threshold).astype(int))
+    fired = checked["checker_flawed"].to_numpy() == 1 if checked is not None and rule != "classifier" else np.zeros(len(p_flawed), dtype=bool)
+    label = np.where(fired, 1, (p_flawed >= threshold).astype(int) if rule != "checker" else 0)
+    decided = np.where(fired | (rule == "checker"), "checker", "classifier")
     errors = {c: checked[c].to_numpy() if checked is not None else [None] * len(p_flawed) for c in ERROR_COLUMNS}
-    return pd.DataFrame({"label": label, "decided_by": np.where(fired, "checker", "classifier"), **errors})
+    return pd.DataFrame({"label": label, "decided_by": decided, **errors})
