@@ -18,7 +18,8 @@ class ConfigError(ValueError):
 MODES = ("probe", "lora", "both")
 _CHOICES = dict(mode=MODES, precision=("auto", "bf16", "fp32"), quantize=("auto", "4bit", "none"),
                 lr_scheduler=("cosine", "linear", "constant", "constant_with_warmup"),
-                optim=("auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"))
+                optim=("auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"),
+                threshold_objective=("none", "balanced_accuracy", "f1"), class_weight=("none", "auto"))
 _POSITIVE = ("epochs", "batch_size", "grad_accum", "learning_rate", "max_length", "logging_steps",
              "save_total_limit", "lora_r", "lora_alpha")
 
@@ -64,7 +65,8 @@ class TrainConfig:
     seed: int = _help("random seed for head init, sampling and shuffling", 42)
     max_train_samples: typing.Optional[int] = _help("use at most this many training rows (seeded sample)", None)
     max_eval_samples: typing.Optional[int] = _help("use at most this many test (and validation) rows", None)
-    keep_validation: bool = _help("hold validation out for evaluation each epoch instead of training on it", False)
+    keep_validation: bool = _help("hold validation out (if the data has it) instead of training on it: it is evaluated each epoch, "
+                                  "picks the best epoch and fits the threshold, temperature and hybrid rule", True)
     eval_batch_size: typing.Optional[int] = _help("rows per forward pass in feature extraction and prediction; None = auto (2 on a CPU, 8 on a GPU)", None)
     lora_r: int = _help("LoRA rank", 16)
     lora_alpha: int = _help("LoRA alpha", 32)
@@ -74,6 +76,10 @@ class TrainConfig:
     resume: bool = _help("continue an interrupted run in the same folder from its last checkpoint", False)
     allow_leakage: bool = _help("train even if test questions also appear in the training data (warns instead of stopping)", False)
     checker: bool = _help("also evaluate the arithmetic checker and the hybrid (checker proves an error, else classifier)", False)
+    threshold_objective: str = _help("what the decision threshold is fitted for on validation: balanced_accuracy, f1 or none (0.5)",
+                                     "balanced_accuracy")
+    calibrate: bool = _help("fit a temperature on validation so that p(flawed) is calibrated", True)
+    class_weight: str = _help("loss weights per class: auto (inverse class frequency on train; none on balanced data) or none", "auto")
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -106,7 +112,7 @@ class TrainConfig:
 PRESETS = {
     "recipe": {},  # TrainConfig's defaults: the reference recipe
     "demo": dict(max_train_samples=96, max_eval_samples=64, max_length=384, grad_accum=1),  # make demo
-    "smoke": dict(max_train_samples=32, max_eval_samples=32, max_length=256, grad_accum=1, checker=True),  # nbs/train.ipynb
+    "smoke": dict(max_train_samples=32, max_eval_samples=32, max_length=256, grad_accum=1, checker=True, keep_validation=False),  # nbs/train.ipynb
 }
 
 def preset_values(name:str) -> dict:
