@@ -11,7 +11,7 @@ import pandas as pd
 
 from .check import check_frame, check_solution, combine
 from .data import DataError
-from .metrics import THRESHOLD, check_threshold
+from .metrics import check_threshold
 from .predict import Classifier, load_classifier, predict_file
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls (and none would get through offline)
@@ -25,14 +25,15 @@ def _lines(solution:str, findings:list) -> list:
     labels = {f.line: f"wrong: {f.stated} (computes to {f.computed})" for f in findings}
     return [(line + "\n", labels.get(i)) for i, line in enumerate(solution.split("\n"), 1)]
 
-def classify_one(clf:Classifier, question:str, solution:str, checker:bool=True, threshold:float=THRESHOLD) -> dict:
-    "Verdict, p(flawed), deciding signal, findings, highlighted lines and notes for one problem and solution."
+def classify_one(clf:Classifier, question:str, solution:str, checker:bool=True, threshold:float|None=None) -> dict:
+    "Verdict, p(flawed) (calibrated), deciding signal, findings, highlighted lines and notes; `threshold=None`: the artifact's fitted one and rule."
     missing = [name for name, text in (("problem", question), ("solution", solution)) if not (text or "").strip()]
     if missing: return dict(error=f"Enter the {' and the '.join(missing)} first.")
-    check_threshold(threshold)
+    rule = clf.hybrid if threshold is None else dict(clf.hybrid, threshold=check_threshold(threshold))
+    if not checker: rule = dict(rule="classifier", threshold=clf.threshold if threshold is None else threshold)
     p = float(clf.predict_proba([question], [solution])[0, 1])
     findings = check_solution(solution) if checker else []
-    decision = combine([p], check_frame(pd.DataFrame({"solution": [solution]})) if checker else None, threshold).iloc[0]
+    decision = combine([p], check_frame(pd.DataFrame({"solution": [solution]})) if checker else None, rule["threshold"], rule["rule"]).iloc[0]
     cut = clf.encoder([question], [solution])["truncated"][0]
     note = (f"The prompt is longer than the model reads ({clf.encoder.max_length} tokens): the classifier saw the start of the "
             "problem and the end of the solution." if cut else "")
@@ -42,7 +43,7 @@ def classify_one(clf:Classifier, question:str, solution:str, checker:bool=True, 
 # %% ../nbs/12_serve.ipynb #c008
 MAX_UPLOAD_MB = 10
 
-def classify_file(clf:Classifier, path:str|Path|None, checker:bool=True, threshold:float=THRESHOLD, max_mb:float=MAX_UPLOAD_MB) -> dict:
+def classify_file(clf:Classifier, path:str|Path|None, checker:bool=True, threshold:float|None=None, max_mb:float=MAX_UPLOAD_MB) -> dict:
     "Predictions file, summary and confusion matrix for an uploaded file; `error` instead when it cannot be scored."
     if not path: return dict(error="Upload a CSV or JSONL file with question and solution columns first.")
     path = Path(path)
@@ -87,10 +88,10 @@ def _verdict_md(r:dict) -> str:
     return head + (f"\n\n_{r['note']}_" if r["note"] else "")
 
 # %% ../nbs/12_serve.ipynb #c011
-def build_app(clf:Classifier, checker:bool=True, threshold:float=THRESHOLD, max_mb:float=MAX_UPLOAD_MB):
-    "The Gradio Blocks app: a single-solution tab and a batch tab."
+def build_app(clf:Classifier, checker:bool=True, threshold:float|None=None, max_mb:float=MAX_UPLOAD_MB):
+    "The Gradio Blocks app: a single-solution tab and a batch tab (`threshold=None`: the artifact's fitted threshold)."
     import gradio as gr
-    check_threshold(threshold)
+    if threshold is not None: check_threshold(threshold)
     def one(q, s):
         r = classify_one(clf, q, s, checker, threshold)
         if "error" in r: return _verdict_md(r), None, None
@@ -119,7 +120,7 @@ def build_app(clf:Classifier, checker:bool=True, threshold:float=THRESHOLD, max_
             run_batch = gr.Button("Score file", variant="primary", elem_id="score")
             summary = gr.Markdown(elem_id="batch-summary")
             result = gr.File(label="Predictions", elem_id="batch-result")
-            confusion = gr.Dataframe(label=f"Confusion matrix (threshold {threshold:g})", elem_id="confusion")
+            confusion = gr.Dataframe(label=f"Confusion matrix (threshold {clf.threshold if threshold is None else threshold:g})", elem_id="confusion")
             run_batch.click(batch, [upload], [summary, result, confusion])
     return app.queue(default_concurrency_limit=1)
 
@@ -129,7 +130,7 @@ def _font_theme():
     return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])  # no web fonts
 
 def serve(model:str|Path, host:str="127.0.0.1", port:int=7860, checker:bool=True, kind:str|None=None,
-          max_mb:float=MAX_UPLOAD_MB, threshold:float=THRESHOLD):
+          max_mb:float=MAX_UPLOAD_MB, threshold:float|None=None):
     "Load the classifier once and serve the app until interrupted."
     clf = load_classifier(model, kind=kind)
     build_app(clf, checker, threshold, max_mb).launch(server_name=host, server_port=port, max_file_size=int(max_mb * 2**20),
