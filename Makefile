@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 DEMO_FLAGS ?= --preset demo
 DEMO_OUT ?= outputs/demo
 
-.PHONY: install demo full test lint chromium serve screenshot bench bench-avx2 bench-quick export readme clean
+.PHONY: install demo full test lint chromium serve screenshot bench bench-avx2 bench-quick gpu-check export readme clean
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ bench-avx2: install
 
 bench-quick: install
 	$(BIN)/python benchmarks/bench.py --quick --out outputs/bench-quick.json
+
+# One CUDA GPU, under 8 minutes, no download: 4-bit LoRA + probe on a random Phi-4-mini-shaped backbone, phi_cls and the reference way.
+# Needs the [gpu] extra (bitsandbytes; flash-attn if it builds). GPU_CHECK_FLAGS="--dry-run" runs the same code on the CPU.
+GPU_CHECK_FLAGS ?=
+gpu-check: install
+	$(BIN)/python -m pip install --quiet -e ".[gpu]" || $(BIN)/python -m pip install --quiet bitsandbytes
+	$(BIN)/python benchmarks/gpu_check.py --out benchmarks/gpu_check.json $(GPU_CHECK_FLAGS)
 
 # The browser test drives Debian's Chromium (no browser is downloaded); install it if this machine lacks it.
 chromium:

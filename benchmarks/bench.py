@@ -12,11 +12,11 @@ import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PHASES = ["matmul", "ref_probe", "ours_probe", "ref_lora", "ours_lora", "ref_predict", "ours_predict",
-          "ours_predict_b8", "ours_predict_b8_plain_malloc"]  # the last two: what two of our levers give, side by side
+PHASES = ["matmul", "ref_probe", "ours_probe", "ours_probe_workers", "ref_lora", "ours_lora", "ref_predict", "ours_predict",
+          "ours_predict_workers", "ours_predict_b8", "ours_predict_b8_plain_malloc"]  # the last two: what two of our levers give, side by side
 PHASE_ENV = {"ours_predict_b8_plain_malloc": {"PHI_CLS_TUNE_MALLOC": "0"}}
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
-TARGETS = {"native_bf16": dict(probe_speedup=6, lora_speedup=1.5, predict_speedup=2.2),
+TARGETS = {"native_bf16": dict(probe_speedup=6, lora_speedup=1.5, predict_speedup=2.2, probe_speedup_workers=10, predict_speedup_workers=4),
            "avx2": dict(probe_speedup=4, lora_speedup=1.15, predict_speedup=1.35)}
 
 
@@ -49,12 +49,12 @@ def _rows(a):
     return train.select(range(a.n_train)), train.select(range(a.lora_rows)), test
 
 
-def _ours(a, mode, epochs):
+def _ours(a, mode, epochs, workers=1):
     from phi_cls.model import load_backbone, load_tokenizer
     from phi_cls.config import TrainConfig
     from phi_cls.train import resolve
     cfg = TrainConfig(mode=mode, model=a.model, output_dir=tempfile.mkdtemp(), max_length=a.max_length, epochs=epochs,
-                      batch_size=8, grad_accum=a.accum, progress=False, precision=a.precision)
+                      batch_size=8, grad_accum=a.accum, progress=False, precision=a.precision, workers=workers)
     res = resolve(cfg)
     tok = load_tokenizer(a.model)
     return cfg, res, tok, load_backbone(a.model, res.device, res.quantize, res.precision)
@@ -108,14 +108,24 @@ def phase_ref_probe(a):
     return dict(seconds=seconds, accuracy=_accuracy(probs, test["label"]))
 
 
-def phase_ours_probe(a):
+def phase_ours_probe(a, workers=1):
+    "The 3-epoch probe end to end, in one process (`workers=1`) or with feature extraction in worker processes (their start included)."
     from phi_cls.train import train_probe
     train, _, test = _rows(a)
-    cfg, res, tok, backbone = _ours(a, "probe", 3)
+    cfg, res, tok, backbone = _ours(a, "probe", 3, workers)
     start = time.perf_counter()
     data = _tokenized(tok, a.max_length, train=train, validation=None, test=test)
     result = train_probe(cfg, backbone, tok, data, Path(cfg.output_dir), res)
-    return dict(seconds=time.perf_counter() - start, accuracy=_accuracy(result.probs, test["label"]), precision=res.precision)
+    return dict(seconds=time.perf_counter() - start, accuracy=_accuracy(result.probs, test["label"]), precision=res.precision,
+                feature_seconds=result.feature_seconds, workers=result.inference_workers["probe features"], probs_sha=_sha(result.probs))
+
+
+def phase_ours_probe_workers(a): return phase_ours_probe(a, "auto")
+
+
+def _sha(array) -> str:
+    import hashlib, numpy as np
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
 
 
 def phase_ref_lora(a):
@@ -151,19 +161,44 @@ def phase_ref_predict(a):
 
 def phase_ours_predict(a, batch_size=None):
     "Prediction with phi_cls's defaults (rows per forward pass: 2 on a CPU), or with `batch_size` rows per forward pass."
+    import torch
     from phi_cls.hardware import malloc_tuning_enabled
     from phi_cls.model import PhiClassifier, freeze, predict_logits
     _, _, test = _rows(a)
     cfg, res, tok, backbone = _ours(a, "probe", 1)
+    torch.manual_seed(0)  # the same (untrained) head in every prediction phase, so their logits compare
     clf = PhiClassifier(freeze(backbone)).eval()
     ds = _tokenized(tok, a.max_length, test=test)["test"]
     batch_size = batch_size or res.eval_batch_size
     start = time.perf_counter()
-    predict_logits(clf, ds, tok.pad_token_id, batch_size, res.precision, progress=False)
+    logits = predict_logits(clf, ds, tok.pad_token_id, batch_size, res.precision, progress=False)
     seconds = time.perf_counter() - start
     flops = sum(forward_flops(backbone.config, _linear_params(backbone), n) for n in ds["length"])
     return dict(seconds=seconds, examples=len(ds), tokens=sum(ds["length"]), flops=flops, precision=res.precision,
-                batch_size=batch_size, malloc="tuned" if malloc_tuning_enabled() else "default", cpu_kind=res.cpu_kind)
+                batch_size=batch_size, malloc="tuned" if malloc_tuning_enabled() else "default", cpu_kind=res.cpu_kind,
+                logits_sha=_sha(logits.numpy()))
+
+
+def phase_ours_predict_workers(a):
+    "Prediction in single-thread worker processes (workers=auto), timed once they have started (as in a long job); their start apart."
+    import torch
+    from phi_cls.model import PhiClassifier, freeze
+    from phi_cls.workers import WorkerPool, choose_workers, model_bytes
+    _, _, test = _rows(a)
+    cfg, res, tok, backbone = _ours(a, "probe", 1)
+    torch.manual_seed(0)  # the same (untrained) head in every prediction phase, so their logits compare
+    clf = PhiClassifier(freeze(backbone)).eval()
+    ds = _tokenized(tok, a.max_length, test=test)["test"]
+    n, why = choose_workers("auto", res.device, 10 ** 6, model_bytes(backbone))  # as many as a long job gets here
+    t = time.perf_counter()
+    with WorkerPool(dict(model=a.model, precision=res.precision), n) as pool:
+        startup = time.perf_counter() - t
+        start = time.perf_counter()
+        feats = pool.features(ds, tok.pad_token_id, res.eval_batch_size, progress=False)
+        with torch.inference_mode(): logits = clf(features=feats).logits
+        seconds = time.perf_counter() - start
+    return dict(seconds=seconds, startup_seconds=startup, examples=len(ds), workers=n, why=why, precision=res.precision,
+                batch_size=res.eval_batch_size, logits_sha=_sha(logits.numpy()))
 
 
 def phase_ours_predict_b8(a): return phase_ours_predict(a, 8)
@@ -199,6 +234,12 @@ def summarise(r, a):
         predict_speedup=(r["ours_predict"]["examples"] / r["ours_predict"]["seconds"]) / (r["ref_predict"]["examples"] / r["ref_predict"]["seconds"]),
         peak_rss_ratio=r["ours_lora"]["peak_rss_mb"] / r["ref_lora"]["peak_rss_mb"],
         peak_rss_mb_ours=r["ours_lora"]["peak_rss_mb"], peak_rss_mb_reference=r["ref_lora"]["peak_rss_mb"],
+        probe_speedup_workers=r["ref_probe"]["seconds"] / r["ours_probe_workers"]["seconds"],
+        predict_speedup_workers=(r["ours_predict_workers"]["examples"] / r["ours_predict_workers"]["seconds"]) / (r["ref_predict"]["examples"] / r["ref_predict"]["seconds"]),
+        workers=dict(predict=r["ours_predict_workers"]["workers"], probe=r["ours_probe_workers"]["workers"]["processes"],
+                     predict_startup_seconds=r["ours_predict_workers"]["startup_seconds"],
+                     predict_same_logits=r["ours_predict_workers"]["logits_sha"] == r["ours_predict"]["logits_sha"],
+                     probe_same_probs=r["ours_probe_workers"]["probs_sha"] == r["ours_probe"]["probs_sha"]),
         accuracy_ours=r["ours_probe"]["accuracy"], accuracy_reference=r["ref_probe"]["accuracy"],
         matmul_gflops=peak, predict_gflops=predict_gflops, lora_train_gflops=lora_gflops,
         roofline_fraction=predict_gflops / peak, roofline_fraction_lora=lora_gflops / peak,
@@ -219,6 +260,9 @@ def table(s, r):
     rows = [("probe, 3 epochs end to end (s)", r["ref_probe"]["seconds"], r["ours_probe"]["seconds"], s["probe_speedup"]),
             ("LoRA training (tokens/s)", r["ref_lora"]["tokens"] / r["ref_lora"]["seconds"], r["ours_lora"]["tokens"] / r["ours_lora"]["seconds"], s["lora_speedup"]),
             ("prediction (examples/s)", r["ref_predict"]["examples"] / r["ref_predict"]["seconds"], r["ours_predict"]["examples"] / r["ours_predict"]["seconds"], s["predict_speedup"]),
+            (f"probe, {s['workers']['probe']} workers (s)", r["ref_probe"]["seconds"], r["ours_probe_workers"]["seconds"], s["probe_speedup_workers"]),
+            (f"prediction, {s['workers']['predict']} workers (examples/s)", r["ref_predict"]["examples"] / r["ref_predict"]["seconds"],
+             r["ours_predict_workers"]["examples"] / r["ours_predict_workers"]["seconds"], s["predict_speedup_workers"]),
             ("LoRA training peak RSS (MB)", r["ref_lora"]["peak_rss_mb"], r["ours_lora"]["peak_rss_mb"], s["peak_rss_ratio"]),
             ("probe test accuracy", s["accuracy_reference"], s["accuracy_ours"], None)]
     lines = [f"cpu: {s['cpu_kind']}{' (emulated on this CPU: kernels limited to AVX2)' if s['cpu_emulated'] else ''}  ours: {s['precision_ours']}  reference: fp32  sizes: {s['sizes']}",
@@ -228,6 +272,9 @@ def table(s, r):
                  f"({100 * s['roofline_fraction']:.0f}%), LoRA training {s['lora_train_gflops']:.0f} GFLOP/s ({100 * s['roofline_fraction_lora']:.0f}%)")
     base = next(iter(s["predict_levers"].values()))  # the first lever row is the "before"
     lines.append("prediction levers, side by side (examples/s): " + "; ".join(f"{k} {v:.2f} ({v / base:.2f}x)" for k, v in s["predict_levers"].items()))
+    w = s["workers"]
+    lines.append(f"workers: started in {w['predict_startup_seconds']:.1f} s (not in the prediction figure; in the probe's); "
+                 f"same logits as one process: {w['predict_same_logits']}, same probe probabilities: {w['probe_same_probs']}")
     lines.append("targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in s["targets_met"].items()))
     return "\n".join(lines)
 

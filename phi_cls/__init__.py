@@ -5,14 +5,16 @@ __version__ = "0.1.0"
 
 # %% auto #0
 __all__ = ['load_classifier', 'Classifier', 'TrainConfig', 'run', 'load_data', 'build_prompt', 'PROMPT', 'load_backbone',
-           'PhiClassifier']
+           'PhiClassifier', 'export']
 
 # %% ../nbs/14_api.ipynb #c003
 import importlib
 
 _LAZY = {"load_classifier": "predict", "Classifier": "predict", "TrainConfig": "config", "run": "train",
-         "load_data": "data", "build_prompt": "data", "PROMPT": "data", "load_backbone": "model", "PhiClassifier": "model"}
-_all_ = ["load_classifier", "Classifier", "TrainConfig", "run", "load_data", "build_prompt", "PROMPT", "load_backbone", "PhiClassifier"]
+         "load_data": "data", "build_prompt": "data", "PROMPT": "data", "load_backbone": "model", "PhiClassifier": "model",
+         "export": "export"}
+_all_ = ["load_classifier", "Classifier", "TrainConfig", "run", "load_data", "build_prompt", "PROMPT", "load_backbone", "PhiClassifier",
+         "export"]
 
 def __getattr__(name:str):
     if name not in _LAZY: raise AttributeError(f"module 'phi_cls' has no attribute {name!r}")

@@ -4,8 +4,8 @@
 
 # %% ../nbs/01_check.ipynb #c003
 from __future__ import annotations
-import re
-from dataclasses import dataclass
+import contextvars, math, re
+from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from math import factorial
@@ -13,8 +13,40 @@ from math import factorial
 import pandas as pd
 
 # %% auto #0
-__all__ = ['CHECK_COLUMNS', 'ERROR_COLUMNS', 'HYBRID_RULES', 'Finding', 'normalize', 'evaluate', 'check_solution', 'check_frame',
-           'combine']
+__all__ = ['LIMITS', 'CHECK_COLUMNS', 'ERROR_COLUMNS', 'HYBRID_COLUMNS', 'HYBRID_RULES', 'Limits', 'Finding', 'Checked',
+           'normalize', 'evaluate', 'Explanation', 'explain_solution', 'check_solution', 'explanations_frame',
+           'check_frame', 'combine']
+
+# %% ../nbs/01_check.ipynb #c004b
+@dataclass(frozen=True)
+class Limits:
+    "How much work the checker does per expression and per solution; past a limit a line is not checked."
+    digits: int = 100          # digits in one number as written
+    bits: int = 10_000         # bits in any exact value's numerator or denominator (about 3,000 digits)
+    depth: int = 50            # brackets, signs and powers nested in one expression
+    line_chars: int = 10_000   # characters in one line
+    text_chars: int = 100_000  # characters of one solution that are read
+    steps: int = 1_000_000     # parser steps (and big-number work) for one solution
+
+LIMITS = Limits()
+
+class _Limit(Exception): pass  # a limit was reached; the message says which
+
+class _Budget:
+    def __init__(self, steps:int): self.left = steps
+    def spend(self, n:int=1):
+        self.left -= n
+        if self.left < 0: raise _Limit("the work budget for this solution is used up")
+
+_BUDGET = contextvars.ContextVar("phi_cls_check_budget", default=None)
+
+def _spend(n:int=1):
+    if (b := _BUDGET.get()) is not None: b.spend(n)
+
+def _bounded(v:Fraction) -> Fraction:
+    if max(v.numerator.bit_length(), v.denominator.bit_length()) > LIMITS.bits:
+        raise _Limit(f"a value over {LIMITS.bits} bits")
+    return v
 
 # %% ../nbs/01_check.ipynb #c006
 @dataclass
@@ -25,6 +57,20 @@ class Finding:
     expression: str  # the calculation as written, e.g. "7 * 8"
     stated: str      # the stated result as written, e.g. "54"
     computed: str    # the exact value of the calculation, e.g. "56"
+
+# %% ../nbs/01_check.ipynb #c006a
+@dataclass
+class Checked:
+    "One calculation the checker re-computed; `computed` is empty when the stated value is right."
+    line: int        # 1-based line number in the solution text
+    text: str        # the whole line, stripped
+    expression: str  # the calculation as written
+    stated: str      # the stated result as written
+    span: tuple      # (start, end) of the stated result in the line
+    computed: str = ""  # the exact value, when the stated one is wrong
+
+    @property
+    def finding(self) -> Finding: return Finding(self.line, self.text, self.expression, self.stated, self.computed)
 
 # %% ../nbs/01_check.ipynb #c008
 class _Text:
@@ -48,17 +94,20 @@ _CMD = r"(?![A-Za-z])"  # end of a LaTeX command name
 _SUBS = [
     (r"\\\$|[€£¥]", ""), (r"\$", " "), (r"\\[()\[\]]", " "), (r"\\\{", "⦃"), (r"\\\}", "⦄"),
     (r"\\(?:left|right|[bB]igg?[lr]?)" + _CMD, ""), (r"\\(?:times|cdot|ast)" + _CMD + r"|[×·⋅∙∗]", "*"),
-    (r"\\div" + _CMD + r"|÷", "/"), (r"\\%", "%"), (r"−", "-"), (r" – ", " - "), (r"(?<=[\d)])\s*\*\*\s*(?=[-\d(])", "^"), (r"\*\*", " "), (r"²", "^2"), (r"³", "^3"),
+    (r"\\div" + _CMD + r"|÷", "/"), (r"\\%", "%"), (r"−", "-"), (r" – ", " - "),
+    (r"(?<=[\d)])\s*\*\*\s*(?=[-\d(])", "^"), (r"\*\*", " "), (r"²", "^2"), (r"³", "^3"),
     (r"\\(?:approx|simeq|thickapprox)" + _CMD, "≈"), (r"!=|\\neq?" + _CMD, "≠"),
-    (r"<=>|==>|=>|<=|>=|=<|\\(?:leq?|geq?|lt|gt|leqslant|geqslant|ll|gg|implies|[rR]ightarrow|Longrightarrow|iff|to)" + _CMD, "⇒"),
+    (r"<=>|==>|=>|<=|>=|=<|\\(?:leq?|geq?|lt|gt|leqslant|geqslant|ll|gg|implies|[rR]ightarrow|Longrightarrow|iff|to)"
+     + _CMD, "⇒"),
     (r"==", "="), (r"\\\\", " ; "), (r"\\(?:[,;:! ]|q?quad" + _CMD + r")|&", " "),
     (r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree" + _CMD, ""), (r"(?<=\d)\s*(?:percent|per cent)\b", "%"),
     (r"(?<=%)\s+of\s+(?=[-\d(.])", " * "), (r"(?<=\d)(\s*)(\\[dtc]?frac)", r"\1¤\2"),
 ]
 _BRACES = [  # innermost groups first: \frac{a}{b}, \text{..}, \sqrt{..}, \boxed{..}, ^{..}, plain {..}
     (r"\\[dtc]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}", r"((\1)/(\2))"), (r"\\[dtc]?frac\s*(\d)\s*(\d)", r"((\1)/(\2))"),
-    (r"\\(?:text\w*|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}", r" \1 "), (r"\\sqrt\s*(?:\[[^\]]*\])?\s*\{([^{}]*)\}", r"√(\1)"),
-    (r"\\(?:boxed|fbox)\s*\{([^{}]*)\}", r"(\1)"), (r"([\^_])\s*\{([^{}]*)\}", r"\1(\2)"), (r"(?<!frac)(?<!\})\{([^{}]*)\}", r"(\1)"),
+    (r"\\(?:text\w*|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}", r" \1 "),
+    (r"\\sqrt\s*(?:\[[^\]]*\])?\s*\{([^{}]*)\}", r"√(\1)"), (r"\\(?:boxed|fbox)\s*\{([^{}]*)\}", r"(\1)"),
+    (r"([\^_])\s*\{([^{}]*)\}", r"\1(\2)"), (r"(?<!frac)(?<!\})\{([^{}]*)\}", r"(\1)"),
 ]
 
 def _normalized(line:str) -> _Text:
@@ -86,7 +135,7 @@ class _Tok:
 _TOKEN = re.compile(r"""(?P<num>\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|(?<![\w.])\.\d+)
 |(?P<word>\\[A-Za-z]+|\\.|[^\W\d][\w']*)
 |(?P<rel>[=≈<>≤≥≠⇒→⟹])
-|(?P<op>[-+*/^()%!])
+|(?P<op>//|[-+*/^()%!])
 |(?P<space>\s+)
 |(?P<other>.)""", re.X)
 
@@ -96,6 +145,7 @@ def _tokens(t:_Text) -> list:
 # %% ../nbs/01_check.ipynb #c017
 def _number(s:str) -> Fraction|None:
     s = s.replace(",", "")
+    if len(s) > LIMITS.digits: raise _Limit(f"a number with more than {LIMITS.digits} digits")
     return None if len(s) > 1 and s[0] == "0" and s[1].isdigit() else Fraction(s)
 
 def _iroot(n:int, q:int) -> int|None:
@@ -109,54 +159,81 @@ def _power(b:Fraction, e:Fraction) -> Fraction|None:
         n, d = _iroot(b.numerator, e.denominator), _iroot(b.denominator, e.denominator)
         if n is None or d is None: return None
         b, e = Fraction(n, d), Fraction(e.numerator)
-    if (b == 0 and e < 0) or abs(e) * max(abs(b.numerator), b.denominator).bit_length() > 100_000: return None
+    if b == 0 and e < 0: return None
+    if abs(b) in (0, 1): return b ** (int(e) % 2 if b == -1 else min(int(e), 1))  # 0, 1, -1: no work
+    bits = abs(e) * max(abs(b.numerator), b.denominator).bit_length()
+    if bits > LIMITS.bits: raise _Limit(f"a power over {LIMITS.bits} bits")
+    _spend(int(bits) // 64)
     return b ** int(e)
 
 def _factorial(v:Fraction) -> Fraction|None:
-    return Fraction(factorial(int(v))) if v.denominator == 1 and 0 <= v <= 1000 else None
+    if v.denominator != 1 or v < 0: return None
+    if v > 1000: raise _Limit("a factorial over 1000!")
+    _spend(int(v))
+    return Fraction(factorial(int(v)))
+
+def _remainder(v:Fraction, w:Fraction) -> Fraction|None:
+    return Fraction(v.numerator % w.numerator) if v.denominator == w.denominator == 1 and w else None
 
 # %% ../nbs/01_check.ipynb #c019
 class _Fail(Exception): pass
 
 class _Parser:
-    "Recursive descent over number and operator tokens."
+    "Recursive descent over number and operator tokens, at most `LIMITS.depth` levels deep."
     def __init__(self, toks:list, pct:bool):
         self.glued = [i > 0 and toks[i - 1].kind != "space" for i, t in enumerate(toks) if t.kind != "space"]
-        self.toks, self.i, self.pct = [t for t in toks if t.kind != "space"], 0, pct
+        self.toks, self.i, self.pct, self.depth = [t for t in toks if t.kind != "space"], 0, pct, 0
 
     def peek(self): return self.toks[self.i].s if self.i < len(self.toks) else None
     def take(self):
         if self.i >= len(self.toks): raise _Fail
-        self.i += 1; return self.toks[self.i - 1]
+        _spend(); self.i += 1; return self.toks[self.i - 1]
     def check(self, v):
         if v is None: raise _Fail
         return v
+    def nest(self, f):
+        self.depth += 1
+        if self.depth > LIMITS.depth: raise _Limit(f"brackets, signs or powers nested deeper than {LIMITS.depth}")
+        try: return f()
+        finally: self.depth -= 1
 
     def expr(self):
         v = self.term()
-        while self.peek() in ("+", "-"): v = v + self.term() if self.take().s == "+" else v - self.term()
+        while self.peek() in ("+", "-"): v = _bounded(v + self.term() if self.take().s == "+" else v - self.term())
         return v
 
     def implicit(self) -> bool:  # 2(3+4), (1+2)(3+4)
-        return self.peek() == "(" and self.glued[self.i] and (self.toks[self.i - 1].kind == "num" or self.toks[self.i - 1].s == ")")
+        if self.peek() != "(" or not self.glued[self.i]: return False
+        prev = self.toks[self.i - 1]
+        return prev.kind == "num" or prev.s == ")"
+    def remainder(self) -> bool:  # "17 % 5": a % followed by a number is the remainder
+        if self.peek() != "%" or self.i + 1 >= len(self.toks): return False
+        nxt = self.toks[self.i + 1]
+        return nxt.kind == "num" or nxt.s == "("
 
     def term(self):
         v = self.unary()
-        while self.implicit() or self.peek() in ("*", "/"):
-            if self.implicit(): v *= self.unary(); continue
-            op, w = self.take().s, self.unary()
-            v = v * w if op == "*" else v / self.check(w or None)
+        while self.implicit() or self.remainder() or self.peek() in ("*", "/", "//"):
+            op = "*" if self.implicit() else self.take().s
+            w = self.unary()
+            if op == "*": v = v * w
+            elif op == "%": v = self.check(_remainder(v, w))
+            else: v = v / self.check(w or None) if op == "/" else Fraction(v // self.check(w or None))
+            v = _bounded(v)
         return v
 
     def unary(self):
-        if self.peek() in ("-", "+"): return -self.unary() if self.take().s == "-" else self.unary()
+        if self.peek() in ("-", "+"):
+            neg = self.take().s == "-"
+            v = self.nest(self.unary)
+            return -v if neg else v
         b = self.postfix()
         if self.peek() != "^": return b
-        self.take(); return self.check(_power(b, self.unary()))
+        self.take(); return self.check(_power(b, self.nest(self.unary)))
 
     def postfix(self):
         v = self.atom()
-        while self.peek() in ("%", "!"):
+        while self.peek() in ("%", "!") and not self.remainder():
             v = (v / 100 if self.pct else v) if self.take().s == "%" else self.check(_factorial(v))
         return v
 
@@ -164,12 +241,13 @@ class _Parser:
         tok = self.take()
         if tok.kind == "num": return self.check(_number(tok.s))
         if tok.s != "(": raise _Fail
-        v = self.expr()
+        v = self.nest(self.expr)
         if self.take().s != ")": raise _Fail
         return v
 
 # %% ../nbs/01_check.ipynb #c021
 def _evaluate(toks:list, pct:bool=True) -> Fraction|None:
+    "The value of toks, None when they are not arithmetic; raises _Limit past a limit."
     p = _Parser(toks, pct)
     try: v = p.expr()
     except (_Fail, ZeroDivisionError, OverflowError, ValueError): return None
@@ -178,21 +256,28 @@ def _evaluate(toks:list, pct:bool=True) -> Fraction|None:
 def evaluate(expr:str,        # e.g. "7 * 8" or r"\frac{1}{2} + 3"
              pct:bool=True,    # read % as /100 (True) or as a label (False)
              ) -> Fraction|None:
-    "The exact value of a pure arithmetic expression (plain or LaTeX), or None when it is not one."
+    "The exact value of a pure arithmetic expression (plain or LaTeX); None if it is not one or is too large to judge."
+    if len(expr) > LIMITS.line_chars: return None
     toks = _tokens(_normalized(expr))
-    return None if any(t.kind not in ("num", "op", "space") for t in toks) else _evaluate(toks, pct)
+    if any(t.kind not in ("num", "op", "space") for t in toks): return None
+    try: return _evaluate(toks, pct)
+    except (_Limit, RecursionError): return None
 
 # %% ../nbs/01_check.ipynb #c024
-_OPWORDS = set("""of times plus minus by over and than from to into per divided div multiplied add subtract multiply divide
-less more with sqrt root log ln exp sin cos tan cot sec csc lg choose mod modulo power squared cubed factorial pi""".split())
-_OF_OPS = set("""half halves third thirds quarter quarters fourth fourths fifth fifths tenth tenths twice double triple square
-squares cube cubes root roots power powers product quotient ratio reciprocal inverse log logarithm factorial percent
-fraction multiple multiples sine cosine tangent average mean""".split())  # "half of 20 + 4": "of" is an operator
+_OPWORDS = set("""of times plus minus by over and than from to into per divided div multiplied add subtract multiply
+divide less more with sqrt root log ln exp sin cos tan cot sec csc lg choose mod modulo power squared cubed factorial
+pi""".split())
+# "half of 20 + 4": "of" is an operator after these
+_OF_OPS = set("""half halves third thirds quarter quarters fourth fourths fifth fifths tenth tenths twice double triple
+square squares cube cubes root roots power powers product quotient ratio reciprocal inverse log logarithm factorial
+percent fraction multiple multiples sine cosine tangent average mean""".split())
 _FOLLOW_BAD = _OPWORDS | set("""st nd rd th remainder rem hundred thousand million billion trillion half halves thirds
 quarters fourths fifths tenths percent dozen dozens""".split())
+_CLAUSE = {"and", "per", "with", "from", "of"}  # operator words that, followed by a prose word, start a clause
 _PROSE_PUNCT = set(".,:;?!\"'[]⦃⦄⇒→—✓✔✗")
-_LATEX_OK = {"\\therefore", "\\because", "\\quad", "\\qquad", "\\end", "\\begin", "\\hline", "\\newline", "\\item", "\\cr"}
-_BINARY = {"+", "*", "/", "^", "%", "!", ")"}
+_LATEX_OK = {"\\therefore", "\\because", "\\quad", "\\qquad", "\\end", "\\begin", "\\hline", "\\newline", "\\item",
+             "\\cr"}
+_BINARY = {"+", "*", "/", "//", "^", "%", "!", ")"}
 _ARITH = ("num", "op", "space")
 
 def _nonspace(T:list, i:int, step:int) -> int:
@@ -233,9 +318,9 @@ def _prev_ok(T:list, j:int) -> bool:
 
 def _glued_ok_before(T:list, i:int) -> bool:
     p = i - 1
+    while p >= 0 and T[p].s == "(": p -= 1  # "(2 + 3 = 5)": look past the brackets
     if p < 0 or T[p].kind == "rel": return True
     if T[p].kind == "space": return _prev_ok(T, _nonspace(T, p, -1))
-    if T[p].s == "(": return _glued_ok_before(T, p)  # "(2 + 3 = 5)": look past the bracket
     return T[p].s in ("[", "⦃")
 
 def _left(T:list, k:int, line:str) -> _Side|None:
@@ -261,10 +346,15 @@ def _follow(T:list, q:int, gap:bool) -> str|None:
     if s in ("…", "\\ldots", "\\dots") or (s == "." and nxt == "."): return "approx"
     if T[q].kind == "word":
         if s.startswith("\\"): return "exact" if s in _LATEX_OK else None
+        after = _nonspace(T, q + 1, 1)
+        nxt_word = after < len(T) and T[after].kind == "word" and not T[after].s.startswith("\\") and \
+                   _word_ok(T[after].s)
+        if gap and s.lower() in _CLAUSE and nxt_word: return "exact"  # "= 80 and we continue", "= 60 per hour"
         if s.lower() in _FOLLOW_BAD: return None
         if not gap: return "exact" if s.isalpha() and len(s) > 1 else None  # 12cm, not 8x
-        after = _nonspace(T, q + 1, 1)
-        if after < len(T) and T[after].s.lower() == "of": return None  # "= 5 groups of 3"
+        of_what = _nonspace(T, after + 1, 1)
+        if after < len(T) and T[after].s.lower() == "of" and of_what < len(T) and T[of_what].kind in ("num", "op"):
+            return None  # "= 5 groups of 3", not "= 7 sets of rolls"
         return "exact" if _word_ok(s) else None
     if s == "(": return "exact" if gap else None
     if s in ".,:;" and not gap: return "exact" if nxt.isspace() or q + 1 >= len(T) else None
@@ -281,7 +371,7 @@ def _right(T:list, k:int, line:str) -> _Side|None:
         elif T[i].s == ")": opens.pop()
     while opens and opens[0] == i0: opens.pop(0); i0 = _nonspace(T, i0 + 1, 1)  # "= (7 apples"
     if opens == [i1]: opens, i1 = [], _nonspace(T, i1 - 1, -1)  # "= 7 (since ..."
-    if opens or i0 > i1 or T[i1].s in ("+", "-", "*", "/", "^", "("): return None
+    if opens or i0 > i1 or T[i1].s in ("+", "-", "*", "/", "//", "^", "("): return None
     gap, q = i1 + 1 < len(T) and T[i1 + 1].kind == "space", _nonspace(T, i1 + 1, 1)
     if T[i1].s == "!" and not (q < len(T) and T[q].kind == "rel"): return None  # "= 5!" may be an exclamation
     kind = _follow(T, q, gap)
@@ -304,43 +394,71 @@ def _looks_like_range(toks:list) -> bool:
     a, b = _number(toks[0].s), _number(toks[2].s)
     return a is not None and b is not None and a < b
 
+def _is_remainder(toks:list, i:int) -> bool:
+    "Is the % at toks[i] a remainder (17 % 5) rather than a percent?"
+    j = _nonspace(toks, i + 1, 1)
+    return j < len(toks) and (toks[j].kind == "num" or toks[j].s == "(")
+
 def _values(side:_Side) -> dict:
     "The side's exact value keyed by how % is read (True: /100); empty when not evaluable."
-    toks, ops = side.toks, [t.s for t in side.toks if t.kind == "op"]
+    toks = side.toks
+    ops = [t.s for i, t in enumerate(toks) if t.kind == "op" and not (t.s == "%" and _is_remainder(toks, i))]
     if "%" in ops and ("+" in ops or "-" in ops[1:]): return {}
     if len(toks) > 2 and toks[0].s == "-" and toks[2].s == "^": return {}  # "-2^2": is it (-2)^2?
     modes = (True, False) if "%" in ops else (True,)
     return {m: v for m in modes if (v := _evaluate(toks, m)) is not None}
 
 # %% ../nbs/01_check.ipynb #c035
-def _input_slack(toks:list) -> Fraction:
-    "Relative error that rounded inputs (2+ decimals, e.g. 3.33) can carry into a result, at most 1%."
-    nums = [(_number(t.s), _decimals(t.s)) for t in toks if t.kind == "num" and _decimals(t.s) >= 2]
-    return min(sum((Fraction(1, 2 * 10 ** d) / abs(v) for v, d in nums if v), Fraction(0)), Fraction(1, 100))
+_CONSTANTS = [Fraction(c) for c in (math.pi, 2 * math.pi, math.pi / 2, math.pi / 4, math.sqrt(2), math.sqrt(3),
+                                    math.sqrt(5), math.sqrt(2) / 2, math.sqrt(3) / 2, math.e, (1 + math.sqrt(5)) / 2,
+                                    math.log(2), math.log(10))]
 
-def _agrees(a:Fraction, b:Fraction, d:int|None, scale:Fraction, approx:bool, rel:Fraction) -> bool:
-    "Is the stated b an acceptable writing of the exact a, given the d decimals b shows?"
-    slack = Fraction(1, 2 * 10 ** d) * scale if d else Fraction(0)
-    if approx: slack = max(Fraction(1, 10 ** (d or 0)) * scale, abs(b) / 100)
-    return abs(a - b) <= slack + rel * max(abs(a), abs(b))
+def _terminates(v:Fraction) -> bool:
+    d = v.denominator
+    for p in (2, 5):
+        while d % p == 0: d //= p
+    return d == 1
+
+def _maybe_rounded(v:Fraction, d:int) -> bool:
+    "Is v, written with d decimals, plausibly a rounded or cut repeating decimal or constant (3.33, 0.67, 3.14)?"
+    if d < 2: return False
+    unit, frac = Fraction(1, 10 ** d), v - v.numerator // v.denominator
+    near = lambda x: abs(v - x) <= unit / 2 or 0 <= x - v < unit  # rounded, or cut after d decimals
+    qs = (3, 6, 7, 9) if d == 2 else (3, 6, 7, 9, 11, 12)
+    repeating = lambda q: Fraction(round(frac * q), q)
+    return (any(near(v - frac + repeating(q)) and not _terminates(repeating(q)) for q in qs)
+            or any(near(c) for c in _CONSTANTS))
+
+def _input_slack(toks:list) -> Fraction:
+    "Relative error that rounded inputs (3.33 for 10/3, 3.14 for pi) can carry into a result, at most 1%."
+    nums = [(_number(t.s), _decimals(t.s)) for t in toks if t.kind == "num" and _decimals(t.s) >= 2]
+    slack = sum((Fraction(1, 10 ** d) / abs(v) for v, d in nums if v and _maybe_rounded(v, d)), Fraction(0))
+    return min(slack, Fraction(1, 100))
+
+def _agrees(a:Fraction, b:Fraction, d:int|None, scale:Fraction, approx:bool, rel:Fraction,
+            unit:Fraction=Fraction(0)) -> bool:
+    "Is the stated b an acceptable writing of the exact a, given the d decimals b shows (or its round unit if approx)?"
+    tol = rel * max(abs(a), abs(b))
+    if approx: return abs(a - b) < max(unit, Fraction(1, 10 ** (d or 0))) * scale + tol
+    return abs(a - b) <= (Fraction(1, 2 * 10 ** d) * scale if d else Fraction(0)) + tol
 
 # %% ../nbs/01_check.ipynb #c038
 def _fmt(v:Fraction) -> str:
-    "Exact decimals when they end, else 'p/q ≈ decimal'."
+    "Exact decimals when they end, else 'p/q ≈ decimal' (just '≈ decimal' when p/q is long)."
     if v.denominator == 1: return str(v.numerator)
-    d = v.denominator
-    while d % 2 == 0: d //= 2
-    while d % 5 == 0: d //= 5
-    if d != 1: return f"{v.numerator}/{v.denominator} ≈ {float(v):.6g}"
     with localcontext() as ctx:
         ctx.prec = 200
-        return format(Decimal(v.numerator) / Decimal(v.denominator), "f").rstrip("0").rstrip(".")
+        q = Decimal(v.numerator) / Decimal(v.denominator)
+        if _terminates(v): return format(q, "f").rstrip("0").rstrip(".")
+        short = v.denominator < 10 ** 12 and abs(v.numerator) < 10 ** 15
+        return f"{v.numerator}/{v.denominator} ≈ {q:.6g}" if short else f"≈ {q:.6g}"
 
 # %% ../nbs/01_check.ipynb #c041
 _SKIP_LINE = re.compile(r"\bmod\b|\\[pb]?mod|\\equiv|≡|\\cong|\bmodulo\b", re.I)
-_MOD_RE = re.compile(r"(?:\bmod(?:ulo)?|\\[pb]?mod)\s*\{?\(?\s*(\d+)", re.I)
+_MOD_RE = re.compile(r"(?:\bmod(?:ulo)?|\\[pb]?mod)\s*\{?\(?\s*(\d{1,15})(?!\d)", re.I)
 _CONTEXT = [(r"\b(?:units?|last|ones) digit", {10}), (r"last two digits", {100}), (r"last three digits", {1000}),
-            (r"\bclock\b|o'clock", {12, 24}), (r"\bbase[- ]?\(?\d|\bin base\b|\bbinary\b|\boctal\b|\bhexadecimal\b", {1})]
+            (r"\bclock\b|o'clock", {12, 24}),
+            (r"\bbase[- ]?\(?\d|\bin base\b|\bbinary\b|\boctal\b|\bhexadecimal\b", {1})]
 
 _WHOLE = re.compile(r"\b(?:round(?:ed|ing|s)?|nearest|whole|full|complete|left ?over|leftovers?|remain(?:der|ing|s)?|"
                     r"ceil(?:ing)?|floor|at (?:most|least)|integer part|need(?:ed|s)?)\b", re.I)
@@ -353,7 +471,8 @@ class _Context:
 def _context(text:str) -> _Context:
     "What a whole solution says about the arithmetic it does."
     found = {int(m) for m in _MOD_RE.findall(text) if int(m) > 1}
-    if re.search(r"\bremainder\b", text, re.I): found |= {int(m) for m in re.findall(r"divided by (\d+)", text)}
+    if re.search(r"\bremainder\b", text, re.I):
+        found |= {int(m) for m in re.findall(r"divided by (\d{1,15})(?!\d)", text)}
     for pat, mods in _CONTEXT:
         if re.search(pat, text, re.I): found |= mods
     return _Context(found, bool(_WHOLE.search(text)))
@@ -363,37 +482,193 @@ def _excused(a:Fraction, b:Fraction, ctx:_Context) -> bool:
     if a.denominator == b.denominator == 1: return any((a - b) % m == 0 for m in ctx.moduli)
     return ctx.whole and b.denominator == 1 and a.numerator // a.denominator <= b <= -(-a.numerator // a.denominator)
 
+# %% ../nbs/01_check.ipynb #c042b
+_APPROX = re.compile(r"\b(?:about|approximately|approx|roughly|around|nearly|almost|estimated?|rounded|rounding|"
+                     r"round(?:s|ed)? (?:up|down|off))\b", re.I)
+_NEAREST = re.compile(r"\bnearest\s+(whole|integer|unit|one|ten|hundred|thousand|million|tenth|hundredth|thousandth|"
+                      r"cent|dollar|percent)", re.I)
+_NAMED = dict(whole=1, integer=1, unit=1, one=1, dollar=1, percent=1, ten=10, hundred=100, thousand=1000,
+              million=10 ** 6,
+              tenth=Fraction(1, 10), hundredth=Fraction(1, 100), thousandth=Fraction(1, 1000), cent=Fraction(1, 100))
+
+def _approx_unit(line:str) -> Fraction|None:
+    "None when the line states exact values, else the round unit it names (0 when it names none)."
+    if m := _NEAREST.search(line): return Fraction(_NAMED[m[1].lower()])
+    return Fraction(0) if _APPROX.search(line) else None
+
+def _zeros_unit(s:str) -> Fraction:
+    "The round unit of an integer as written: 320,000 is to the nearest 10,000."
+    digits = s.replace(",", "").lstrip("+-")
+    return Fraction(10 ** (len(digits) - len(digits.rstrip("0")))) if digits.strip("0") else Fraction(1)
+
+# %% ../nbs/01_check.ipynb #c042e
+_NUM = r"(?<![\d.,])(?:\d{1,3}(?:,\d{3})+|\d{1,15})(?:\.\d{1,15})?(?![\d])"
+_MINUTES = {"w": 10080, "d": 1440, "h": 60, "m": 1, "s": Fraction(1, 60)}
+_UNIT = r"(?:weeks?|days?|hours?|hrs?|h|minutes?|mins?|seconds?|secs?)\b"
+_PART = rf"{_NUM}\s*{_UNIT}"
+_DUR = rf"{_PART}(?:\s*,?\s*(?:and\s+)?{_PART})*"
+
+def _duration(s:str) -> tuple:
+    "Minutes in a duration like '2 hours 30 minutes', its units, and the decimals of a single number (None if several)."
+    parts = re.findall(rf"({_NUM})\s*({_UNIT})", s, re.I)
+    units = [u[0].lower() for _, u in parts]
+    total = sum((Fraction(n.replace(",", "")) * _MINUTES[u] for (n, _), u in zip(parts, units)), Fraction(0))
+    return total, units, (_decimals(parts[0][0]) if len(parts) == 1 else None)
+
+def _same_duration(actual:Fraction, stated:str, approx:bool=False) -> bool:
+    total, units, d = _duration(stated)
+    if d is None: return actual == total
+    u = _MINUTES[units[0]]
+    return _agrees(actual / u, total / u, d, Fraction(1), approx, Fraction(0))
+
+def _fmt_minutes(m:Fraction) -> str:
+    if m.denominator != 1: return f"{_fmt(m)} minutes"
+    h, r = divmod(int(m), 60)
+    hours, minutes = [f"{h} hour" + "s" * (h != 1)] if h else [], [f"{r} minute" + "s" * (r != 1)] if r or not h else []
+    return " ".join(hours + minutes)
+
+# %% ../nbs/01_check.ipynb #c042g
+_T = r"(\d{1,2})(?::([0-5]\d))?\s*(?:([AaPp])\.?\s?[Mm]\b\.?)?"
+_CLOCK = re.compile(rf"\b(from\s+{_T}\s+(?:to|until|till|through)\s+{_T})[\s,]*(?:(?:which|that|this)\s+)?"
+                    rf"(?:is|was|=|equals|makes|takes|took|lasts|lasted|gives)?\s*(?:a total of\s+|exactly\s+)?"
+                    rf"({_DUR})", re.I)
+
+def _clock(h:str, m:str|None, ap:str|None) -> set:
+    "Minutes after midnight this time may mean: one with AM/PM or past 12, else both halves of the day."
+    h, m = int(h), int(m or 0)
+    if ap: return {h % 12 * 60 + m + 720 * (ap.lower() == "p")} if 1 <= h <= 12 else set()
+    return {h * 60 + m} if 12 < h < 24 else {h % 12 * 60 + m, h % 12 * 60 + m + 720} if h <= 12 else set()
+
+def _clock_claims(line:str, approx:bool=False) -> list:
+    out = []
+    for mt in _CLOCK.finditer(line):
+        h1, m1, a1, h2, m2, a2, dur = mt.groups()[1:]
+        if not (m1 or a1) or not (m2 or a2): continue  # "from 3 to 5 hours": no clock times
+        diffs = {(b - a) % 1440 for a in _clock(h1, m1, a1) for b in _clock(h2, m2, a2)} - {0}
+        if not diffs: continue
+        ok = any(_same_duration(x, dur, approx) for x in diffs)
+        best = min(diffs, key=lambda x: abs(x - _duration(dur)[0]))
+        out.append((mt[1], dur, mt.span(8), "" if ok else _fmt_minutes(best)))
+    return out
+
+# %% ../nbs/01_check.ipynb #c042i
+_DUR_EQ = re.compile(rf"({_DUR})\s*(?:=|\bis\b|\bequals\b|,?\s*which is\b|,?\s*i\.e\.)\s*({_DUR})", re.I)
+_BEFORE_BAD = set("""of per every each after before in within for than by times over about around last first next
+another plus minus""".split())
+_AFTER_BAD = set("""more less longer shorter later earlier after before than of per each every left remaining ago faster
+slower late early a an""".split())
+
+def _duration_claims(line:str, approx:bool=False) -> list:
+    out = []
+    for mt in _DUR_EQ.finditer(line):
+        pre, post = line[:mt.start()].rstrip(), line[mt.end():].lstrip()
+        if pre and (pre[-1] in "+-*/×x·^(=" or pre.split()[-1].lower() in _BEFORE_BAD):
+            continue  # "4 * 30 minutes = 2 hours"
+        if post and (post[0] in "+-*/×·^(" or post[0].isdigit() or post.split()[0].lower().strip(".,;") in _AFTER_BAD):
+            continue
+        (a, ua, _), (_, ub, _) = _duration(mt[1]), _duration(mt[2])
+        if set(ua) == set(ub): continue  # "5 hours is 2 hours more": prose, not a conversion
+        out.append((mt[1], mt[2], mt.span(2), "" if _same_duration(a, mt[2], approx) else _fmt_minutes(a)))
+    return out
+
+# %% ../nbs/01_check.ipynb #c042k
+_RATIO_PARTS = r"(?<![\d:.,])\d{1,15}(?:\s*:\s*\d{1,15})+(?![\d:])"
+_RATIO = re.compile(rf"({_RATIO_PARTS})(\s*,?\s*(?:which\s+)?"
+                    rf"(?:simplif(?:ies|y|ied)|reduc(?:es|e|ed)|(?:is|are)\s+(?:simplified|reduced))"
+                    rf"(?:\s+(?:down\s+)?(?:to|is|=|gives))?"
+                    rf"|\s+in\s+(?:simplest|lowest)\s+(?:form|terms)\s+is|\s*=\s*|\s+is\s+)"
+                    rf"\s*({_RATIO_PARTS})", re.I)
+_CLOCKISH = re.compile(r"\b[ap]\.?m\b|o'clock|\btimes?\b|\bclock|\bhours?\b|\bminutes?\b", re.I)
+
+def _ratio_claims(line:str) -> list:
+    out = []
+    for mt in _RATIO.finditer(line):
+        named = re.search(r"\bratio", line, re.I) and not _CLOCKISH.search(line)
+        if mt[2].strip() in ("=", "is") and not named: continue
+        a, c = [[int(x) for x in re.split(r"\s*:\s*", g)] for g in (mt[1], mt[3])]
+        if len(a) != len(c) or not any(a) or not any(c): continue
+        ok = all(a[i] * c[j] == a[j] * c[i] for i in range(len(a)) for j in range(len(a)))
+        g = math.gcd(*a)
+        out.append((mt[1], mt[3], mt.span(3), "" if ok else ":".join(str(x // g) for x in a)))
+    return out
+
+# %% ../nbs/01_check.ipynb #c042m
+_PCT = r"\s*(?:\\?%|percent\b|per\s?cent\b)"
+_MONEY = rf"(?:\\?\$\s*)?({_NUM})"
+_UP = "increase|rise|growth|gain|markup|raise|hike|jump"
+_DOWN = "decrease|drop|decline|reduction|loss|discount|fall|cut|markdown"
+_CHANGE = re.compile(rf"\b(from\s+{_MONEY}(?:\s+[a-z]+)?\s+to\s+{_MONEY})(?:\s+[a-z]+)?[\s,]*"
+                     rf"(?:(?:which|that|this)\s+)?(?:is|was|=|represents|means|gives)?\s*(?:an?\s+|the\s+)?"
+                     rf"(?:({_NUM}){_PCT}\s*({_UP}|{_DOWN})|({_UP}|{_DOWN})s?\s+(?:of|by)\s+({_NUM}){_PCT})", re.I)
+_UPV = "increased|raised|marked up|grows|grew|rises|rose"
+_DOWNV = "decreased|reduced|discounted|marked down|drops|dropped|falls|fell|cut"
+_APPLY = re.compile(rf"({_MONEY}\s+(?:(?:is|was|gets|got)\s+)?({_UPV}|{_DOWNV})\s+by\s+({_NUM}){_PCT})\s*,?\s*"
+                    rf"(?:is|=|gives|becomes|to|makes|equals|which is)\s+{_MONEY}", re.I)
+
+def _num(s:str) -> Fraction: return Fraction(s.replace(",", ""))
+def _yearlike(s:str) -> bool: return "." not in s and "," not in s and 1800 <= int(s) <= 2100
+
+def _percent_claims(line:str, approx:bool=False) -> list:
+    out = []
+    for mt in _CHANGE.finditer(line):
+        a, b, p, d1, d2 = mt[2], mt[3], mt[4] or mt[7], mt[5], mt[6]
+        if _yearlike(a) or _yearlike(b) or not _num(a): continue
+        change, up = (_num(b) - _num(a)) / _num(a) * 100, re.match(_UP, d1 or d2, re.I) is not None
+        ok = (change > 0) == up and change != 0 and \
+             _agrees(abs(change), _num(p), _decimals(p), Fraction(1), approx, Fraction(0))
+        word = "increase" if change > 0 else "decrease"
+        stated, at = f"{p}% {'increase' if up else 'decrease'}", mt.span(4 if mt[4] else 7)
+        out.append((mt[1], stated, at, "" if ok else f"{_fmt(abs(change))}% {word}"))
+    for mt in _APPLY.finditer(line):
+        a, verb, p, b = mt[2], mt[3], mt[4], mt[5]
+        if _yearlike(a): continue
+        want = _num(a) * (1 + (1 if re.match(_UPV, verb, re.I) else -1) * _num(p) / 100)
+        ok = _agrees(want, _num(b), _decimals(b), Fraction(1), approx, Fraction(0))
+        out.append((mt[1], b, mt.span(5), "" if ok else _fmt(want)))
+    return out
+
+# %% ../nbs/01_check.ipynb #c042o
+def _claims(line:str, approx:bool=False) -> list:
+    "Clock, duration, ratio and percent-change statements in a line: (expression, stated, span, computed or '')."
+    return (_clock_claims(line, approx) + _duration_claims(line, approx) + _ratio_claims(line)
+            + _percent_claims(line, approx))
+
 # %% ../nbs/01_check.ipynb #c044
 def _not_a_calculation(lhs:_Side, rhs:_Side) -> bool:
     before = _nonspace(lhs.T, lhs.i0 - 1, -1)
     label = _literal(lhs.toks) and before >= 0 and lhs.T[before].kind == "word"  # "Day 1 = ..."
-    return bool((_literal(lhs.toks) and _literal(rhs.toks)) or label or _looks_like_range(lhs.toks) or _looks_like_range(rhs.toks))
+    ranges = _looks_like_range(lhs.toks) or _looks_like_range(rhs.toks)
+    return bool((_literal(lhs.toks) and _literal(rhs.toks)) or label or ranges)
 
 def _running(a:Fraction, rhs:_Side) -> bool:
     "'20 - 5 = 15 + 10': the right side starts with the left side's value."
     first = next(t for t in rhs.toks if t.kind != "space")
     return _literal(rhs.toks) is None and first.kind == "num" and _number(first.s) == a
 
-def _mismatch(lhs:_Side, rhs:_Side, approx:bool, ctx:_Context) -> Fraction|None:
+def _mismatch(lhs:_Side, rhs:_Side, approx:bool, unit:Fraction, ctx:_Context) -> Fraction|None:
     "None if the sides agree under some reading of %, else the left value closest to the stated one."
     lit = _literal(rhs.toks)
     d, rel = (_decimals(lit.s) if lit else None), _input_slack(lhs.toks) + (0 if lit else _input_slack(rhs.toks))
+    unit = max(unit, _zeros_unit(lit.s) if lit and not d else Fraction(0))
     best = None
     for a in _values(lhs).values():
         for pct, b in _values(rhs).items():
             scale = Fraction(1, 100) if pct and rhs.pct else Fraction(1)
-            if _agrees(a, b, d, scale, approx, rel) or _excused(a, b, ctx) or _running(a, rhs): return None
+            if _agrees(a, b, d, scale, approx, rel, unit) or _excused(a, b, ctx) or _running(a, rhs): return None
             err = abs(a - b) / max(abs(a), abs(b), Fraction(1, 10 ** 9))
             if best is None or err < best[0]: best = (err, a / scale if rhs.pct else a)
     return best and best[1]
 
-def _compare(lhs:_Side, rhs:_Side, approx:bool, ctx:_Context, n:int, line:str) -> Finding|None:
-    if _not_a_calculation(lhs, rhs) or not _values(lhs) or not _values(rhs): return None
+def _compare(lhs:_Side, rhs:_Side, approx:bool, unit:Fraction, ctx:_Context, n:int, line:str) -> str|Checked:
+    "The reason the pair is no calculation, or the calculation checked (with `computed` set when it is wrong)."
+    if _not_a_calculation(lhs, rhs): return "two bare numbers, a label or a range"
+    if not _values(lhs) or not _values(rhs):
+        return "not plain arithmetic (a function, an inexact root, an ambiguous sign)"
     approx = approx or rhs.approx
     if _literal(lhs.toks): lhs, rhs = rhs, lhs  # "100010001 = 10001 * 10001"
-    v = _mismatch(lhs, rhs, approx, ctx)
-    if v is None: return None
-    return Finding(n, line.strip(), lhs.text, rhs.text, _fmt(v) + ("%" if rhs.pct else ""))
+    v = _mismatch(lhs, rhs, approx, unit, ctx)
+    computed = "" if v is None else _fmt(v) + ("%" if rhs.pct else "")
+    return Checked(n, line.strip(), lhs.text, rhs.text, (rhs.T[rhs.i0].a, rhs.T[rhs.i1].b), computed)
 
 # %% ../nbs/01_check.ipynb #c046
 def _tail(T:list, line:str) -> _Side|None:
@@ -403,58 +678,153 @@ def _tail(T:list, line:str) -> _Side|None:
     rest = [t for t in T[side.i1 + 1:] if t.kind != "space"] if side else []
     return side if side and all(t.s in ".,;" for t in rest) else None
 
-def _check_line(line:str, n:int, ctx:_Context, tail:_Side|None) -> tuple:
-    "Findings in one line, and the side a next line starting with '=' would continue."
-    if _SKIP_LINE.search(line): return [], None
-    T, out = _tokens(_normalized(line)), []
-    for k, t in enumerate(T):
-        if t.s not in ("=", "≈"): continue
+def _relation(T:list, k:int, line:str, n:int, ctx:_Context, tail:_Side|None, unit:Fraction|None, ex) -> str|None:
+    "Check the relation at T[k] into ex; the reason when it is no calculation."
+    try:
         lhs = _left(T, k, line) or (tail if k == _nonspace(T, 0, 1) else None)
+        if lhs is None: return "left of = is not plain arithmetic (a variable, a word, a function)"
         rhs = _right(T, k, line)
-        if lhs and rhs and (f := _compare(lhs, rhs, t.s == "≈", ctx, n, line)): out.append(f)
-    return out, _tail(T, line)
+        if rhs is None: return "right of = is not a plain value (a variable, an expression, an operator word)"
+        r = _compare(lhs, rhs, T[k].s == "≈" or unit is not None, unit or Fraction(0), ctx, n, line)
+    except (_Limit, RecursionError) as e:
+        r = str(e) if isinstance(e, _Limit) else "nested too deeply"
+        ex.limits.append((n, r))
+        return r
+    if isinstance(r, str): return r
+    ex.checked.append(r)
+
+def _check_line(line:str, n:int, ctx:_Context, tail:_Side|None, ex) -> _Side|None:
+    "Check one line into ex; return the side a next line starting with '=' would continue."
+    before, reasons = len(ex.checked), []
+    try:
+        if len(line) > LIMITS.line_chars: raise _Limit(f"a line longer than {LIMITS.line_chars} characters")
+        if _SKIP_LINE.search(line):
+            if re.search(r"[=≡≈]", line): reasons.append("modular arithmetic (mod, ≡)")
+            return None
+        T, unit = _tokens(_normalized(line)), _approx_unit(line)
+        _spend(len(T))
+        reasons += [_relation(T, k, line, n, ctx, tail, unit, ex) for k, t in enumerate(T) if t.s in ("=", "≈")]
+        ex.checked += [Checked(n, line.strip(), e, s, at, c) for e, s, at, c in _claims(line, unit is not None)]
+        return _tail(T, line)
+    except (_Limit, RecursionError) as e:
+        r = str(e) if isinstance(e, _Limit) else "nested too deeply"
+        ex.limits.append((n, r))
+        reasons.insert(0, r)
+    finally:
+        reasons = [r for r in reasons if r]
+        if len(ex.checked) == before and reasons: ex.skipped.append((n, reasons[0]))
 
 # %% ../nbs/01_check.ipynb #c048
-def check_solution(text:str,  # a worked solution, lines separated by newlines
-                   ) -> list[Finding]:
+@dataclass
+class Explanation:
+    "What the checker did with one solution: what it re-computed, what it skipped and why, and any limit it reached."
+    checked: list = field(default_factory=list)  # a Checked for each calculation re-computed, right or wrong
+    skipped: list = field(default_factory=list)  # (line, reason) for each line with an `=` where nothing was checked
+    limits: list = field(default_factory=list)   # (line, reason) for each limit reached
+
+    @property
+    def findings(self) -> list: return [c.finding for c in self.checked if c.computed]
+    @property
+    def status(self) -> str: return "checked" if self.findings or (self.checked and not self.limits) else "not checked"
+    @property
+    def reason(self) -> str:
+        if self.status == "checked": return ""
+        if self.limits: return "; ".join(f"line {n}: {r}" for n, r in self.limits[:3])
+        return "no calculation the checker can read"
+
+    def summary(self) -> str:
+        "One line: counts, then each skipped line and its reason."
+        s = f"{len(self.checked)} checked, {len(self.findings)} wrong, {len(self.skipped)} skipped"
+        more = "; ..." if len(self.skipped) > 20 else ""
+        return s + "".join(f"; line {n}: {r}" for n, r in self.skipped[:20]) + more
+
+# %% ../nbs/01_check.ipynb #c048a
+def explain_solution(text:str,  # a worked solution, lines separated by newlines
+                     ) -> Explanation:
+    "Every calculation the checker re-computed in a solution, each line it skipped and why, and any limit it reached."
+    text, ex, tail, read, budget = str(text), Explanation(), None, 0, _Budget(LIMITS.steps)
+    lines, token = text.splitlines(), _BUDGET.set(budget)
+    try:
+        ctx = _context(text[:LIMITS.text_chars])
+        for n, line in enumerate(lines, 1):
+            read += len(line) + 1
+            if read > LIMITS.text_chars:
+                ex.limits.append((n, f"the solution is longer than {LIMITS.text_chars} characters; "
+                                     f"from line {n} on it is not read"))
+                break
+            tail = _check_line(line, n, ctx, tail, ex)
+            if budget.left < 0:
+                if n < len(lines):
+                    ex.limits.append((n + 1, f"the work budget is used up; from line {n + 1} on it is not read"))
+                break
+    finally: _BUDGET.reset(token)
+    return ex
+
+def check_solution(text:str,           # a worked solution, lines separated by newlines
+                   explain:bool=False,  # return the whole Explanation instead of the findings
+                   ) -> list[Finding]|Explanation:
     "Every wrong calculation a solution states, in order of appearance."
-    text, out, tail = str(text), [], None
-    ctx = _context(text)
-    for n, line in enumerate(text.splitlines(), 1):
-        found, tail = _check_line(line, n, ctx, tail)
-        out += found
-    return out
+    ex = explain_solution(text)
+    return ex if explain else ex.findings
 
 # %% ../nbs/01_check.ipynb #c055
-CHECK_COLUMNS = ["index", "checker_flawed", "error_line", "error_text", "stated", "computed"]
+CHECK_COLUMNS = ["index", "checker_flawed", "error_line", "error_text", "stated", "computed",
+                 "checker_status", "checker_reason", "n_checked", "n_skipped"]
 
-def _frame_row(index, solution:str) -> dict:
-    f = next(iter(check_solution(solution)), None)
-    if f is None: return dict(index=index, checker_flawed=0, error_line=pd.NA, error_text="", stated="", computed="")
-    return dict(index=index, checker_flawed=1, error_line=f.line, error_text=f.text, stated=f.stated, computed=f.computed)
+def _frame_row(index, ex:Explanation, explain:bool) -> dict:
+    f = next(iter(ex.findings), None)
+    row = dict(index=index, checker_flawed=0, error_line=pd.NA, error_text="", stated="", computed="")
+    if f is not None:
+        row.update(checker_flawed=1, error_line=f.line, error_text=f.text, stated=f.stated, computed=f.computed)
+    row.update(checker_status=ex.status, checker_reason=ex.reason, n_checked=len(ex.checked), n_skipped=len(ex.skipped))
+    return row | (dict(checker_explain=ex.summary()) if explain else {})
 
-def check_frame(df:pd.DataFrame,  # columns solution and, optionally, index
+def explanations_frame(explanations:list,  # an Explanation per solution, from explain_solution
+                       index:list|None=None,  # the rows' index values; default 0, 1, 2, ...
+                       explain:bool=False,    # add checker_explain
+                       ) -> pd.DataFrame:
+    "The check_frame rows of explanations already computed (so a caller that needs both runs the checker once)."
+    index = list(range(len(explanations))) if index is None else index
+    rows = [_frame_row(i, ex, explain) for i, ex in zip(index, explanations)]
+    out = pd.DataFrame(rows, columns=CHECK_COLUMNS + ["checker_explain"] * explain)
+    return out.astype({"checker_flawed": "int64", "error_line": "Int64", "n_checked": "int64", "n_skipped": "int64"})
+
+def check_frame(df:pd.DataFrame,      # columns solution and, optionally, index
+                explain:bool=False,   # add checker_explain: counts and a reason for each skipped line
                 ) -> pd.DataFrame:
-    "One row per solution: index, checker_flawed (0/1) and the first finding's line, text, stated and computed values."
-    if "solution" not in df: raise ValueError(f"check_frame needs a 'solution' column; columns found: {list(df.columns)}.")
+    "One row per solution: checker_flawed (0/1), the first finding (line, text, stated, computed) and what was checked."
+    if "solution" not in df:
+        raise ValueError(f"check_frame needs a 'solution' column; columns found: {list(df.columns)}.")
     bad = [i for i, s in enumerate(df["solution"]) if not isinstance(s, str)]
-    if bad: raise ValueError(f"column 'solution' is not text in {len(bad)} row(s), e.g. rows {bad[:5]} (counted from 0). Fill in or drop them.")
-    index = df["index"].tolist() if "index" in df else list(range(len(df)))
-    out = pd.DataFrame([_frame_row(i, s) for i, s in zip(index, df["solution"])], columns=CHECK_COLUMNS)
-    return out.astype({"checker_flawed": "int64", "error_line": "Int64"})
+    if bad: raise ValueError(f"column 'solution' is not text in {len(bad)} row(s), e.g. rows {bad[:5]} "
+                             "(counted from 0). Fill in or drop them.")
+    index = df["index"].tolist() if "index" in df else None
+    return explanations_frame([explain_solution(s) for s in df["solution"]], index, explain)
 
 # %% ../nbs/01_check.ipynb #c901
 import numpy as np
 
 ERROR_COLUMNS = ["error_line", "error_text", "stated", "computed"]
-HYBRID_RULES = ("checker_or_classifier", "classifier", "checker", "checker_or_confident")  # the last: a stricter threshold
+HYBRID_COLUMNS = ["label", "decided_by", *ERROR_COLUMNS, "checker_status", "checker_reason"]
+HYBRID_RULES = ("checker_or_classifier", "classifier", "checker", "checker_or_confident")  # last: a stricter threshold
 
-def combine(p_flawed, checked:pd.DataFrame|None, threshold:float=0.5, rule:str="checker_or_classifier") -> pd.DataFrame:
-    "label and decided_by (checker | classifier) under `rule` (default: 1 if the checker fired, else the classifier's), and the checker's error columns; `checked=None`: the classifier alone."
-    if rule not in HYBRID_RULES: raise ValueError(f"rule={rule!r} is not allowed; use one of {', '.join(HYBRID_RULES)}.")
+def combine(p_flawed,                      # the classifier's p(flawed), one per row
+            checked:pd.DataFrame|None,     # check_frame's rows for the same solutions; None: the classifier alone
+            threshold:float=0.5,           # the classifier's threshold
+            rule:str="checker_or_classifier",  # one of HYBRID_RULES
+            ) -> pd.DataFrame:
+    "HYBRID_COLUMNS under `rule` (default: label 1 where the checker found an error, else the classifier's)."
+    if rule not in HYBRID_RULES:
+        raise ValueError(f"rule={rule!r} is not allowed; use one of {', '.join(HYBRID_RULES)}.")
     p_flawed = np.asarray(p_flawed)
-    fired = checked["checker_flawed"].to_numpy() == 1 if checked is not None and rule != "classifier" else np.zeros(len(p_flawed), dtype=bool)
+    n, checked = len(p_flawed), pd.DataFrame(index=range(len(p_flawed))) if checked is None else checked
+    if len(checked) != n:
+        raise ValueError(f"combine: {n} probabilities but {len(checked)} checked rows; pass one per row.")
+    column = lambda c: checked[c].to_numpy() if c in checked else np.full(n, None)
+    fired = (column("checker_flawed") == 1) & (column("checker_status") != "not checked")  # not checked: no verdict
+    fired &= rule != "classifier"
     label = np.where(fired, 1, (p_flawed >= threshold).astype(int) if rule != "checker" else 0)
+    rest = {c: column(c) for c in HYBRID_COLUMNS[2:]}
     decided = np.where(fired | (rule == "checker"), "checker", "classifier")
-    errors = {c: checked[c].to_numpy() if checked is not None else [None] * len(p_flawed) for c in ERROR_COLUMNS}
-    return pd.DataFrame({"label": label, "decided_by": decided, **errors})
+    return pd.DataFrame({"label": label, "decided_by": decided, **rest})
+

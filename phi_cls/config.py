@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['MODES', 'PRESETS', 'ConfigError', 'TrainConfig', 'preset_values', 'preset_config']
+__all__ = ['MODES', 'EMBEDDED_DATA', 'PRESETS', 'ConfigError', 'parse_workers', 'TrainConfig', 'preset_values', 'preset_config']
 
 # %% ../nbs/06_config.ipynb #c006
 class ConfigError(ValueError):
     "A config value is not allowed; the message names the parameter, the value and what is allowed."
 
 MODES = ("probe", "lora", "both")
+EMBEDDED_DATA = ("champ", "champ-all", "gsm8k-pairs")  # phi_cls.data.EMBEDDED, spelled out here so config stays stdlib only
 _CHOICES = dict(mode=MODES, precision=("auto", "bf16", "fp32"), quantize=("auto", "4bit", "none"),
                 lr_scheduler=("cosine", "linear", "constant", "constant_with_warmup"),
                 optim=("auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"),
@@ -36,12 +37,20 @@ def _type_name(kind) -> str:
     if typing.get_origin(kind) is typing.Union: return " or ".join(_type_name(k) for k in typing.get_args(kind))
     return {type(None): "None", float: "a number", int: "an integer", bool: "true or false", str: "a string"}.get(kind, str(kind))
 
+# %% ../nbs/06_config.ipynb #c041
+def parse_workers(value) -> str|int:
+    "`auto`, or a positive number of inference processes (an int, or its text as a command line or papermill gives it)."
+    if isinstance(value, str) and value.strip().isdigit(): value = int(value)
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0): return value
+    raise ConfigError(f"workers={value!r} is not allowed; use auto or a positive number of processes (1 = one process).")
+
 # %% ../nbs/06_config.ipynb #c030
 @dataclass
 class TrainConfig:
     "Every knob of a run, with the reference recipe's defaults."
     mode: str = _help("probe (frozen backbone, train the head), lora (adapters + head) or both", "both")
-    data: str = _help("save_to_disk folder, CSV/JSONL/Parquet file or folder, or 'champ' (embedded data)", "champ")
+    data: str = _help("save_to_disk folder, CSV/JSONL/Parquet file or folder, or embedded data: 'champ' (model-written "
+                      "CHAMP solutions), 'champ-all' (with the reference solutions), 'gsm8k-pairs'", "champ")
     model: str = _help("hub id or local folder (e.g. microsoft/Phi-4-mini-instruct), 'embedded' (SmolLM2-135M) or 'tiny'", "embedded")
     output_dir: str = _help("folder the run writes into (with run_name: the folder that holds the run folder)", "outputs/run")
     run_name: str = _help("if set, the run goes into output_dir/run_name", "")
@@ -56,9 +65,9 @@ class TrainConfig:
     weight_decay: float = _help("AdamW weight decay", 0.0)
     logging_steps: int = _help("log the loss every this many optimizer steps", 25)
     save_total_limit: int = _help("checkpoints kept (one per epoch is saved)", 1)
-    optim: str = _help("optimizer; auto = paged_adamw_8bit on CUDA with bitsandbytes, else adamw_torch", "auto")
+    optim: str = _help("optimizer; auto = paged_adamw_8bit on CUDA with 4-bit, else adamw_torch; the 8-bit ones need bitsandbytes", "auto")
     precision: str = _help("auto, bf16 or fp32; auto = bf16 on GPUs and on CPUs with native bf16", "auto")
-    quantize: str = _help("auto, 4bit or none; auto = 4-bit NF4 on CUDA", "auto")
+    quantize: str = _help("auto, 4bit or none; auto = 4-bit NF4 on CUDA; 4bit on a CPU is a test / low-memory mode", "auto")
     device: str = _help("auto, cpu or cuda", "auto")
     attn_implementation: str = _help("auto (flash_attention_2 on GPU if installed, else sdpa), sdpa or eager", "auto")
     max_length: int = _help("tokens per example; longer solutions lose their start, not their end", 512)
@@ -68,6 +77,8 @@ class TrainConfig:
     keep_validation: bool = _help("hold validation out (if the data has it) instead of training on it: it is evaluated each epoch, "
                                   "picks the best epoch and fits the threshold, temperature and hybrid rule", True)
     eval_batch_size: typing.Optional[int] = _help("rows per forward pass in feature extraction and prediction; None = auto (2 on a CPU, 8 on a GPU)", None)
+    workers: typing.Union[str, int] = _help("CPU inference (probe features, test predictions) in this many single-thread processes; "
+                                            "auto = one per core when the rows repay starting them, 1 = one process", "auto")
     lora_r: int = _help("LoRA rank", 16)
     lora_alpha: int = _help("LoRA alpha", 32)
     lora_dropout: float = _help("LoRA dropout", 0.05)
@@ -96,12 +107,14 @@ class TrainConfig:
         for name, none in (("max_train_samples", "all rows"), ("max_eval_samples", "all rows"), ("micro_batch_size", "auto"), ("eval_batch_size", "auto")):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, int) and v > 0): raise ConfigError(f"{name}={v!r} must be a positive integer or None ({none}).")
+        self.workers = parse_workers(self.workers)
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"device={self.device!r} is not allowed; use auto, cpu, cuda or cuda:N.")
         if Path(self.run_name).name != self.run_name or self.run_name in (".", ".."):
             raise ConfigError(f"run_name={self.run_name!r} must be a plain folder name (no '/').")
-        if self.data != "champ" and not Path(self.data).expanduser().exists():
-            raise ConfigError(f"data={self.data!r}: no such file or folder. Pass a save_to_disk folder, a CSV/JSONL/Parquet file or folder, or 'champ'.")
+        if self.data not in EMBEDDED_DATA and not Path(self.data).expanduser().exists():
+            raise ConfigError(f"data={self.data!r}: no such file or folder. Pass a save_to_disk folder, a CSV/JSONL/Parquet "
+                              f"file or folder, or one of {', '.join(EMBEDDED_DATA)}.")
 
     @property
     def modes(self) -> list: return ["probe", "lora"] if self.mode == "both" else [self.mode]

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #c003
 from __future__ import annotations
-import importlib.util, json, os, random, shutil, sys, tempfile, zipfile
+import importlib.resources, importlib.util, json, os, random, shutil, sys, tempfile, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +13,10 @@ import torch
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 
 # %% auto #0
-__all__ = ['PROMPT', 'SPLITS', 'build_prompt', 'DataError', 'validate_frame', 'table_path', 'read_table', 'load_data',
+__all__ = ['PROMPT', 'SPLITS', 'EMBEDDED', 'build_prompt', 'DataError', 'validate_frame', 'table_path', 'read_table', 'load_data',
            'iter_table', 'atomic_write', 'write_json', 'write_csv', 'zip_run', 'TableWriter', 'champ_file',
-           'champ_rows', 'split_problems', 'load_champ', 'check_leakage', 'check_classes', 'training_splits',
-           'fit_lengths', 'PromptEncoder', 'tokenize', 'Collator']
+           'champ_rows', 'split_problems', 'load_champ', 'gsm8k_pairs_file', 'load_gsm8k_pairs', 'load_embedded',
+           'check_leakage', 'check_classes', 'training_splits', 'fit_lengths', 'PromptEncoder', 'tokenize', 'Collator']
 
 # %% ../nbs/00_data.ipynb #c006
 PROMPT = ("Analyze the following mathematical problem and solution to determine if the solution is correct or flawed."
@@ -132,13 +132,15 @@ def _frames_from_path(path:Path, split_column:str) -> dict:
     return {str(s): (g.reset_index(drop=True), str(path)) for s, g in df.groupby(split_column, sort=False)}
 
 # %% ../nbs/00_data.ipynb #c016
+EMBEDDED = ("champ", "champ-all", "gsm8k-pairs")  # names of the data shipped with phi_cls
+
 def load_data(source:str|Path="champ", split_column:str="split", required:tuple=("train", "test")) -> DatasetDict:
-    "Load and validate a DatasetDict from a save_to_disk folder, CSV/JSONL/Parquet file(s), or `'champ'`."
-    if str(source) == "champ": return load_champ()
+    "Load and validate a DatasetDict from a save_to_disk folder, CSV/JSONL/Parquet file(s), or an `EMBEDDED` name."
+    if str(source) in EMBEDDED: return load_embedded(str(source))
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"data path '{source}' does not exist. Pass a DatasetDict.save_to_disk folder, a CSV/JSONL/Parquet "
-                        f"file with a '{split_column}' column, a folder with train/validation/test files, or 'champ'.")
+                        f"file with a '{split_column}' column, a folder with train/validation/test files, or one of {', '.join(EMBEDDED)}.")
     frames = _frames_from_path(path, split_column)
     unknown = sorted(set(frames) - set(SPLITS))
     if unknown: raise DataError(f"{path}: unknown split names {unknown}; use {list(SPLITS)}.")
@@ -270,11 +272,32 @@ def split_problems(problems:pd.DataFrame, fractions=(0.7, 0.1, 0.2), seed:int=0)
         for i, pid in enumerate(ids): assignment[pid] = SPLITS[0 if i < n_train else 1 if i < n_train + n_val else 2]
     return assignment
 
-def load_champ(seed:int=0) -> DatasetDict:
-    "The embedded CHAMP data as a DatasetDict split train/validation/test by problem."
+def load_champ(seed:int=0, models_only:bool=True) -> DatasetDict:
+    "The embedded CHAMP data split train/validation/test by problem: model-written solutions only, or with the references."
     df = champ_rows()
     split = df.problem_id.map(split_problems(df, seed=seed))
-    return DatasetDict({s: Dataset.from_pandas(df[split == s].reset_index(drop=True), preserve_index=False) for s in SPLITS})
+    keep = (df.source != "reference") if models_only else pd.Series(True, index=df.index)
+    return DatasetDict({s: Dataset.from_pandas(df[(split == s) & keep].reset_index(drop=True), preserve_index=False) for s in SPLITS})
+
+# %% ../nbs/00_data.ipynb #pairs2
+def gsm8k_pairs_file() -> Path:
+    "The embedded GSM8K minimal pairs file inside the package."
+    return Path(str(importlib.resources.files("phi_cls"))) / "embedded" / "gsm8k_pairs.jsonl.gz"
+
+def load_gsm8k_pairs() -> DatasetDict:
+    "The embedded GSM8K minimal pairs as a DatasetDict; a problem's correct and flawed solutions share a split."
+    path = gsm8k_pairs_file()
+    if not path.exists():
+        raise DataError(f"{path} is missing. Reinstall phi_cls, or rebuild it with scripts/build_gsm8k_pairs.py (see phi_cls/embedded/README.md).")
+    df = pd.read_json(path, lines=True, dtype=False, compression="gzip").assign(changed_line=lambda d: d.changed_line.astype("Int64"))
+    frames = {s: validate_frame(df[df.split == s].reset_index(drop=True), str(path), s) for s in SPLITS}
+    return DatasetDict({s: Dataset.from_pandas(f.drop(columns=["_row", "split"]), preserve_index=False) for s, f in frames.items()})
+
+def load_embedded(name:str, seed:int=0) -> DatasetDict:
+    "One of the `EMBEDDED` data sets by name."
+    if name == "gsm8k-pairs": return load_gsm8k_pairs()
+    if name in ("champ", "champ-all"): return load_champ(seed, models_only=name == "champ")
+    raise DataError(f"unknown embedded data {name!r}; use one of {', '.join(EMBEDDED)}.")
 
 # %% ../nbs/00_data.ipynb #c028
 def _norm(text:str) -> str: return " ".join(str(text).lower().split())

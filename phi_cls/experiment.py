@@ -8,7 +8,7 @@ import dataclasses, os, shutil
 from pathlib import Path
 
 from .data import zip_run
-from .config import ConfigError, TrainConfig, preset_values
+from .config import EMBEDDED_DATA, ConfigError, TrainConfig, preset_values
 
 # %% auto #0
 __all__ = ['project_path', 'notebook_parameters', 'config_from_parameters', 'papermill_output_path', 'save_executed_notebook',
@@ -42,7 +42,7 @@ def config_from_parameters(params:dict, config_cls=TrainConfig) -> TrainConfig:
     values = {**preset_values(values.pop("preset", "recipe")), **values}  # explicit parameters win over the preset
     if values.get("run_name") == "auto": values["run_name"] = values.get("mode", config_cls.mode)
     if "output_dir" in values: values["output_dir"] = str(project_path(values["output_dir"]))
-    if values.get("data", "champ") != "champ": values["data"] = str(project_path(values["data"]))
+    if values.get("data", "champ") not in EMBEDDED_DATA: values["data"] = str(project_path(values["data"]))
     return config_cls(**values)
 
 # %% ../nbs/11_experiment.ipynb #c012

@@ -4,14 +4,15 @@
 
 # %% ../nbs/03_hardware.ipynb #c003
 from __future__ import annotations
-import ctypes, importlib.util, os, platform
+import ctypes, functools, importlib.util, os, platform
 
 import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['ModelError', 'cpu_kind', 'resolve_device', 'resolve_precision', 'resolve_quantize', 'malloc_tuning_enabled',
-           'tune_malloc', 'chunked_causal_attention', 'register_attention']
+__all__ = ['CPU_4BIT_NOTE', 'ModelError', 'cpu_kind', 'resolve_device', 'resolve_precision', 'resolve_quantize',
+           'bitsandbytes_version', 'keep_4bit_trainable', 'kbit_gradients_ok', 'cpu_4bit_lora_error',
+           'malloc_tuning_enabled', 'tune_malloc', 'chunked_causal_attention', 'register_attention']
 
 # %% ../nbs/03_hardware.ipynb #c006
 class ModelError(ValueError):
@@ -39,11 +40,70 @@ def resolve_precision(precision:str, device:torch.device) -> str:
     return "bf16" if cpu_kind() == "native_bf16" else "fp32"
 
 def resolve_quantize(quantize:str, device:torch.device) -> str:
-    "`4bit` or `none`: `auto` quantizes on CUDA when bitsandbytes is installed."
-    if quantize == "4bit" and device.type != "cuda":
-        raise ModelError("quantize='4bit' needs a CUDA GPU (bitsandbytes 4-bit on a CPU corrupts LoRA gradients). Use quantize='none' or 'auto'.")
-    if quantize == "auto": return "4bit" if device.type == "cuda" and importlib.util.find_spec("bitsandbytes") else "none"
+    "`4bit` or `none`: `auto` quantizes on CUDA when bitsandbytes is installed; `4bit` on a CPU is a test mode."
+    has_bnb = importlib.util.find_spec("bitsandbytes") is not None
+    if quantize == "4bit" and not has_bnb:
+        raise ModelError("quantize='4bit' needs the package bitsandbytes: pip install bitsandbytes (or the [gpu] extra), "
+                         "or use quantize='none' or 'auto'.")
+    if quantize == "auto": return "4bit" if device.type == "cuda" and has_bnb else "none"
     return quantize
+
+# %% ../nbs/03_hardware.ipynb #q001
+CPU_4BIT_NOTE = ("4-bit NF4 on a CPU is a test / low-memory mode: bitsandbytes dequantizes the weights on every call, "
+                 "so it is slower than the unquantized backbone, and its results are close to, not equal to, "
+                 "unquantized ones.")
+
+def bitsandbytes_version() -> str|None:
+    "The installed bitsandbytes version, or None."
+    from importlib.metadata import PackageNotFoundError, version
+    try: return version("bitsandbytes")
+    except PackageNotFoundError: return None
+
+def keep_4bit_trainable(model:torch.nn.Module) -> int:
+    "Undo and turn off bitsandbytes' CPU inference repacking of 4-bit weights (no backward); returns layers changed."
+    try: from bitsandbytes.nn.modules import Linear4bit, _convert_weight_packed_for_cpu_inverse as unpack
+    except ImportError: return 0
+    n = 0
+    for m in model.modules():
+        if not isinstance(m, Linear4bit): continue
+        if getattr(m.weight.quant_state, "packing_format_for_cpu", False):
+            m.weight.data, m.weight.quant_state = unpack(m.weight.data, m.weight.quant_state)
+        m.support_avx512bf16_for_cpu, n = False, n + 1
+    return n
+
+# %% ../nbs/03_hardware.ipynb #q003
+@functools.cache
+def kbit_gradients_ok(device:str="cpu", tol:float=2e-2) -> bool:
+    "Whether gradients through a 4-bit NF4 layer on `device` match those through its dequantized weights (fp32, bf16)."
+    with torch.random.fork_rng(devices=[]): return _kbit_gradients_ok(device, tol)  # a seeded run draws the same numbers
+
+def _kbit_gradients_ok(device:str, tol:float) -> bool:
+    import bitsandbytes as bnb
+    g = torch.Generator().manual_seed(0)
+    weight, x = torch.randn(128, 64, generator=g) / 8, torch.randn(4, 64, generator=g)
+    up = torch.randn(128, generator=g)
+    for dtype in (torch.float32, torch.bfloat16):
+        layer = bnb.nn.Linear4bit(64, 128, bias=False, compute_dtype=dtype, quant_type="nf4")
+        layer.weight = bnb.nn.Params4bit(weight.clone(), requires_grad=False, quant_type="nf4")
+        layer = layer.to(device).eval()  # quantizes
+        with torch.inference_mode(): layer(x.to(device, dtype))  # as feature extraction does first: may repack
+        keep_4bit_trainable(layer)
+        w = bnb.functional.dequantize_4bit(layer.weight.data, layer.weight.quant_state).float().cpu()
+        xi = x.clone().to(device).requires_grad_()
+        layer.train()
+        out = layer(xi.to(dtype)).float()
+        (out @ up.to(device)).sum().backward()
+        if xi.grad is None: return False
+        if not torch.allclose(xi.grad.float().cpu(), (up @ w).expand_as(x), rtol=tol, atol=tol): return False
+        if not torch.allclose(out.cpu(), x @ w.T, rtol=tol, atol=tol): return False
+    return True
+
+def cpu_4bit_lora_error() -> str:
+    "Why LoRA on a 4-bit backbone is refused on this CPU, and what to do instead."
+    return (f"LoRA on a 4-bit backbone is refused on this CPU: bitsandbytes {bitsandbytes_version()} gives "
+            "wrong gradients through 4-bit layers here (its gradient differs from the one through the dequantized "
+            "weights), so the adapters would not learn. Use quantize='none' (the CPU default), a CUDA GPU, "
+            "or mode='probe' (the probe's frozen backbone may stay 4-bit).")
 
 # %% ../nbs/03_hardware.ipynb #c024
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters

@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['PRED_COLUMNS', 'PRED_FILES', 'THRESHOLD', 'NOT_FITTED', 'PRECISION_TARGET', 'predictions_frame', 'check_threshold',
-           'classification_metrics', 'ece', 'balanced_accuracy', 'softmax_t', 'fit_temperature', 'raw_probability',
-           'fit_threshold', 'precision_threshold', 'class_weights', 'fit_decision', 'fit_hybrid']
+__all__ = ['PRED_COLUMNS', 'PRED_FILES', 'THRESHOLD', 'NOT_FITTED', 'PRECISION_TARGET', 'HEADLINE', 'BASELINES',
+           'predictions_frame', 'check_threshold', 'classification_metrics', 'ece', 'balanced_accuracy', 'softmax_t',
+           'fit_temperature', 'raw_probability', 'fit_threshold', 'precision_threshold', 'class_weights',
+           'fit_decision', 'fit_hybrid', 'bootstrap', 'headline_metrics', 'source_column', 'shortcut_baselines',
+           'baseline_metrics', 'versus_baselines', 'cross_validated_baselines', 'summary_lines']
 
 # %% ../nbs/02_metrics.ipynb #c017
 PRED_COLUMNS = ["index", "true_label", "p(class=0)", "p(class=1)"]
@@ -134,3 +136,132 @@ def fit_hybrid(p_flawed, checked:pd.DataFrame, y, threshold:float=THRESHOLD,
     rule, t = max(options, key=lambda o: scores[o[0]])  # the first of equals: the simpler rule
     return dict(rule=rule, threshold=float(t), validation_balanced_accuracy=scores, precision_target=precision_target,
                 n_validation=len(y))
+
+# %% ../nbs/02_metrics.ipynb #m101
+HEADLINE = ("accuracy", "balanced_accuracy", "f1", "auroc")
+
+def _group_sums(w:np.ndarray, groups:np.ndarray, k:int) -> np.ndarray:
+    "Per row of `w`, the sums of its columns by group (0..k-1)."
+    offsets = (groups[None, :] + k * np.arange(len(w))[:, None]).ravel()
+    return np.bincount(offsets, weights=w.ravel(), minlength=k * len(w)).reshape(len(w), k)
+
+def _scores(w:np.ndarray, y:np.ndarray, p:np.ndarray, threshold:float) -> dict:
+    "The headline metrics of rows `y`, `p` weighted by each row of `w` (how often a resample holds each row)."
+    pred, flawed = p >= threshold, y == 1
+    pos, n = w[:, flawed].sum(1), w.sum(1)
+    tp, fp = w[:, pred & flawed].sum(1), w[:, pred & ~flawed].sum(1)
+    tn = n - pos - fp
+    values, groups = np.unique(p, return_inverse=True)  # AUROC: Mann-Whitney over tied groups
+    wp, wn = _group_sums(w * flawed, groups, len(values)), _group_sums(w * ~flawed, groups, len(values))
+    below = np.cumsum(wn, 1) - wn
+    with np.errstate(invalid="ignore", divide="ignore"):  # nan where a resample holds one class only
+        recall = np.stack([tp / pos, tn / (n - pos)])  # of flawed, of correct
+        balanced = np.where(np.isnan(recall).any(0), np.nanmax(recall, 0), recall.mean(0))
+        f1 = np.where(pos + tp + fp > 0, 2 * tp / (pos + tp + fp), 0.0)
+        auroc = (wp * (below + wn / 2)).sum(1) / (pos * (n - pos))
+    return dict(accuracy=(tp + tn) / n, balanced_accuracy=balanced, f1=f1, auroc=auroc)
+
+# %% ../nbs/02_metrics.ipynb #m103
+def _number(x) -> float|None: return None if x is None or np.isnan(x) else float(x)  # JSON has no NaN
+def _interval(v:np.ndarray) -> list|None:  # the middle 95%
+    return [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) else None
+
+def bootstrap(y, p, threshold:float=THRESHOLD, n_boot:int=1000, seed:int=0, max_cells:int=4_000_000) -> dict:
+    "Each headline metric on `n_boot` resamples of the rows; the same seed and row count give the same resamples."
+    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=np.float64)
+    rng, n, parts = np.random.default_rng(seed), len(y), []
+    step = max(1, max_cells // max(n, 1))  # resamples per block, so memory stays bounded on large files
+    for start in range(0, n_boot, step):
+        idx = rng.integers(0, n, (min(step, n_boot - start), n))
+        parts.append(_scores(_group_sums(np.ones(idx.shape), idx, n), y, p, threshold))  # row counts of each resample
+    return {k: np.concatenate([part[k] for part in parts]) for k in HEADLINE}
+
+def headline_metrics(y, p, threshold:float=THRESHOLD, n_boot:int=1000, seed:int=0) -> dict:
+    "Accuracy, balanced accuracy, F1 of flawed and AUROC, with their 95% bootstrap intervals under `intervals`."
+    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=np.float64)
+    point = {k: _number(v[0]) for k, v in _scores(np.ones((1, len(y))), y, p, check_threshold(threshold)).items()}
+    with np.errstate(all="ignore"):
+        boot = {k: v[~np.isnan(v)] for k, v in bootstrap(y, p, threshold, n_boot, seed).items()}
+    return dict(point, intervals={k: _interval(v) for k, v in boot.items()})
+
+# %% ../nbs/02_metrics.ipynb #m106
+BASELINES = {"majority": "majority class", "length": "solution length", "tfidf": "TF-IDF", "source": "per-source rule"}
+
+def source_column(df:pd.DataFrame) -> str|None:
+    "The column that says who wrote each solution (`source` or `author`), if any."
+    return next((c for c in ("source", "author") if c in df), None)
+
+def _log_length(df:pd.DataFrame) -> np.ndarray:
+    return np.log(np.maximum(df["solution"].astype(str).str.len().to_numpy(), 1))[:, None].astype(np.float64)
+
+def _fit_lr(x_train, y:np.ndarray, x_test) -> np.ndarray:
+    if len(np.unique(y)) < 2: return np.full(x_test.shape[0], float(y.mean()))  # one class: nothing to learn
+    from sklearn.linear_model import LogisticRegression
+    return LogisticRegression(max_iter=2000, class_weight="balanced").fit(x_train, y).predict_proba(x_test)[:, 1]
+
+def shortcut_baselines(train_df:pd.DataFrame, test_df:pd.DataFrame) -> dict:
+    "p(flawed) of each shortcut on the rows of `test_df`, fitted on `train_df` (solution, label, source/author if any)."
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    y = train_df["label"].to_numpy().astype(int)
+    out = {"majority": np.full(len(test_df), y.mean()),
+           "length": _fit_lr(_log_length(train_df), y, _log_length(test_df))}
+    tfidf, text = TfidfVectorizer(ngram_range=(1, 2)), lambda df: df["solution"].astype(str)
+    try: out["tfidf"] = _fit_lr(tfidf.fit_transform(text(train_df)), y, tfidf.transform(text(test_df)))
+    except ValueError: out["tfidf"] = np.full(len(test_df), y.mean())  # no words at all (e.g. bare arithmetic)
+    if (col := source_column(train_df)) and col in test_df:
+        rate = train_df.groupby(col)["label"].mean()
+        out["source"] = test_df[col].map(rate).fillna(y.mean()).to_numpy(dtype=np.float64)
+    return out
+
+# %% ../nbs/02_metrics.ipynb #m109
+def baseline_metrics(y, probs:dict, n_boot:int=1000, seed:int=0) -> dict:
+    "The classification and headline metrics (with intervals) of each shortcut's p(flawed) in `probs`."
+    return {name: dict(classification_metrics(y, p), **headline_metrics(y, p, THRESHOLD, n_boot, seed),
+                       baseline=BASELINES[name]) for name, p in probs.items()}
+
+def versus_baselines(y, p, threshold:float, probs:dict, results:dict, name:str="classifier",
+                     n_boot:int=1000, seed:int=0) -> dict:
+    "Headline metrics, `lift` in balanced accuracy over the best shortcut, `warning` if a shortcut matches or beats it."
+    mine = headline_metrics(y, p, threshold, n_boot, seed)
+    best = max(results, key=lambda k: results[k]["balanced_accuracy"] or 0)
+    b, c = results[best]["balanced_accuracy"] or 0, mine["balanced_accuracy"] or 0
+    with np.errstate(all="ignore"):  # paired: the same resamples for both
+        diff = (bootstrap(y, p, threshold, n_boot, seed)["balanced_accuracy"]
+                - bootstrap(y, probs[best], THRESHOLD, n_boot, seed)["balanced_accuracy"])
+    lift = dict(over=best, balanced_accuracy=c - b, interval=_interval(diff[~np.isnan(diff)]))
+    warning = (f"The {BASELINES[best]} baseline ({b:.2f}) matches or beats the {name} ({c:.2f}) on balanced accuracy: "
+               "this score may reflect style, not error detection.") if round(b, 2) >= round(c, 2) else None
+    return dict(mine, lift=lift, warning=warning)
+
+# %% ../nbs/02_metrics.ipynb #m111
+def cross_validated_baselines(df:pd.DataFrame, folds:int=5) -> dict:
+    "p(flawed) of each shortcut on every row of `df`, each fitted on the other folds (grouped by question)."
+    from sklearn.model_selection import GroupKFold
+    k = min(folds, df["question"].nunique())
+    if k < 2:
+        raise ValueError(f"cross-validating the shortcut baselines needs at least 2 distinct questions; there are {k}.")
+    probs = {}
+    for tr, te in GroupKFold(k).split(df, groups=df["question"]):
+        for name, p in shortcut_baselines(df.iloc[tr], df.iloc[te]).items():
+            probs.setdefault(name, np.zeros(len(df)))[te] = p
+    return probs
+
+# %% ../nbs/02_metrics.ipynb #m114
+def _line(name:str, m:dict) -> str:
+    f = lambda k: "  -  " if m.get(k) is None else f"{m[k]:.3f}"
+    ci = (m.get("intervals") or {}).get("balanced_accuracy")
+    ci = f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " " * 12
+    return f"{name:<22} {f('accuracy'):>8} {f('balanced_accuracy'):>9} {ci} {f('f1'):>9} {f('auroc'):>7}"
+
+def summary_lines(metrics:dict) -> list:
+    "Classifiers (and checker / hybrid) next to the shortcut baselines, then any warning, as lines of text."
+    lines = [f"{'':<22} {'accuracy':>8} {'bal. acc. [95% CI]':>22} {'F1 flawed':>9} {'AUROC':>7}"]
+    for mode in ("probe", "lora"):
+        if mode not in metrics: continue
+        lines.append(_line(f"{mode} classifier", metrics[mode]))
+        lines += [_line(f"  {sig}", metrics[mode][sig]) for sig in ("checker", "hybrid") if sig in metrics[mode]]
+    base = metrics.get("baselines", {})
+    if base.get("fitted_on"): lines.append(f"shortcut baselines, fitted on {base['fitted_on']}:")
+    lines += [_line(f"  {r['baseline']}", r) for r in base.get("results", {}).values()]
+    warnings = [metrics[m]["warning"] for m in ("probe", "lora") if (metrics.get(m) or {}).get("warning")]
+    return lines + [f"warning: {w}" for w in warnings]

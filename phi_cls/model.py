@@ -16,7 +16,8 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .data import Collator, atomic_write
-from .hardware import ModelError, register_attention, resolve_device, resolve_precision, resolve_quantize, tune_malloc
+from .hardware import (CPU_4BIT_NOTE, ModelError, cpu_4bit_lora_error, keep_4bit_trainable, kbit_gradients_ok,
+                              register_attention, resolve_device, resolve_precision, resolve_quantize, tune_malloc)
 
 # %% auto #0
 __all__ = ['EMBEDDED', 'TINY', 'cache_dir', 'embedded_gguf', 'embedded_dir', 'tiny_dir', 'resolve_model', 'load_tokenizer',
@@ -149,7 +150,7 @@ def backbone_signature(config) -> dict:
 
 # %% ../nbs/04_model.ipynb #c030
 def load_backbone(name:str, device:str|torch.device="auto", quantize:str="auto", precision:str="auto", attn_implementation:str="auto"):
-    "The bare backbone (no LM head) on `device`: 4-bit on CUDA, else unquantized in the resolved precision (bf16 only where native)."
+    "The bare backbone (no LM head) on `device`: 4-bit on CUDA (or when asked), else unquantized in the resolved precision."
     device = resolve_device(device) if isinstance(device, str) else device
     quantize, precision = resolve_quantize(quantize, device), resolve_precision(precision, device)
     if attn_implementation == "auto":
@@ -160,8 +161,11 @@ def load_backbone(name:str, device:str|torch.device="auto", quantize:str="auto",
     if quantize == "4bit":
         from transformers import BitsAndBytesConfig
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                                           bnb_4bit_compute_dtype=torch.bfloat16)
+                                                           bnb_4bit_compute_dtype=kwargs["dtype"])
         kwargs["device_map"] = {"": device}
+        if device.type == "cpu":
+            print(f"phi_cls: {CPU_4BIT_NOTE}", file=sys.stderr)
+            tune_malloc()
     elif device.type == "cpu":
         print(f"phi_cls: no CUDA device: the backbone runs unquantized on the CPU, in {precision}.", file=sys.stderr)
         tune_malloc()
@@ -180,10 +184,9 @@ def last_token_pool(hidden:torch.Tensor, attention_mask:torch.Tensor) -> torch.T
 
 # %% ../nbs/04_model.ipynb #c036
 def init_head(hidden_size:int, num_labels:int=2) -> nn.Linear:
-    "A float32 linear head whose first logits are near zero (loss about ln 2)."
-    head = nn.Linear(hidden_size, num_labels)
+    "A bias-free float32 linear head whose first logits are near zero (loss about ln 2)."
+    head = nn.Linear(hidden_size, num_labels, bias=False)
     nn.init.normal_(head.weight, std=1e-3)
-    nn.init.zeros_(head.bias)
     return head
 
 class PhiClassifier(nn.Module):
@@ -274,6 +277,9 @@ def add_lora(backbone, r:int=16, alpha:int=32, dropout:float=0.05, gradient_chec
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     gc_kwargs = {"use_reentrant": False}
     if getattr(backbone, "is_loaded_in_4bit", False):
+        if backbone.device.type == "cpu":
+            if not kbit_gradients_ok(): raise ModelError(cpu_4bit_lora_error())
+            keep_4bit_trainable(backbone)  # the probe may have run it for inference first
         backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=gradient_checkpointing, gradient_checkpointing_kwargs=gc_kwargs)
     elif gradient_checkpointing:
         if hasattr(backbone, "activation_checkpointing_enable"): backbone.activation_checkpointing_enable(gc_kwargs)
@@ -317,7 +323,7 @@ def load_head(path:str|Path) -> nn.Linear:
     if not file.exists(): raise ModelError(f"{path} is incomplete: head.safetensors is missing. Copy the artifact again or retrain.")
     try: sd = load_file(file)
     except Exception as e: raise ModelError(f"{file} is incomplete or corrupted ({e}). Copy the artifact again or retrain.") from None
-    head = nn.Linear(sd["weight"].shape[1], sd["weight"].shape[0])
+    head = nn.Linear(sd["weight"].shape[1], sd["weight"].shape[0], bias="bias" in sd)  # a bias: saved before heads were bias-free
     head.load_state_dict(sd)
     return head
 

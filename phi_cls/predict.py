@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_predict.ipynb #c003
 from __future__ import annotations
-import atexit, shutil, sys, tempfile, zipfile
+import atexit, contextlib, importlib.util, shutil, sys, tempfile, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +13,12 @@ import torch
 from datasets import Dataset
 
 from .data import DataError, PromptEncoder, TableWriter, iter_table, validate_frame
-from .check import ERROR_COLUMNS, check_frame, combine
+from .check import HYBRID_COLUMNS, check_frame, combine
 from .metrics import THRESHOLD, check_threshold, classification_metrics
 from .hardware import ModelError, resolve_device, resolve_precision
-from .model import load_backbone, load_tokenizer, predict_logits, read_classifier_info, restore_classifier
+from .model import forward_batch_size, load_backbone, load_tokenizer, read_classifier_info, restore_classifier
+from .workers import WorkerPool, choose_workers, model_bytes, pooled_features
+from .config import parse_workers
 
 # %% auto #0
 __all__ = ['find_artifact', 'Classifier', 'load_classifier', 'predict_file', 'check_file']
@@ -60,10 +62,12 @@ def _texts(questions, solutions) -> tuple:
 
 class Classifier:
     "A trained classifier: `predict_proba` gives p(correct), p(flawed) per (question, solution)."
-    def __init__(self, clf, tokenizer, info:dict, precision:str, batch_size:int|None=None, path:Path|None=None):
+    def __init__(self, clf, tokenizer, info:dict, precision:str, batch_size:int|None=None, path:Path|None=None,
+                 workers="auto", base_model:str|None=None):
         self.clf, self.tokenizer, self.info, self.precision, self.batch_size, self.path = clf, tokenizer, info, precision, batch_size, path
         self.temperature, self.threshold = float(info.get("temperature", 1.0)), float(info.get("threshold", THRESHOLD))  # fitted on validation
         self.hybrid = info.get("decision", {}).get("hybrid", dict(rule="checker_or_classifier", threshold=self.threshold))
+        self.workers, self.base_model, self._pool, self._in_job = parse_workers(workers), base_model or info["base_model"], None, False
         self.encoder = PromptEncoder(tokenizer, info["max_length"])
 
     def __repr__(self): return f"Classifier({self.info['kind']} on {self.info['base_model']}, max_length={self.info['max_length']}, {self.precision})"
@@ -72,7 +76,7 @@ class Classifier:
         "(n, 2) calibrated (with the artifact's temperature, unless `calibrated=False`) p(class=0) (correct), p(class=1) (flawed); `questions` may be a DataFrame."
         questions, solutions = _texts(questions, solutions)
         ds = Dataset.from_dict(self.encoder(questions, solutions))
-        logits = predict_logits(self.clf, ds, self.tokenizer.pad_token_id, batch_size or self.batch_size, self.precision, progress)
+        logits = self.logits(ds, batch_size or self.batch_size, progress)  # in the worker processes when there are any
         return torch.softmax(logits.double() / (self.temperature if calibrated else 1.0), -1).numpy()
 
     def predict(self, questions, solutions=None, threshold:float|None=None, **kwargs) -> np.ndarray:
@@ -81,15 +85,58 @@ class Classifier:
         return (self.predict_proba(questions, solutions, **kwargs)[:, 1] >= threshold).astype(int)
 
 # %% ../nbs/08_predict.ipynb #c009
+def _recorded_quantize(quantize:str, info:dict) -> str:
+    if quantize != "auto": return quantize
+    recorded = info.get("quantize", "auto")  # artifacts from before it was recorded: the machine's auto
+    if recorded != "4bit" or importlib.util.find_spec("bitsandbytes"): return recorded
+    print("phi_cls: this classifier was trained on a 4-bit backbone, but bitsandbytes is not installed: the backbone loads "
+          "unquantized, so its probabilities are close to, not equal to, the run's (pip install bitsandbytes).", file=sys.stderr)
+    return "none"
+
 def load_classifier(path:str|Path, kind:str|None=None, device:str="auto", quantize:str="auto", precision:str|None=None,
-                    batch_size:int|None=None, base_model:str|None=None) -> Classifier:
+                    batch_size:int|None=None, base_model:str|None=None, workers="auto") -> Classifier:
     "Load a trained probe or LoRA classifier from its folder, a run folder or the run's zip (on `base_model` if given, else the one it names)."
-    art = find_artifact(path, kind)
+    workers, art = parse_workers(workers), find_artifact(path, kind)  # a bad setting stops before anything loads
     info = read_classifier_info(art)
     dev = resolve_device(device)
     precision = resolve_precision(precision or info.get("precision", "auto"), dev)
-    backbone = load_backbone(base_model or info["base_model"], dev, quantize, precision)
-    return Classifier(restore_classifier(art, backbone), load_tokenizer(str(art)), info, precision, batch_size, art)
+    backbone = load_backbone(base_model or info["base_model"], dev, _recorded_quantize(quantize, info), precision)
+    clf = restore_classifier(art, backbone)
+    return Classifier(clf, load_tokenizer(str(art)), info, precision, batch_size, art, workers, base_model)
+
+# %% ../nbs/08_predict.ipynb #c009b
+@contextlib.contextmanager
+def _job(self:Classifier):
+    "Within it, every `predict_proba` shares one pool of workers, started by the first call that repays it, stopped at the end."
+    self._in_job = True
+    try: yield self
+    except BaseException:
+        if self._pool: self._pool.close(abort=True)
+        raise
+    finally:
+        if self._pool: self._pool.close()
+        self._pool, self._in_job = None, False
+
+def _start_pool(self:Classifier, rows:int) -> WorkerPool|None:
+    dev = self.clf.backbone.device
+    n, why = choose_workers(self.workers, dev, rows, model_bytes(self.clf.backbone))
+    if n == 1: return None
+    print(f"phi_cls: predicting in {n} single-thread processes ({why})", file=sys.stderr)
+    return WorkerPool(dict(model=self.base_model, precision=self.precision, artifact=str(self.path)), n)
+
+def _logits(self:Classifier, ds, batch_size:int|None=None, progress:bool=False) -> torch.Tensor:
+    "Logits of tokenized `ds`: features from the workers (if this job uses them) or from this process, then the head."
+    pool, own = self._pool, False
+    if pool is None:  # not decided yet in this job, or no job
+        pool, own = _start_pool(self, len(ds)), not self._in_job
+        if self._in_job: self._pool = pool or False  # decided once per job
+    bs = forward_batch_size(self.clf.backbone.device, batch_size)
+    try: feats = pooled_features(pool or None, self.clf, ds, self.tokenizer.pad_token_id, bs, self.precision, progress, "Predicting")
+    finally:
+        if own and pool: pool.close()
+    with torch.inference_mode(): return self.clf(features=feats.to(self.clf.head.weight.device)).logits.cpu()
+
+Classifier.job, Classifier.logits = _job, _logits
 
 # %% ../nbs/08_predict.ipynb #c014
 def _predict_frame(self:Classifier, df:pd.DataFrame, threshold:float|None=None, checker:bool=False, batch_size:int|None=None,
@@ -105,7 +152,8 @@ def _predict_frame(self:Classifier, df:pd.DataFrame, threshold:float|None=None, 
     if checker:
         hybrid = combine(probs[:, 1], check_frame(df[["index", "solution"]]), rule["threshold"], rule["rule"])
         out = out.drop(columns="label").join(hybrid)
-        out = out[["index", "p(class=0)", "p(class=1)", "label"] + (["true_label"] if "true_label" in out else []) + ["decided_by", *ERROR_COLUMNS]]
+        first = ["index", "p(class=0)", "p(class=1)", "label"] + (["true_label"] if "true_label" in out else [])
+        out = out[first + HYBRID_COLUMNS[1:]]
     return out.reset_index(drop=True)
 
 Classifier.predict_frame = _predict_frame
@@ -127,7 +175,7 @@ def _stream(path, rows_fn, output, chunk_rows:int, progress:bool, desc:str) -> p
                     raise DataError(f"{path}: index {sorted(dup)[:3] or out.loc[out['index'].duplicated(), 'index'].tolist()[:3]} appears more than once; each row needs its own index.")
                 seen |= set(out["index"])
                 writer.write(out)
-                keep.append(out.drop(columns=[c for c in out.columns if c in ("index", "error_text", "stated", "computed")]))
+                keep.append(out.drop(columns=[c for c in out.columns if c in ("index", "error_text", "stated", "computed", "checker_reason")]))
                 bar.update(len(chunk))
     except BaseException:
         writer.close(ok=False); raise
@@ -147,7 +195,7 @@ def predict_file(clf:Classifier, path, output, threshold:float|None=None, checke
     "Stream `path` through the classifier (and checker) into `output`; return row count and, with labels, metrics (`threshold=None`: the artifact's)."
     if threshold is not None: check_threshold(threshold)  # before the output file is touched
     rows = lambda chunk: clf.predict_frame(chunk, threshold, checker, batch_size, source=str(path))
-    done = _stream(path, rows, output, chunk_rows, progress, "Predicting")
+    with clf.job(): done = _stream(path, rows, output, chunk_rows, progress, "Predicting")  # one pool of workers for every chunk
     done["classifier"] = (done["p(class=1)"] >= (clf.threshold if threshold is None else threshold)).astype(int)  # the classifier's own labels at the chosen threshold
     signals = {"classifier": "classifier"}
     if checker:
@@ -155,13 +203,15 @@ def predict_file(clf:Classifier, path, output, threshold:float|None=None, checke
         signals.update(checker="checker", hybrid="label")
     return _summary(done, signals)
 
-def check_file(path, output, chunk_rows:int=4096, progress:bool=True) -> dict:
-    "Run the arithmetic checker alone over `path` into `output` (index, checker_flawed, error columns)."
+def check_file(path, output, chunk_rows:int=4096, progress:bool=True, explain:bool=False) -> dict:
+    "Run the arithmetic checker alone over `path` into `output` (index, checker_flawed, error and status columns; `explain`: checker_explain)."
     def rows(chunk):
         df = validate_frame(chunk.drop(columns=["question"], errors="ignore").assign(question="-"), str(path), label_required=False)
-        out = check_frame(df[["index", "solution"]])
+        out = check_frame(df[["index", "solution"]], explain=explain)
         return out.assign(true_label=df["label"].to_numpy()) if "label" in df else out
     done = _stream(path, rows, output, chunk_rows, progress, "Checking")
     summary = _summary(done, {"checker": "checker_flawed"})
     summary["flagged"] = int(done["checker_flawed"].sum())
+    summary.update(calculations=int(done["n_checked"].sum()), skipped=int(done["n_skipped"].sum()),
+                   not_checked=int((done["checker_status"] == "not checked").sum()))
     return summary

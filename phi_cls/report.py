@@ -13,13 +13,16 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
-from .metrics import PRED_FILES, THRESHOLD, classification_metrics, ece, raw_probability
+from .data import DataError, read_table, table_path, validate_frame, write_json
+from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, check_threshold, classification_metrics, ece,
+                             headline_metrics, cross_validated_baselines, raw_probability, versus_baselines)
+
 
 # %% auto #0
 __all__ = ['FIGURES', 'Experiment', 'load_experiments', 'fake_run', 'plot_loss', 'plot_confusion', 'plot_roc', 'plot_pr',
            'calibration_table', 'plot_reliability', 'plot_p_hist', 'experiment_figures', 'save_figures', 'report_grid',
            'experiments_from', 'metrics_table', 'signal_table', 'joined', 'disagreements', 'plot_confidence_shift',
-           'example_texts', 'write_comparison']
+           'example_texts', 'write_comparison', 'baseline_table', 'check_evaluate_paths', 'labelled_rows', 'evaluate']
 
 # %% ../nbs/10_report.ipynb #c006
 @dataclass
@@ -58,15 +61,18 @@ def fake_run(folder:str|Path, n:int=200, seed:int=0, modes=("probe", "lora")) ->
     folder, rng = Path(folder), np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     y, metrics = rng.integers(0, 2, n), {}
+    shortcuts = {"majority": np.full(n, y.mean()), "length": np.clip(0.5 + 0.1 * (2 * y - 1) + rng.normal(0, 0.2, n), 0, 1)}
+    results = baseline_metrics(y, shortcuts)
     for i, mode in enumerate(modes):
         p = np.clip(0.5 + (0.15 + 0.2 * i) * (2 * y - 1) + rng.normal(0, 0.2, n), 0.001, 0.999)
         pd.DataFrame({"index": np.arange(n), "true_label": y, "p(class=0)": 1 - p, "p(class=1)": p}).to_csv(folder / PRED_FILES[mode], index=False)
-        metrics[mode] = classification_metrics(y, p)
+        metrics[mode] = dict(classification_metrics(y, p), **versus_baselines(y, p, THRESHOLD, shortcuts, results, f"{mode} classifier"))
         (folder / mode).mkdir(exist_ok=True)
         steps = np.arange(1, 60)
         curve = lambda s: float(0.39 * np.exp(-s / (40 - 10 * i)) + 0.3)
         log = [{"step": int(s), "loss": curve(s), "epoch": s / 20} for s in steps[::5]] + [{"step": int(s), "step_loss": curve(s) + rng.normal(0, 0.03)} for s in steps]
         (folder / mode / "training_log.json").write_text(json.dumps(log))
+    metrics["baselines"] = dict(fitted_on="synthetic rows", scored_on=f"{n} rows", results=results)
     (folder / "metrics.json").write_text(json.dumps(metrics))
     return folder
 
@@ -258,3 +264,74 @@ def write_comparison(exps:list, out_dir:str|Path, texts:pd.DataFrame|None=None) 
     table[["accuracy", "precision", "recall", "f1"]].T.plot.bar(ax=ax, rot=0)
     ax.set_ylim(0, 1); ax.set_title("metrics by experiment"); fig.tight_layout(); fig.savefig(out / "metrics.png", dpi=100); plt.close(fig)
     return dict(comparison=table, disagreements=dis)
+
+# %% ../nbs/10_report.ipynb #r101
+_HEAD = ["accuracy", "balanced_accuracy", "f1", "auroc"]
+
+def _row(name:str, kind:str, m:dict) -> dict:
+    ci = (m.get("intervals") or {}).get("balanced_accuracy") or [None, None]
+    return {"signal": name, "kind": kind, **{k: m.get(k) for k in _HEAD}, "balanced_accuracy_low": ci[0], "balanced_accuracy_high": ci[1]}
+
+def baseline_table(run_dir:str|Path) -> pd.DataFrame:
+    "Classifiers (with checker / hybrid) and shortcut baselines of a run or evaluate folder, one row each."
+    metrics = json.loads((Path(run_dir) / "metrics.json").read_text()) if (Path(run_dir) / "metrics.json").exists() else None
+    if metrics is None: raise FileNotFoundError(f"{run_dir} has no metrics.json. Pass a folder written by phi-cls train or evaluate.")
+    rows = []
+    for mode in ("probe", "lora"):
+        if mode not in metrics: continue
+        rows.append(_row(f"{mode} classifier", "classifier", metrics[mode]))
+        rows += [_row(f"{mode} {sig}", sig, metrics[mode][sig]) for sig in ("checker", "hybrid") if sig in metrics[mode]]
+    rows += [_row(r["baseline"], "shortcut", r) for r in metrics.get("baselines", {}).get("results", {}).values()]
+    return pd.DataFrame(rows).set_index("signal")
+
+# %% ../nbs/10_report.ipynb #r104
+def check_evaluate_paths(input_path, out, overwrite:bool=False) -> tuple:
+    "(input file, output folder) of `evaluate`, or a `ValueError` that says what is wrong with them."
+    if str(input_path) == "-": raise ValueError("evaluate reads a file (CSV, JSONL or Parquet), not stdin; save the rows to a file first.")
+    src = table_path(input_path)
+    if not str(out).strip(): raise ValueError("--out is empty; name a new folder for the results.")
+    out = Path(out).expanduser()
+    where = out.resolve()
+    if where == Path(where.anchor): raise ValueError(f"--out {out} is the root folder; name a new folder for the results.")
+    if where == src.resolve().parent:
+        raise ValueError(f"--out {out} is the folder of the input file {src}; write the results into a folder of their own.")
+    if out.exists() and not out.is_dir(): raise ValueError(f"--out {out} is a file; name a folder for the results.")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"--out {out} is not empty; name a new folder, or pass --overwrite (evaluate then replaces its own files only).")
+    return src, out
+
+def labelled_rows(path:Path) -> pd.DataFrame:
+    "The rows of a labelled file, validated; `DataError` if it has no labels."
+    df = read_table(path)
+    if "label" not in df:
+        raise DataError(f"{path} has no 'label' column (columns found: {[c for c in df.columns if c != '_row']}). evaluate needs "
+                        "labelled rows (label 0 = correct, 1 = flawed); to score rows without labels use phi-cls predict.")
+    return validate_frame(df, str(path)).reset_index(drop=True)
+
+# %% ../nbs/10_report.ipynb #r106
+def evaluate(model, input_path, out, threshold:float=THRESHOLD, checker:bool=False, kind:str|None=None, overwrite:bool=False,
+             device:str="auto", batch_size:int|None=None, base_model:str|None=None, progress:bool=True, folds:int=5) -> dict:
+    "Score a labelled file with a trained classifier into `out`: metrics.json (intervals, baselines), predictions, figures."
+    from phi_cls.predict import load_classifier, predict_file
+    check_threshold(threshold)
+    src, out = check_evaluate_paths(input_path, out, overwrite)
+    df = labelled_rows(src)
+    probs = cross_validated_baselines(df, folds)  # every check before the model loads
+    clf = load_classifier(model, kind=kind, device=device, batch_size=batch_size, base_model=base_model)
+    mode = clf.info["kind"]
+    out.mkdir(parents=True, exist_ok=True)
+    predict_file(clf, src, out / PRED_FILES[mode], threshold, checker, progress=progress)
+    scored = df[["index"]].merge(pd.read_csv(out / PRED_FILES[mode]), on="index", how="left", validate="one_to_one")
+    y, p = scored["true_label"].to_numpy(), scored["p(class=1)"].to_numpy()
+    results = baseline_metrics(y, probs)
+    m = dict(classification_metrics(y, p, threshold), **versus_baselines(y, p, threshold, probs, results, f"{mode} classifier"))
+    if checker:
+        signals = {"checker": (scored["decided_by"] == "checker"), "hybrid": scored["label"]}
+        m.update({k: dict(classification_metrics(y, v.astype(float)), **headline_metrics(y, v.astype(float))) for k, v in signals.items()})
+    k = min(folds, df["question"].nunique())
+    fitted = f"{k}-fold cross-validation on {src.name} itself, grouped by question (no training split)"
+    metrics = {mode: m, "baselines": dict(fitted_on=fitted, scored_on=f"{src.name} ({len(df)} rows)", results=results),
+               "evaluated": dict(model=str(model), input=str(src), rows=len(df), threshold=threshold, checker=checker)}
+    write_json(out / "metrics.json", metrics)
+    save_figures(out)
+    return metrics

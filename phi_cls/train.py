@@ -4,8 +4,8 @@
 
 # %% ../nbs/07_train.ipynb #c003
 from __future__ import annotations
-import datetime, hashlib, json, os, platform, shutil, time
-from dataclasses import dataclass, asdict
+import contextlib, datetime, hashlib, importlib.util, json, os, platform, shutil, time
+from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
 import numpy as np
@@ -18,18 +18,23 @@ from transformers import Trainer, TrainingArguments, set_seed
 from .config import ConfigError, TrainConfig
 from .data import PROMPT, Collator, PromptEncoder, load_data, tokenize, training_splits, write_csv, write_json, zip_run
 from .check import check_frame, combine
-from .metrics import PRED_FILES, classification_metrics, predictions_frame
+from .metrics import (PRED_FILES, baseline_metrics, classification_metrics, headline_metrics, predictions_frame,
+                             shortcut_baselines, summary_lines, versus_baselines)
 from .metrics import NOT_FITTED, class_weights, ece, fit_decision, fit_hybrid, softmax_t
-from .hardware import cpu_kind, malloc_tuning_enabled, resolve_device, resolve_precision, resolve_quantize
-from .model import (PhiClassifier, add_lora, context_length, describe_trainable, extract_features, forward_batch_size,
-                           freeze, load_backbone, load_tokenizer, predict_logits, save_classifier)
+from .hardware import (CPU_4BIT_NOTE, bitsandbytes_version, cpu_4bit_lora_error, cpu_kind, kbit_gradients_ok,
+                              malloc_tuning_enabled, resolve_device, resolve_precision, resolve_quantize)
+from .model import (PhiClassifier, add_lora, context_length, describe_trainable, forward_batch_size, freeze, load_backbone,
+                           load_tokenizer, save_classifier)
+from .workers import WorkerPool, choose_workers, model_bytes, pooled_features, shard_rows, unshard
+
 
 # %% auto #0
 __all__ = ['world', 'first_process', 'Resolved', 'resolve', 'trainable_state_dict', 'ClassifierTrainer', 'FeatureDataset',
            'training_args', 'loss_weights', 'best_epoch', 'init_distributed', 'finish_distributed', 'sharded',
-           'fold_standardization', 'ExperimentResult', 'say', 'train_probe', 'lora_trainer', 'train_lora', 'git_commit',
-           'data_fingerprint', 'package_versions', 'fit_decisions', 'decision_metrics', 'prepare_data',
-           'hybrid_results', 'last_checkpoint', 'previous_run', 'check_max_length', 'run']
+           'inference_pool', 'probe_scaling', 'standardize', 'fold_standardization', 'ExperimentResult', 'say',
+           'train_probe', 'lora_trainer', 'train_lora', 'git_commit', 'data_fingerprint', 'package_versions',
+           'fit_decisions', 'decision_metrics', 'prepare_data', 'hybrid_results', 'run_baselines', 'last_checkpoint',
+           'previous_run', 'check_max_length', 'run']
 
 # %% ../nbs/07_train.ipynb #c009
 def world() -> tuple:
@@ -56,6 +61,8 @@ class Resolved:
     processes: int
     eval_batch_size: int
     cpu_malloc: str|None
+    bitsandbytes: str|None  # its version, when 4-bit or an 8-bit optimizer uses it
+    note: str|None  # a caveat to record with the results (4-bit on a CPU)
 
 def resolve(cfg:TrainConfig) -> Resolved:
     "The concrete device, precision, quantization, optimizer and batching this machine uses for `cfg`."
@@ -63,8 +70,11 @@ def resolve(cfg:TrainConfig) -> Resolved:
     quantize, precision = resolve_quantize(cfg.quantize, device), resolve_precision(cfg.precision, device)
     optim = cfg.optim
     if optim == "auto": optim = "paged_adamw_8bit" if device.type == "cuda" and quantize == "4bit" else "adamw_torch"
-    if "8bit" in optim and device.type != "cuda":
-        raise ConfigError(f"optim={cfg.optim!r} needs CUDA and bitsandbytes; on this machine use adamw_torch (or auto).")
+    if "8bit" in optim and not importlib.util.find_spec("bitsandbytes"):
+        raise ConfigError(f"optim={optim!r} needs the package bitsandbytes: pip install bitsandbytes, "
+                          "or use optim='adamw_torch' (or auto).")
+    cpu_4bit = quantize == "4bit" and device.type == "cpu"
+    if cpu_4bit and "lora" in cfg.modes and not kbit_gradients_ok(): raise ConfigError(f"mode={cfg.mode!r}: {cpu_4bit_lora_error()}")
     effective = cfg.batch_size * cfg.grad_accum
     micro = cfg.micro_batch_size or (min(cfg.batch_size, 2) if device.type == "cpu" else cfg.batch_size)
     if effective % (micro * size):
@@ -75,7 +85,9 @@ def resolve(cfg:TrainConfig) -> Resolved:
                 gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                 effective_batch=effective, micro_batch_size=micro, accumulation_steps=effective // (micro * size), processes=size,
                 eval_batch_size=forward_batch_size(device, cfg.eval_batch_size),
-                cpu_malloc=("tuned" if malloc_tuning_enabled() else "default") if device.type == "cpu" else None)
+                cpu_malloc=("tuned" if malloc_tuning_enabled() else "default") if device.type == "cpu" else None,
+                bitsandbytes=bitsandbytes_version() if quantize == "4bit" or "8bit" in optim else None,
+                note=CPU_4BIT_NOTE if cpu_4bit else None)
 
 # %% ../nbs/07_train.ipynb #c012
 def trainable_state_dict(model:torch.nn.Module) -> dict:
@@ -115,6 +127,9 @@ class ClassifierTrainer(Trainer):
         state = load_file(Path(resume_from_checkpoint) / "model.safetensors")
         missing = set(trainable_state_dict(model)) - set(state)
         if missing: raise ValueError(f"checkpoint {resume_from_checkpoint} lacks {len(missing)} trainable weights, e.g. {sorted(missing)[:3]}")
+        extra = set(state) - set(trainable_state_dict(model))  # e.g. head.bias, from a phi_cls whose heads had one
+        if extra: raise ValueError(f"checkpoint {resume_from_checkpoint} holds weights this model does not train, e.g. {sorted(extra)[:3]}: "
+                                   "it was written by another phi_cls version. Start the run again without --resume.")
         model.load_state_dict(state, strict=False)
 
     def _load_best_model(self): self._load_from_checkpoint(self.state.best_model_checkpoint)  # our safetensors, trainable weights
@@ -169,24 +184,49 @@ def finish_distributed(created:bool, ok:bool=True):
     if ok: dist.barrier()  # the first process may still be writing files; no process exits while others communicate
     dist.destroy_process_group()
 
-def sharded(fn, ds) -> torch.Tensor:
-    "`fn(dataset) -> tensor` on this process's share of the rows of `ds`, gathered from all processes in row order."
+def sharded(fn, ds, batch_size:int=1) -> torch.Tensor:
+    "`fn(dataset) -> tensor` on this process's share of `ds` (whole length-sorted batches: `shard_rows`), gathered in row order."
     rank, size = world()
     if size == 1: return fn(ds)
     import torch.distributed as dist
-    parts = np.array_split(np.arange(len(ds)), size)
+    parts = shard_rows(ds["length"], batch_size, size)
     mine = fn(ds.select(parts[rank].tolist())) if len(parts[rank]) else None
     gathered = [None] * size
     dist.all_gather_object(gathered, mine)
-    return torch.cat([g for g in gathered if g is not None])
+    return unshard(parts, gathered)
+
+# %% ../nbs/07_train.ipynb #c015b
+@contextlib.contextmanager
+def inference_pool(cfg:TrainConfig, res:Resolved, backbone, rows:int, job:str, **spec):
+    "(pool, decision) for one inference `job`: workers as `cfg.workers` and the machine decide, or None (this process)."
+    n, why = choose_workers(cfg.workers, res.device, rows, model_bytes(backbone))
+    used = dict(processes=n, why=why)
+    if n == 1:
+        yield None, used
+        return
+    say(f"phi_cls: {job} in {n} single-thread processes ({why})")
+    spec = dict(model=cfg.model, precision=res.precision, attn_implementation=cfg.attn_implementation, **spec)
+    with WorkerPool(spec, n) as pool: yield pool, used
 
 # %% ../nbs/07_train.ipynb #c020
 @torch.no_grad()
-def fold_standardization(head:torch.nn.Linear, mean:torch.Tensor, std:torch.Tensor) -> torch.nn.Linear:
-    "Turn a head trained on (x - mean) / std into the same head on x, in place."
-    mean, std = mean.to(head.weight), std.to(head.weight)
-    head.weight.div_(std)
-    head.bias.sub_(head.weight @ mean)
+def probe_scaling(train:torch.Tensor) -> tuple:
+    "(s, u, k) for `standardize` from the training features: per-feature std `s`, unit mean direction `u` of x/s, shrink `k`."
+    s = train.std(0).clamp_min(1e-6)
+    m = (train / s).mean(0)
+    n = m.norm()
+    return s, m / n.clamp_min(1e-12), float((1 - 1 / n).clamp_min(0))  # k = 0 when the mean is already short
+
+def standardize(x:torch.Tensor, s:torch.Tensor, u:torch.Tensor, k:float) -> torch.Tensor:
+    "x / s with its component along `u` scaled by 1 - k: on the training rows, unit spread and mean `u`."
+    z = x / s
+    return z - k * (z @ u)[:, None] * u
+
+@torch.no_grad()
+def fold_standardization(head:torch.nn.Linear, s:torch.Tensor, u:torch.Tensor, k:float) -> torch.nn.Linear:
+    "Turn a bias-free head trained on `standardize(x, s, u, k)` into the same bias-free head on x, in place."
+    s, u = s.to(head.weight), u.to(head.weight)
+    head.weight.sub_(k * torch.outer(head.weight @ u, u)).div_(s)
     return head
 
 # %% ../nbs/07_train.ipynb #c037
@@ -198,9 +238,11 @@ class ExperimentResult:
     log_history: list
     train_seconds: float
     feature_seconds: float|None = None  # the probe's one pass of feature extraction
+    inference_workers: dict = field(default_factory=dict)  # inference job -> processes it ran in, and why
     logits: np.ndarray|None = None  # test-set logits (n, 2), before any temperature
     val_logits: np.ndarray|None = None  # held-out validation logits, for the decisions fitted there
     best_epoch: dict|None = None  # the epoch kept (lowest validation loss), when validation is held out
+
 
 # %% ../nbs/07_train.ipynb #c022
 def _softmax(logits:torch.Tensor) -> np.ndarray: return torch.softmax(logits.float(), -1).numpy()
@@ -214,12 +256,13 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolve
     set_seed(cfg.seed)
     clf = PhiClassifier(freeze(backbone))
     say("probe:", describe_trainable(clf))
-    pad, start, show = tok.pad_token_id, time.perf_counter(), cfg.progress and first_process()
-    raw = {k: sharded(lambda d: extract_features(clf, d, pad, res.eval_batch_size, res.precision, show), ds)
-           for k, ds in data.items() if ds is not None}
+    pad, start, show, bs = tok.pad_token_id, time.perf_counter(), cfg.progress and first_process(), res.eval_batch_size
+    splits = {k: ds for k, ds in data.items() if ds is not None}
+    with inference_pool(cfg, res, backbone, sum(map(len, splits.values())), "probe features") as (pool, used):
+        raw = {k: sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res.precision, show), ds, bs) for k, ds in splits.items()}
     feature_seconds = time.perf_counter() - start
-    mean, std = raw["train"].mean(0), raw["train"].std(0).clamp_min(1e-6)
-    feats = {k: (f - mean) / std for k, f in raw.items()}  # the head trains on standardized features
+    scaling = probe_scaling(raw["train"])
+    feats = {k: standardize(f, *scaling) for k, f in raw.items()}  # the head trains on standardized features
     trainer = ClassifierTrainer(
         model=clf, args=training_args(cfg, out / "checkpoints" / "probe", res, "fp32", "validation" in feats, by_length=False),
         train_dataset=FeatureDataset(feats["train"], data["train"]["labels"]), data_collator=Collator(pad),
@@ -227,11 +270,14 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolve
         compute_metrics=_accuracy, class_weights=loss_weights(cfg, data["train"]["labels"]))
     trainer.train(resume_from_checkpoint=resume_from)
     clf.eval()
-    fold_standardization(clf.head, mean, std)  # now a plain linear head on raw last-token states
-    with torch.no_grad(): logits = {k: clf(features=f.to(clf.head.weight.device)).logits.float().cpu() for k, f in raw.items()}
+    fold_standardization(clf.head, *scaling)  # now a plain bias-free linear head on raw last-token states
+    with torch.no_grad():
+        logits = {k: clf(features=f.to(clf.head.weight.device)).logits.float().cpu() for k, f in raw.items() if k != "train"}
     return ExperimentResult(clf=clf, probs=_softmax(logits["test"]), log_history=trainer.training_log(),
-                train_seconds=time.perf_counter() - start, feature_seconds=feature_seconds, logits=logits["test"].numpy(),
-                val_logits=logits["validation"].numpy() if "validation" in logits else None, best_epoch=best_epoch(trainer.state))
+                train_seconds=time.perf_counter() - start, feature_seconds=feature_seconds, inference_workers={"probe features": used},
+                logits=logits["test"].numpy(), val_logits=logits["validation"].numpy() if "validation" in logits else None,
+                best_epoch=best_epoch(trainer.state))
+
 
 # %% ../nbs/07_train.ipynb #c024
 def lora_trainer(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved) -> ClassifierTrainer:
@@ -250,12 +296,19 @@ def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved
     trainer.train(resume_from_checkpoint=resume_from)
     train_seconds, clf = time.perf_counter() - start, trainer.model
     clf.eval()
-    show = cfg.progress and first_process()
-    logits = {k: sharded(lambda d: predict_logits(clf, d, tok.pad_token_id, res.eval_batch_size, res.precision, show), data[k]).float()
-              for k in ("test", "validation") if data.get(k) is not None}  # the best epoch's weights, after load_best_model_at_end
+    show, bs, pad, job = cfg.progress and first_process(), res.eval_batch_size, tok.pad_token_id, "lora test predictions"
+    lora = dict(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)  # the workers wrap their backbone the same way
+    splits = {k: data[k] for k in ("test", "validation") if data.get(k) is not None}  # the best epoch's weights (load_best_model_at_end)
+    n = sum(map(len, splits.values()))
+    with inference_pool(cfg, res, clf.backbone, n, job, lora=lora, state=trainable_state_dict(clf)) as (pool, used):
+        feats = {k: sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res.precision, show, "Predicting"), ds, bs)
+                 for k, ds in splits.items()}
+    with torch.inference_mode():  # the head, here
+        logits = {k: clf(features=f.to(clf.head.weight.device)).logits.float().cpu() for k, f in feats.items()}
     return ExperimentResult(clf=clf, probs=_softmax(logits["test"]), log_history=trainer.training_log(), train_seconds=train_seconds,
-                            logits=logits["test"].numpy(), best_epoch=best_epoch(trainer.state),
+                            inference_workers={job: used}, logits=logits["test"].numpy(), best_epoch=best_epoch(trainer.state),
                             val_logits=logits["validation"].numpy() if "validation" in logits else None)
+
 
 # %% ../nbs/07_train.ipynb #c026
 def git_commit() -> dict|None:
@@ -330,8 +383,15 @@ def hybrid_results(out:Path, mode:str, test, probs, checked:pd.DataFrame, rule:d
     hybrid = combine(probs[:, 1], checked, rule["threshold"], rule["rule"])
     frame = predictions_frame(test["index"], test["labels"], probs).join(hybrid)
     write_csv(out / f"{mode}_hybrid_predictions.csv", frame)
-    return dict(checker=classification_metrics(test["labels"], checked["checker_flawed"].astype(float)),
-                hybrid=dict(classification_metrics(test["labels"], hybrid["label"].astype(float)), rule=rule["rule"]))
+    scores = lambda p: dict(classification_metrics(test["labels"], p), **headline_metrics(test["labels"], p))
+    return dict(checker=scores(checked["checker_flawed"].astype(float)),
+                hybrid=dict(scores(hybrid["label"].astype(float)), rule=rule["rule"]))
+
+def run_baselines(cfg:TrainConfig, raw:dict) -> tuple:
+    "The shortcut baselines, fitted on the rows the classifier trains on and scored on the test rows: (p(flawed) by name, metrics)."
+    train, test = raw["train"].to_pandas(), raw["test"].to_pandas()
+    probs = shortcut_baselines(train, test)
+    return probs, dict(fitted_on=f"the classifier's training rows ({len(train)})", scored_on=f"test ({len(test)} rows)", results=baseline_metrics(test["label"], probs))
 
 def last_checkpoint(folder:Path) -> str|None:
     "The newest complete Trainer checkpoint (weights and trainer state written) in `folder`."
@@ -343,7 +403,7 @@ def previous_run(cfg:TrainConfig) -> dict:
     card = cfg.run_dir / "run.json"
     if not card.exists(): raise ConfigError(f"resume=True, but {cfg.run_dir} holds no run to resume (no run.json). Start it without resume.")
     prev = json.loads(card.read_text())
-    same_anyway = {"resume", "progress", "output_dir", "run_name"}
+    same_anyway = {"resume", "progress", "output_dir", "run_name", "workers"}  # workers change speed, never results
     diff = [k for k, v in asdict(cfg).items() if k not in same_anyway and prev["config"].get(k) != v]
     if diff:
         raise ConfigError(f"resume=True, but the run in {cfg.run_dir} used other settings: "
@@ -376,6 +436,7 @@ def run(cfg:TrainConfig) -> dict:
     card = dict(status="running", started=_now(), config=asdict(cfg), resolved=asdict(res), versions=package_versions(), git=git_commit(),
                 host=platform.node(), seconds={}, done=dict(prev.get("done", {})) if prev else {})
     if prev: card["resumed_from"] = dict(started=prev.get("started"), status=prev.get("status"))
+    card["resolved"]["inference_workers"] = dict(prev["resolved"].get("inference_workers", {})) if prev else {}
     write(write_json, out / "run.json", card)
     say(f"phi_cls: mode={cfg.mode} model={cfg.model} data={cfg.data} on {res.device} ({res.cpu_kind or res.gpu}), "
         f"precision={res.precision}, quantize={res.quantize}, optim={res.optim}, effective batch {res.effective_batch} "
@@ -389,6 +450,7 @@ def run(cfg:TrainConfig) -> dict:
         checked = check_frame(raw["test"].to_pandas()[["index", "solution"]]) if cfg.checker else None
         checked_val = check_frame(raw["validation"].to_pandas()[["index", "solution"]]) if cfg.checker and raw["validation"] else None
         card["class_weights"] = loss_weights(cfg, data["train"]["labels"]) or "none (all 1)"
+        base_probs, baselines = run_baselines(cfg, raw)
         backbone = load_backbone(cfg.model, res.device, res.quantize, res.precision, cfg.attn_implementation)
         card["seconds"]["load"] = round(time.perf_counter() - start, 2)
         write(write_json, out / "config.json", dict(config=asdict(cfg), resolved=asdict(res), versions=card["versions"]))
@@ -403,11 +465,14 @@ def run(cfg:TrainConfig) -> dict:
             t0, resume_from = time.perf_counter(), last_checkpoint(out / "checkpoints" / mode) if prev else None
             if resume_from: say(f"{mode}: resuming from {resume_from}")
             result = (train_probe if mode == "probe" else train_lora)(cfg, backbone, tok, data, out, res, resume_from)
+            card["resolved"]["inference_workers"].update(result.inference_workers)
             decision = fit_decisions(cfg, result, data["validation"], checked_val)
             probs = softmax_t(result.logits, decision["temperature"])  # calibrated: what the CSVs and the artifact give
             metrics[mode] = dict(decision_metrics(test["labels"], result, decision, data["validation"]), n_train=len(data["train"]),
                                  train_seconds=round(result.train_seconds, 2),
                                  **({"feature_seconds": round(result.feature_seconds, 2)} if result.feature_seconds is not None else {}))
+            metrics[mode].update(versus_baselines(test["labels"], probs[:, 1], decision["threshold"], base_probs,
+                                                 baselines["results"], f"{mode} classifier"))  # the fitted decision
             if main:
                 write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], probs))
                 save_classifier(result.clf, tok, out / mode, dict(meta, threshold=decision["threshold"],
@@ -419,7 +484,9 @@ def run(cfg:TrainConfig) -> dict:
             card.setdefault("best_epoch", {})[mode] = result.best_epoch or "last (no held-out validation)"
             write(write_json, out / "run.json", card)
             say(f"{mode}: test accuracy {metrics[mode]['accuracy']:.3f}, F1 (flawed) {metrics[mode]['f1']:.3f} on {len(test)} rows")
+        metrics["baselines"] = baselines
         write(write_json, out / "metrics.json", metrics)
+        for line in summary_lines(metrics): say(line)
     except BaseException as e:
         card.update(status="failed", finished=_now(), error=f"{type(e).__name__}: {e}")
         write(write_json, out / "run.json", card)

@@ -21,5 +21,6 @@ def phi_cls(*args, check=True, **kw):
 def tiny_run(tmp_path_factory):
     "A complete `--mode both` run of the tiny model on CHAMP rows."
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    phi_cls("train", "--mode", "both", "--out", out, *TINY_FLAGS)
+    proc = phi_cls("train", "--mode", "both", "--out", out, *TINY_FLAGS)
+    (out.parent / "tiny.stdout").write_text(proc.stdout)  # outside the run folder, for the tests of what train prints
     return out

@@ -22,12 +22,15 @@ def test_benchmark_tiny(tmp_path):
     assert KEYS <= set(result), KEYS - set(result)
     from phi_cls.hardware import cpu_kind
     assert result["cpu_kind"] == cpu_kind()  # the bench's processes see this machine as the library does
-    for phase in ("ref_probe", "ours_probe", "ref_lora", "ours_lora", "ref_predict", "ours_predict", "ours_predict_b8", "ours_predict_b8_plain_malloc"):
+    for phase in ("ref_probe", "ours_probe", "ours_probe_workers", "ref_lora", "ours_lora", "ref_predict", "ours_predict", "ours_predict_workers",
+                  "ours_predict_b8", "ours_predict_b8_plain_malloc"):
         assert result["phases"][phase]["seconds"] > 0 and result["phases"][phase]["peak_rss_mb"] > 0
     # the lever phases really differ in what they say they measure
     assert [result["phases"][p]["malloc"] for p in ("ours_predict", "ours_predict_b8", "ours_predict_b8_plain_malloc")] == ["tuned", "tuned", "default"]
     assert [result["phases"][p]["batch_size"] for p in ("ours_predict", "ours_predict_b8")] == [2, 8]
-    for key in ("probe_speedup", "lora_speedup", "predict_speedup", "peak_rss_ratio", "roofline_fraction"):
+    # workers: the same numbers as one process (a tiny model: auto keeps the probe in one process; prediction uses every core)
+    assert result["workers"]["predict_same_logits"] and result["workers"]["probe_same_probs"], result["workers"]
+    for key in ("probe_speedup", "lora_speedup", "predict_speedup", "peak_rss_ratio", "roofline_fraction", "probe_speedup_workers", "predict_speedup_workers"):
         assert np.isfinite(result[key]) and result[key] > 0
     assert "probe, 3 epochs end to end" in proc.stdout and "roofline" in proc.stdout and "prediction levers" in proc.stdout
 

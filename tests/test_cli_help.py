@@ -13,7 +13,7 @@ def _imported(importtime_log: str) -> set:
     return {line.split("|")[-1].strip().split(".")[0] for line in importtime_log.splitlines() if line.startswith("import time:")}
 
 
-@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["predict", "--help"], ["check", "--help"], ["serve", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["predict", "--help"], ["check", "--help"], ["serve", "--help"], ["evaluate", "--help"]])
 def test_help_imports_nothing_heavy(args):
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "phi_cls.cli", *args], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0 and "usage: phi-cls" in proc.stdout, proc.stderr[-2000:]

@@ -14,7 +14,7 @@ def test_embedded_backbone_end_to_end(tmp_path):
     cli("train", "--mode", "both", "--model", "embedded", "--out", out, "--max-train-samples", "8", "--max-eval-samples", "6",
         "--max-length", "256", "--batch-size", "4", "--grad-accum", "1", "--epochs", "1", "--logging-steps", "1", "--no-progress")
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"probe", "lora"}
+    assert set(metrics) == {"probe", "lora", "baselines"}
     info = json.loads((out / "lora" / "classifier.json").read_text())
     assert info["base_model"] == "embedded" and info["hidden_size"] == 576
     log = json.loads((out / "lora" / "training_log.json").read_text())

@@ -52,8 +52,9 @@ def test_parquet_with_checker(tiny_run, rows, tmp_path):
     data.to_parquet(tmp_path / "in.parquet")
     proc = cli("predict", "--model", tiny_run, "--input", tmp_path / "in.parquet", "--output", tmp_path / "out.csv", "--checker", "--no-progress")
     out = pd.read_csv(tmp_path / "out.csv", dtype={"error_line": "Int64", "stated": str, "computed": str}).set_index("index")
-    assert list(out.columns) == ["p(class=0)", "p(class=1)", "label", "true_label", "decided_by", "error_line", "error_text", "stated", "computed"]
-    assert out.loc[999, "decided_by"] == "checker" and out.loc[999, "label"] == 1
+    assert list(out.columns) == ["p(class=0)", "p(class=1)", "label", "true_label", "decided_by", "error_line", "error_text", "stated", "computed",
+                                 "checker_status", "checker_reason"]
+    assert out.loc[999, "decided_by"] == "checker" and out.loc[999, "label"] == 1 and out.loc[999, "checker_status"] == "checked"
     assert (out.loc[999, "error_line"], out.loc[999, "error_text"], out.loc[999, "stated"], out.loc[999, "computed"]) == (2, "7 * 8 = 54", "54", "56")
     assert "hybrid" in proc.stdout and "checker" in proc.stdout
 
@@ -62,8 +63,10 @@ def test_check_command(tmp_path):
     pd.DataFrame({"solution": ["2 + 2 = 4, done.", WRONG, "Let x = 3. Then 2x + 1 = 7."]}).to_csv(tmp_path / "s.csv", index=False)
     proc = cli("check", "--input", tmp_path / "s.csv", "--output", tmp_path / "c.csv", "--no-progress")
     out = pd.read_csv(tmp_path / "c.csv", keep_default_na=False)
-    assert list(out.columns) == ["index", "checker_flawed", "error_line", "error_text", "stated", "computed"]
+    assert list(out.columns) == ["index", "checker_flawed", "error_line", "error_text", "stated", "computed",
+                                 "checker_status", "checker_reason", "n_checked", "n_skipped"]
     assert out["checker_flawed"].tolist() == [0, 1, 0]
+    assert out["checker_status"].tolist() == ["checked", "checked", "not checked"] and out["n_skipped"].tolist() == [0, 0, 1]
     assert out.loc[0, ["error_line", "error_text", "stated", "computed"]].tolist() == ["", "", "", ""]
     assert out.loc[1, "error_text"] == "7 * 8 = 54" and "flagged 1" in proc.stdout
 

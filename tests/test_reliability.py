@@ -91,6 +91,8 @@ def test_long_rows_warn_with_count(tmp_path):
     (["--max-length", "5000"], "max_length=5000 is more than model 'tiny' can read (4096 positions)"),
     (["--device", "cuda"], "device='cuda' but this machine has no CUDA GPU"),
     (["--quantize", "4bit"], "quantize='4bit' needs a CUDA GPU"),
+    (["--workers", "many"], "workers='many' is not allowed"),
+    (["--workers", "0"], "workers=0 is not allowed"),
     (["--model", "nosuchorg/nosuchmodel"], "model 'nosuchorg/nosuchmodel' is not a local folder and not in the Hugging Face cache"),
     (["--model", str(REPO / "nbs")], "has no config.json, so it is not a transformers model"),
 ])
