@@ -57,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, help="examples per forward pass (default: 2 on a CPU, 8 on a GPU)")
     predict.add_argument("--workers", default="auto", help="CPU: single-thread processes that share the rows, auto (one per core when "
                          "the rows repay starting them) or N; 1 = one process (default: auto)")
-    predict.add_argument("--threshold", type=float, default=0.5, help="p(flawed) at or above which a row is labelled 1 (default: 0.5)")
-    predict.add_argument("--checker", action="store_true", help="also run the arithmetic checker: flawed when it proves an error")
+    predict.add_argument("--threshold", type=float, help="p(flawed) at or above which a row is labelled 1 (default: the threshold fitted on validation, stored in the artifact; 0.5 if none was)")
+    predict.add_argument("--checker", action="store_true", help="also run the arithmetic checker, combined with the classifier by the rule chosen on validation (stored in the artifact)")
     predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
     evaluate = sub.add_parser("evaluate", help="score a labelled file: metrics with 95%% intervals, shortcut baselines, figures",
                               description="Score a labelled CSV/JSONL/Parquet file with a trained classifier and write metrics.json "
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     serve.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     serve.add_argument("--checker", action="store_true", help="combine the classifier with the arithmetic checker")
-    serve.add_argument("--threshold", type=float, default=0.5, help="p(flawed) at or above which a solution is called flawed")
+    serve.add_argument("--threshold", type=float, help="p(flawed) at or above which a solution is called flawed (default: the artifact's fitted threshold)")
     serve.add_argument("--max-upload-mb", type=float, default=10, help="largest file the batch tab accepts, in MB (default: 10)")
     serve.add_argument("--quantize", choices=["auto", "4bit", "none"], default="auto",
                        help="auto: as the classifier was trained (4-bit NF4 or not); 4bit / none: choose (4-bit on a CPU is a test mode)")
@@ -117,7 +117,7 @@ def _report(summary:dict, output:str):
 def _predict(args):
     from phi_cls.metrics import check_threshold
     from phi_cls.predict import load_classifier, predict_file
-    check_threshold(args.threshold)
+    if args.threshold is not None: check_threshold(args.threshold)
     if args.batch_size is not None and args.batch_size < 1: raise ValueError(f"batch_size={args.batch_size} must be a positive integer.")
     clf = load_classifier(args.model, kind=args.kind, device=args.device, quantize=args.quantize, batch_size=args.batch_size,
                           base_model=args.base_model, workers=args.workers)
@@ -145,7 +145,7 @@ def _serve(args):
     if importlib.util.find_spec("gradio") is None:
         raise ValueError("the web demo needs Gradio: pip install 'phi_cls[demo]' (or pip install gradio).")
     from phi_cls.metrics import check_threshold
-    check_threshold(args.threshold)
+    if args.threshold is not None: check_threshold(args.threshold)
     if args.max_upload_mb <= 0: raise ValueError(f"max_upload_mb={args.max_upload_mb} must be positive.")
     from phi_cls.serve import serve
     serve(args.model, args.host, args.port, args.checker, args.kind, args.max_upload_mb, args.threshold, args.quantize)
@@ -154,7 +154,8 @@ def _export(args):
     from phi_cls.export import export
     print(f"exported to {export(args.model, args.out, args.kind, args.base_model, args.fp32, args.overwrite)}")
 
-COMMANDS = {"train": _train, "predict": _predict, "check": _check, "serve": _serve, "export": _export}
+COMMANDS = {"train": _train, "predict": _predict, "evaluate": _evaluate, "check": _check, "serve": _serve,
+            "export": _export}
 
 def main(argv:list|None=None) -> int:
     "Entry point of the `phi-cls` command."

@@ -19,7 +19,8 @@ MODES = ("probe", "lora", "both")
 EMBEDDED_DATA = ("champ", "champ-all", "gsm8k-pairs")  # phi_cls.data.EMBEDDED, spelled out here so config stays stdlib only
 _CHOICES = dict(mode=MODES, precision=("auto", "bf16", "fp32"), quantize=("auto", "4bit", "none"),
                 lr_scheduler=("cosine", "linear", "constant", "constant_with_warmup"),
-                optim=("auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"), pooling=("last", "mean"))
+                optim=("auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"),
+                threshold_objective=("none", "balanced_accuracy", "f1"), class_weight=("none", "auto"))
 _POSITIVE = ("epochs", "batch_size", "grad_accum", "learning_rate", "max_length", "logging_steps",
              "save_total_limit", "lora_r", "lora_alpha")
 
@@ -86,7 +87,8 @@ class TrainConfig:
     seed: int = _help("random seed for head init, sampling and shuffling", 42)
     max_train_samples: typing.Optional[int] = _help("use at most this many training rows (seeded sample)", None)
     max_eval_samples: typing.Optional[int] = _help("use at most this many test (and validation) rows", None)
-    keep_validation: bool = _help("hold validation out for evaluation each epoch instead of training on it", False)
+    keep_validation: bool = _help("hold validation out (if the data has it) instead of training on it: it is evaluated each epoch, "
+                                  "picks the best epoch and fits the threshold, temperature and hybrid rule", True)
     eval_batch_size: typing.Optional[int] = _help("rows per forward pass in feature extraction and prediction; None = auto (2 on a CPU, 8 on a GPU)", None)
     workers: typing.Union[str, int] = _help("CPU inference (probe features, test predictions) in this many single-thread processes; "
                                             "auto = one per core when the rows repay starting them, 1 = one process", "auto")
@@ -101,6 +103,10 @@ class TrainConfig:
     resume: bool = _help("continue an interrupted run in the same folder from its last checkpoint", False)
     allow_leakage: bool = _help("train even if test questions also appear in the training data (warns instead of stopping)", False)
     checker: bool = _help("also evaluate the arithmetic checker and the hybrid (checker proves an error, else classifier)", False)
+    threshold_objective: str = _help("what the decision threshold is fitted for on validation: balanced_accuracy, f1 or none (0.5)",
+                                     "balanced_accuracy")
+    calibrate: bool = _help("fit a temperature on validation so that p(flawed) is calibrated", True)
+    class_weight: str = _help("loss weights per class: auto (inverse class frequency on train; none on balanced data) or none", "auto")
 
     def __post_init__(self):
         if isinstance(self.probe_layer, int) and not isinstance(self.probe_layer, bool): self.probe_layer = str(self.probe_layer)
@@ -137,7 +143,7 @@ class TrainConfig:
 PRESETS = {
     "recipe": {},  # TrainConfig's defaults: the reference recipe
     "demo": dict(max_train_samples=96, max_eval_samples=64, max_length=384, grad_accum=1),  # make demo
-    "smoke": dict(max_train_samples=32, max_eval_samples=32, max_length=256, grad_accum=1, checker=True),  # nbs/train.ipynb
+    "smoke": dict(max_train_samples=32, max_eval_samples=32, max_length=256, grad_accum=1, checker=True, keep_validation=False),  # nbs/train.ipynb
 }
 
 def preset_values(name:str) -> dict:

@@ -121,7 +121,7 @@ def hf_classifier(art:Path, info:dict, path:str, fp32:bool=False):
     if expected and expected != found:
         raise ModelError(f"{art} was trained on a different backbone ({expected}) than '{path}' ({found}). "
                          f"Export it with its own base model, '{name}'.")
-    weight = score_weight(load_head(art), art)
+    weight = score_weight(load_head(art), art) / float(info.get("temperature", 1.0))  # softmax(Wh/T), exact
     model = _quiet_load(cls.from_pretrained, path, num_labels=2, dtype=torch.float32 if fp32 else "auto",
                         trust_remote_code=False)
     if info.get("kind") == "lora":
@@ -149,7 +149,8 @@ def configure(model, tokenizer, info:dict) -> dict:
     c.problem_type = "single_label_classification"
     c.phi_cls = dict(kind=info.get("kind"), base_model=info.get("base_model"), prompt=info.get("prompt", PROMPT),
                      max_length=info["max_length"], truncation=TRUNCATION, prompt_helper="phi_cls_prompt.py",
-                     pad_token=tokenizer.pad_token,
+                     pad_token=tokenizer.pad_token, threshold=float(info.get("threshold", 0.5)),
+                     temperature_folded_into_score=float(info.get("temperature", 1.0)),
                      pooling="last token that is not pad_token_id (right padding) == phi_cls's last real token")
     return c.phi_cls
 

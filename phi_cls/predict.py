@@ -65,21 +65,24 @@ class Classifier:
     def __init__(self, clf, tokenizer, info:dict, precision:str, batch_size:int|None=None, path:Path|None=None,
                  workers="auto", base_model:str|None=None):
         self.clf, self.tokenizer, self.info, self.precision, self.batch_size, self.path = clf, tokenizer, info, precision, batch_size, path
+        self.temperature, self.threshold = float(info.get("temperature", 1.0)), float(info.get("threshold", THRESHOLD))  # fitted on validation
+        self.hybrid = info.get("decision", {}).get("hybrid", dict(rule="checker_or_classifier", threshold=self.threshold))
         self.workers, self.base_model, self._pool, self._in_job = parse_workers(workers), base_model or info["base_model"], None, False
         self.encoder = PromptEncoder(tokenizer, info["max_length"])
 
     def __repr__(self): return f"Classifier({self.info['kind']} on {self.info['base_model']}, max_length={self.info['max_length']}, {self.precision})"
 
-    def predict_proba(self, questions, solutions=None, batch_size:int|None=None, progress:bool=False) -> np.ndarray:
-        "(n, 2) array of p(class=0) (correct), p(class=1) (flawed); `questions` may be a DataFrame with question/solution columns."
+    def predict_proba(self, questions, solutions=None, batch_size:int|None=None, progress:bool=False, calibrated:bool=True) -> np.ndarray:
+        "(n, 2) calibrated (with the artifact's temperature, unless `calibrated=False`) p(class=0) (correct), p(class=1) (flawed); `questions` may be a DataFrame."
         questions, solutions = _texts(questions, solutions)
         ds = Dataset.from_dict(self.encoder(questions, solutions))
-        logits = self.logits(ds, batch_size or self.batch_size, progress)
-        return torch.softmax(logits, -1).numpy().astype(np.float64)
+        logits = self.logits(ds, batch_size or self.batch_size, progress)  # in the worker processes when there are any
+        return torch.softmax(logits.double() / (self.temperature if calibrated else 1.0), -1).numpy()
 
-    def predict(self, questions, solutions=None, threshold:float=THRESHOLD, **kwargs) -> np.ndarray:
-        "Labels: 1 (flawed) where p(flawed) >= `threshold`, else 0."
-        return (self.predict_proba(questions, solutions, **kwargs)[:, 1] >= check_threshold(threshold)).astype(int)
+    def predict(self, questions, solutions=None, threshold:float|None=None, **kwargs) -> np.ndarray:
+        "Labels: 1 (flawed) where p(flawed) >= `threshold` (default: the artifact's fitted threshold), else 0."
+        threshold = self.threshold if threshold is None else check_threshold(threshold)
+        return (self.predict_proba(questions, solutions, **kwargs)[:, 1] >= threshold).astype(int)
 
 # %% ../nbs/08_predict.ipynb #c009
 def _recorded_quantize(quantize:str, info:dict) -> str:
@@ -137,17 +140,18 @@ def _logits(self:Classifier, ds, batch_size:int|None=None, progress:bool=False) 
 Classifier.job, Classifier.logits = _job, _logits
 
 # %% ../nbs/08_predict.ipynb #c014
-def _predict_frame(self:Classifier, df:pd.DataFrame, threshold:float=THRESHOLD, checker:bool=False, batch_size:int|None=None,
+def _predict_frame(self:Classifier, df:pd.DataFrame, threshold:float|None=None, checker:bool=False, batch_size:int|None=None,
                    source:str="input") -> pd.DataFrame:
-    "Prediction rows for a DataFrame with question, solution (and optional index, label) columns."
-    check_threshold(threshold)
+    "Prediction rows for a DataFrame with question, solution (and optional index, label) columns; `threshold=None`: the artifact's."
+    rule = self.hybrid if threshold is None else dict(self.hybrid, threshold=check_threshold(threshold))  # a given threshold wins
+    threshold = self.threshold if threshold is None else threshold
     df = validate_frame(df, source, label_required=False)
     probs = self.predict_proba(df["question"].tolist(), df["solution"].tolist(), batch_size=batch_size)
     out = pd.DataFrame({"index": df["index"].to_numpy(), "p(class=0)": probs[:, 0], "p(class=1)": probs[:, 1],
                         "label": (probs[:, 1] >= threshold).astype(int)})
     if "label" in df: out["true_label"] = df["label"].to_numpy()
     if checker:
-        hybrid = combine(probs[:, 1], check_frame(df[["index", "solution"]]), threshold)
+        hybrid = combine(probs[:, 1], check_frame(df[["index", "solution"]]), rule["threshold"], rule["rule"])
         out = out.drop(columns="label").join(hybrid)
         first = ["index", "p(class=0)", "p(class=1)", "label"] + (["true_label"] if "true_label" in out else [])
         out = out[first + HYBRID_COLUMNS[1:]]
@@ -187,13 +191,13 @@ def _summary(done:pd.DataFrame, signals:dict) -> dict:
             summary[name] = {k: m[k] for k in ("accuracy", "precision", "recall", "f1", "confusion_matrix")}
     return summary
 
-def predict_file(clf:Classifier, path, output, threshold:float=THRESHOLD, checker:bool=False, batch_size:int|None=None,
+def predict_file(clf:Classifier, path, output, threshold:float|None=None, checker:bool=False, batch_size:int|None=None,
                  chunk_rows:int=512, progress:bool=True) -> dict:
-    "Stream `path` through the classifier (and checker) into `output`; return row count and, with labels, metrics."
-    check_threshold(threshold)  # before the output file is touched
+    "Stream `path` through the classifier (and checker) into `output`; return row count and, with labels, metrics (`threshold=None`: the artifact's)."
+    if threshold is not None: check_threshold(threshold)  # before the output file is touched
     rows = lambda chunk: clf.predict_frame(chunk, threshold, checker, batch_size, source=str(path))
     with clf.job(): done = _stream(path, rows, output, chunk_rows, progress, "Predicting")  # one pool of workers for every chunk
-    done["classifier"] = (done["p(class=1)"] >= threshold).astype(int)  # the classifier's own labels at the chosen threshold
+    done["classifier"] = (done["p(class=1)"] >= (clf.threshold if threshold is None else threshold)).astype(int)  # the classifier's own labels at the chosen threshold
     signals = {"classifier": "classifier"}
     if checker:
         done["checker"] = (done["decided_by"] == "checker").astype(int)

@@ -14,8 +14,9 @@ import pandas as pd
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
 from .data import DataError, read_table, table_path, validate_frame, write_json
-from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, check_threshold, classification_metrics,
-                             headline_metrics, cross_validated_baselines, versus_baselines)
+from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, check_threshold, classification_metrics, ece,
+                             headline_metrics, cross_validated_baselines, raw_probability, versus_baselines)
+
 
 # %% auto #0
 __all__ = ['FIGURES', 'Experiment', 'load_experiments', 'fake_run', 'plot_loss', 'plot_confusion', 'plot_roc', 'plot_pr',
@@ -136,11 +137,15 @@ def calibration_table(y, p, bins:int=10) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["lo", "hi", "mean_p", "frac_flawed", "n"])
 
 def plot_reliability(exp:Experiment, ax=None, bins:int=10):
-    "Reliability diagram: observed fraction flawed against mean predicted p(flawed), per bin (dot size = count)."
+    "Reliability diagram: observed fraction flawed against mean predicted p(flawed), per bin (dot size = count); before and after the fitted temperature."
     fig, ax = _axes(ax, f"{exp.name}: calibration")
-    t = calibration_table(exp.y, exp.p, bins)
+    t, T = calibration_table(exp.y, exp.p, bins), exp.metrics.get("decision", {}).get("temperature", 1.0)
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="perfect")
-    ax.plot(t.mean_p, t.frac_flawed, marker="o", label="model")
+    if T != 1.0:  # the predictions file holds calibrated p; the raw softmax is p with the log-odds times T
+        raw = raw_probability(exp.p, T)
+        b = calibration_table(exp.y, raw, bins)
+        ax.plot(b.mean_p, b.frac_flawed, marker="o", ls="--", alpha=0.6, label=f"before (ECE {ece(exp.y, raw, bins):.3f})")
+    ax.plot(t.mean_p, t.frac_flawed, marker="o", label=f"after T = {T:.2f} (ECE {ece(exp.y, exp.p, bins):.3f})" if T != 1.0 else "model")
     ax.scatter(t.mean_p, t.frac_flawed, s=10 + 200 * t.n / t.n.max(), alpha=0.3)
     ax.set_xlabel("mean predicted p(flawed)"); ax.set_ylabel("observed fraction flawed"); ax.set_xlim(0, 1); ax.set_ylim(0, 1)
     ax.legend(fontsize=8)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from .check import Explanation, combine, explain_solution, explanations_frame
 from .data import DataError
-from .metrics import THRESHOLD, check_threshold
+from .metrics import check_threshold
 from .predict import Classifier, load_classifier, predict_file
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls (and none would get through offline)
@@ -30,14 +30,16 @@ def _checker_line(ex:Explanation) -> str:
     n = len(ex.checked)
     return f"{n} calculation{'s' * (n != 1)} checked, {len(ex.findings) or 'none'} wrong"
 
-def classify_one(clf:Classifier, question:str, solution:str, checker:bool=True, threshold:float=THRESHOLD) -> dict:
-    "Verdict, p(flawed), deciding signal, the checker's findings and status, highlighted lines, notes for a solution."
+def classify_one(clf:Classifier, question:str, solution:str, checker:bool=True, threshold:float|None=None) -> dict:
+    "Verdict, calibrated p(flawed), deciding signal, checker findings and status, highlighted lines, notes."
+    # threshold=None: the artifact's fitted threshold and hybrid rule
     missing = [name for name, text in (("problem", question), ("solution", solution)) if not (text or "").strip()]
     if missing: return dict(error=f"Enter the {' and the '.join(missing)} first.")
-    check_threshold(threshold)
+    rule = clf.hybrid if threshold is None else dict(clf.hybrid, threshold=check_threshold(threshold))
+    if not checker: rule = dict(rule="classifier", threshold=clf.threshold if threshold is None else threshold)
     p = float(clf.predict_proba([question], [solution])[0, 1])
     ex = explain_solution(solution) if checker else None  # once: findings and the row combine reads
-    decision = combine([p], explanations_frame([ex]) if ex else None, threshold).iloc[0]
+    decision = combine([p], explanations_frame([ex]) if ex else None, rule["threshold"], rule["rule"]).iloc[0]
     findings = ex.findings if ex else []
     cut = clf.encoder([question], [solution])["truncated"][0]
     note = (f"The prompt is longer than the model reads ({clf.encoder.max_length} tokens): the classifier saw the "
@@ -49,7 +51,7 @@ def classify_one(clf:Classifier, question:str, solution:str, checker:bool=True, 
 # %% ../nbs/12_serve.ipynb #c008
 MAX_UPLOAD_MB = 10
 
-def classify_file(clf:Classifier, path:str|Path|None, checker:bool=True, threshold:float=THRESHOLD,
+def classify_file(clf:Classifier, path:str|Path|None, checker:bool=True, threshold:float|None=None,
                   max_mb:float=MAX_UPLOAD_MB) -> dict:
     "Predictions file, summary and confusion matrix for an uploaded file; `error` instead when it cannot be scored."
     if not path: return dict(error="Upload a CSV or JSONL file with question and solution columns first.")
@@ -99,10 +101,10 @@ def _verdict_md(r:dict) -> str:
     return head + (f"\n\n_{r['note']}_" if r["note"] else "")
 
 # %% ../nbs/12_serve.ipynb #c011
-def build_app(clf:Classifier, checker:bool=True, threshold:float=THRESHOLD, max_mb:float=MAX_UPLOAD_MB):
-    "The Gradio Blocks app: a single-solution tab and a batch tab."
+def build_app(clf:Classifier, checker:bool=True, threshold:float|None=None, max_mb:float=MAX_UPLOAD_MB):
+    "The Gradio Blocks app: a single-solution tab and a batch tab (`threshold=None`: the artifact's fitted threshold)."
     import gradio as gr
-    check_threshold(threshold)
+    if threshold is not None: check_threshold(threshold)
     def one(q, s):
         r = classify_one(clf, q, s, checker, threshold)
         if "error" in r: return _verdict_md(r), None, None
@@ -132,7 +134,8 @@ def build_app(clf:Classifier, checker:bool=True, threshold:float=THRESHOLD, max_
             run_batch = gr.Button("Score file", variant="primary", elem_id="score")
             summary = gr.Markdown(elem_id="batch-summary")
             result = gr.File(label="Predictions", elem_id="batch-result")
-            confusion = gr.Dataframe(label=f"Confusion matrix (threshold {threshold:g})", elem_id="confusion")
+            shown = clf.threshold if threshold is None else threshold
+            confusion = gr.Dataframe(label=f"Confusion matrix (threshold {shown:g})", elem_id="confusion")
             run_batch.click(batch, [upload], [summary, result, confusion])
     return app.queue(default_concurrency_limit=1)
 
@@ -143,7 +146,7 @@ def _font_theme():
                              font_mono=["ui-monospace", "monospace"])
 
 def serve(model:str|Path, host:str="127.0.0.1", port:int=7860, checker:bool=True, kind:str|None=None,
-          max_mb:float=MAX_UPLOAD_MB, threshold:float=THRESHOLD, quantize:str="auto"):
+          max_mb:float=MAX_UPLOAD_MB, threshold:float|None=None, quantize:str="auto"):
     "Load the classifier once and serve the app until interrupted."
     clf = load_classifier(model, kind=kind, quantize=quantize)  # auto: as the artifact was trained
     app = build_app(clf, checker, threshold, max_mb)

@@ -11,14 +11,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainingArguments, set_seed
 
 from .config import ConfigError, TrainConfig
 from .data import PROMPT, Collator, PromptEncoder, load_data, tokenize, training_splits, write_csv, write_json, zip_run
 from .check import check_frame, combine
-from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, classification_metrics, headline_metrics, predictions_frame,
+from .metrics import (PRED_FILES, baseline_metrics, classification_metrics, headline_metrics, predictions_frame,
                              shortcut_baselines, summary_lines, versus_baselines)
+from .metrics import NOT_FITTED, class_weights, ece, fit_decision, fit_hybrid, softmax_t
 from .hardware import (CPU_4BIT_NOTE, bitsandbytes_version, cpu_4bit_lora_error, cpu_kind, kbit_gradients_ok,
                               malloc_tuning_enabled, resolve_device, resolve_precision, resolve_quantize)
 from .model import (PhiClassifier, add_lora, context_length, describe_trainable, forward_batch_size, freeze, load_backbone,
@@ -30,11 +32,12 @@ from .model import decoder_layers, feature_settings, resolve_layer
 
 # %% auto #0
 __all__ = ['world', 'first_process', 'Resolved', 'resolve', 'trainable_state_dict', 'ClassifierTrainer', 'FeatureDataset',
-           'training_args', 'init_distributed', 'finish_distributed', 'sharded', 'inference_pool', 'probe_scaling',
-           'standardize', 'fold_standardization', 'ExperimentResult', 'say', 'train_probe', 'fit_probe',
-           'candidate_layers', 'probe_layers', 'validation_metrics', 'select_layer', 'lora_trainer', 'train_lora',
-           'git_commit', 'data_fingerprint', 'package_versions', 'prepare_data', 'hybrid_results', 'run_baselines',
-           'last_checkpoint', 'previous_run', 'check_max_length', 'run']
+           'training_args', 'loss_weights', 'best_epoch', 'init_distributed', 'finish_distributed', 'sharded',
+           'inference_pool', 'probe_scaling', 'standardize', 'fold_standardization', 'ExperimentResult', 'say',
+           'train_probe', 'fit_probe', 'candidate_layers', 'probe_layers', 'validation_metrics', 'select_layer',
+           'lora_trainer', 'train_lora', 'git_commit', 'data_fingerprint', 'package_versions', 'fit_decisions',
+           'decision_metrics', 'prepare_data', 'hybrid_results', 'run_baselines', 'last_checkpoint', 'previous_run',
+           'check_max_length', 'run']
 
 # %% ../nbs/07_train.ipynb #c009
 def world() -> tuple:
@@ -96,12 +99,18 @@ def trainable_state_dict(model:torch.nn.Module) -> dict:
 
 class ClassifierTrainer(Trainer):
     "A Trainer whose checkpoints hold only the trainable weights, as safetensors, and which keeps every step's loss."
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, class_weights:list|None=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.class_weights = class_weights  # loss weight per class; None: the model's own (unweighted) loss
         self.step_losses = {}  # optimizer step -> losses of its micro-batches (for the loss curve; not printed)
 
     def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
-        result = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+        if self.class_weights is None: result = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+        else:
+            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+            w = torch.tensor(self.class_weights, device=outputs.logits.device)
+            loss = F.cross_entropy(outputs.logits.float(), inputs["labels"].to(w.device), weight=w)
+            result = (loss, outputs) if return_outputs else loss
         if model.training:
             loss = result[0] if return_outputs else result
             self.step_losses.setdefault(self.state.global_step + 1, []).append(float(loss.detach()))
@@ -126,6 +135,8 @@ class ClassifierTrainer(Trainer):
                                    "it was written by another phi_cls version. Start the run again without --resume.")
         model.load_state_dict(state, strict=False)
 
+    def _load_best_model(self): self._load_from_checkpoint(self.state.best_model_checkpoint)  # our safetensors, trainable weights
+
 class FeatureDataset(torch.utils.data.Dataset):
     "Precomputed features with their labels, as the Trainer wants rows."
     def __init__(self, features:torch.Tensor, labels): self.features, self.labels = features, list(labels)
@@ -142,9 +153,24 @@ def training_args(cfg:TrainConfig, output_dir:Path, res:Resolved, precision:str,
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay, optim=res.optim, bf16=precision == "bf16", use_cpu=res.device == "cpu",
         logging_steps=cfg.logging_steps, logging_first_step=True, save_strategy="epoch", save_total_limit=cfg.save_total_limit,
-        eval_strategy="epoch" if evaluate else "no", seed=cfg.seed, data_seed=cfg.seed, report_to="none",
+        eval_strategy="epoch" if evaluate else "no", load_best_model_at_end=evaluate, metric_for_best_model="eval_loss",
+        greater_is_better=False, seed=cfg.seed, data_seed=cfg.seed, report_to="none",
         train_sampling_strategy="group_by_length" if by_length else "random", length_column_name="length",
         disable_tqdm=not cfg.progress, dataloader_pin_memory=False, ddp_find_unused_parameters=False)
+
+# %% ../nbs/07_train.ipynb #t002
+def loss_weights(cfg:TrainConfig, labels) -> list|None:
+    "Per-class loss weights for `cfg.class_weight`: inverse class frequency of `labels` with auto; None when all are 1 (balanced)."
+    if cfg.class_weight == "none": return None
+    w = class_weights(labels)
+    return None if all(abs(x - 1) < 1e-9 for x in w) else w
+
+def best_epoch(state) -> dict|None:
+    "The epoch, step and validation loss of the checkpoint the Trainer kept as best (None without evaluation)."
+    if not state.best_model_checkpoint: return None
+    step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[1])
+    ev = [e for e in state.log_history if "eval_loss" in e and e.get("step") == step]
+    return dict(epoch=ev[-1]["epoch"] if ev else None, step=step, eval_loss=state.best_metric)
 
 # %% ../nbs/07_train.ipynb #c014
 def init_distributed(device:str) -> bool:
@@ -217,6 +243,9 @@ class ExperimentResult:
     feature_seconds: float|None = None  # the probe's one pass of feature extraction
     details: dict = field(default_factory=dict)  # more facts for metrics.json and classifier.json (the probe's layer and pooling)
     inference_workers: dict = field(default_factory=dict)  # inference job -> processes it ran in, and why
+    logits: np.ndarray|None = None  # test-set logits (n, 2), before any temperature
+    val_logits: np.ndarray|None = None  # held-out validation logits, for the decisions fitted there
+    best_epoch: dict|None = None  # the epoch kept (lowest validation loss), when validation is held out
 
 
 # %% ../nbs/07_train.ipynb #c022
@@ -240,9 +269,12 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolve
     feature_seconds = time.perf_counter() - start
     if isinstance(clf.layer, tuple): clf, raw, trainer, details = select_layer(cfg, clf, raw, data, out, res)
     else: trainer, details = fit_probe(cfg, clf, raw, data, out / "checkpoints" / "probe", res, resume_from), feature_settings(clf)
-    with torch.no_grad(): probs = _softmax(clf(features=raw["test"].to(clf.head.weight.device)).logits.cpu())
-    return ExperimentResult(clf=clf, probs=probs, log_history=trainer.training_log(), train_seconds=time.perf_counter() - start,
-                feature_seconds=feature_seconds, details=details, inference_workers={"probe features": used})
+    with torch.no_grad():
+        logits = {k: clf(features=f.to(clf.head.weight.device)).logits.float().cpu() for k, f in raw.items() if k != "train"}
+    return ExperimentResult(clf=clf, probs=_softmax(logits["test"]), log_history=trainer.training_log(),
+                train_seconds=time.perf_counter() - start, feature_seconds=feature_seconds, details=details,
+                inference_workers={"probe features": used}, logits=logits["test"].numpy(),
+                val_logits=logits["validation"].numpy() if "validation" in logits else None, best_epoch=best_epoch(trainer.state))
 
 def fit_probe(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, output_dir:Path, res:Resolved, resume_from:str|None=None) -> ClassifierTrainer:
     "Train `clf`'s head on standardized features `raw` (per split), then fold the standardization into it; the Trainer comes back."
@@ -252,7 +284,7 @@ def fit_probe(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, output_di
         model=clf, args=training_args(cfg, output_dir, res, "fp32", "validation" in feats, by_length=False),
         train_dataset=FeatureDataset(feats["train"], data["train"]["labels"]), data_collator=Collator(0),
         eval_dataset=FeatureDataset(feats["validation"], data["validation"]["labels"]) if "validation" in feats else None,
-        compute_metrics=_accuracy)
+        compute_metrics=_accuracy, class_weights=loss_weights(cfg, data["train"]["labels"]))
     trainer.train(resume_from_checkpoint=resume_from)
     clf.eval()
     fold_standardization(clf.head, *scaling)  # now a plain bias-free linear head on raw pooled states
@@ -308,7 +340,8 @@ def lora_trainer(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolv
     say("lora:", describe_trainable(clf))
     args = training_args(cfg, out / "checkpoints" / "lora", res, res.precision, data.get("validation") is not None, by_length=True)
     return ClassifierTrainer(model=clf, args=args, train_dataset=data["train"], eval_dataset=data.get("validation"),
-                             data_collator=Collator(tok.pad_token_id), compute_metrics=_accuracy)
+                             data_collator=Collator(tok.pad_token_id), compute_metrics=_accuracy,
+                             class_weights=loss_weights(cfg, data["train"]["labels"]))
 
 def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved, resume_from:str|None=None) -> ExperimentResult:
     "Add LoRA adapters to the backbone, train them with a fresh head, predict the test set."
@@ -318,11 +351,17 @@ def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved
     clf.eval()
     show, bs, pad, job = cfg.progress and first_process(), res.eval_batch_size, tok.pad_token_id, "lora test predictions"
     lora = dict(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)  # the workers wrap their backbone the same way
-    with inference_pool(cfg, res, clf.backbone, len(data["test"]), job, lora=lora, state=trainable_state_dict(clf)) as (pool, used):
-        feats = sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res.precision, show, "Predicting"), data["test"], bs)
-    with torch.inference_mode(): logits = clf(features=feats.to(clf.head.weight.device)).logits.cpu()  # the head, here
-    return ExperimentResult(clf=clf, probs=_softmax(logits), log_history=trainer.training_log(), train_seconds=train_seconds,
-                            inference_workers={job: used})
+    splits = {k: data[k] for k in ("test", "validation") if data.get(k) is not None}  # the best epoch's weights (load_best_model_at_end)
+    n = sum(map(len, splits.values()))
+    with inference_pool(cfg, res, clf.backbone, n, job, lora=lora, state=trainable_state_dict(clf)) as (pool, used):
+        feats = {k: sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res.precision, show, "Predicting"), ds, bs)
+                 for k, ds in splits.items()}
+    with torch.inference_mode():  # the head, here
+        logits = {k: clf(features=f.to(clf.head.weight.device)).logits.float().cpu() for k, f in feats.items()}
+    return ExperimentResult(clf=clf, probs=_softmax(logits["test"]), log_history=trainer.training_log(), train_seconds=train_seconds,
+                            inference_workers={job: used}, logits=logits["test"].numpy(), best_epoch=best_epoch(trainer.state),
+                            val_logits=logits["validation"].numpy() if "validation" in logits else None)
+
 
 # %% ../nbs/07_train.ipynb #c026
 def git_commit() -> dict|None:
@@ -350,11 +389,35 @@ def package_versions() -> dict:
     return dict(python=platform.python_version(), torch=torch.__version__, transformers=transformers.__version__,
                 peft=peft.__version__, datasets=datasets.__version__, phi_cls=phi_cls.__version__)
 
+# %% ../nbs/07_train.ipynb #t011
+def fit_decisions(cfg:TrainConfig, result:ExperimentResult, validation, checked_val:pd.DataFrame|None) -> dict:
+    "Temperature, threshold and (with the checker) hybrid rule fitted on the held-out `validation` rows; defaults without them."
+    y = np.asarray(validation["labels"]) if validation is not None and result.val_logits is not None else None
+    d = fit_decision(result.val_logits if y is not None else None, y, cfg.threshold_objective, cfg.calibrate)
+    if y is not None and checked_val is not None:
+        d["hybrid"] = fit_hybrid(softmax_t(result.val_logits, d["temperature"])[:, 1], checked_val, y, d["threshold"])
+    else:
+        why = NOT_FITTED if y is None else "not fitted: the run did not use the checker"
+        d["hybrid"] = dict(rule="checker_or_classifier", threshold=d["threshold"], fitted=why)
+    return d
+
+def decision_metrics(y_test, result:ExperimentResult, decision:dict, validation=None) -> dict:
+    "Test metrics with the fitted decision (calibrated p, fitted threshold), the raw ones (softmax, 0.5), and ECE before/after."
+    raw, cal = softmax_t(result.logits)[:, 1], softmax_t(result.logits, decision["temperature"])[:, 1]
+    out = dict(classification_metrics(y_test, cal, decision["threshold"]), raw=classification_metrics(y_test, raw),
+               ece=dict(test=dict(before=ece(y_test, raw), after=ece(y_test, cal))), decision=decision)
+    if validation is not None and result.val_logits is not None:
+        yv, v = validation["labels"], result.val_logits
+        out["ece"]["validation"] = dict(before=ece(yv, softmax_t(v)[:, 1]), after=ece(yv, softmax_t(v, decision["temperature"])[:, 1]))
+    return out
+
 # %% ../nbs/07_train.ipynb #c027
 def prepare_data(cfg:TrainConfig, tok) -> tuple:
     "Load, check, subsample and tokenize the data: ({train, validation or None, test}, facts for the run card)."
-    required = ("train", "validation", "test") if cfg.keep_validation else ("train", "test")
-    train, val, test = training_splits(load_data(cfg.data, required=required), cfg.keep_validation,
+    dd = load_data(cfg.data, required=("train", "test"))
+    held = cfg.keep_validation and "validation" in dd and len(dd["validation"]) > 0  # without a validation split: train on all
+    if cfg.keep_validation and not held: say(f"keep_validation: {cfg.data} has no validation split; nothing is held out or fitted.")
+    train, val, test = training_splits(dd, held,
                                        cfg.max_train_samples, cfg.max_eval_samples, cfg.seed, cfg.allow_leakage)
     raw = dict(train=train, validation=val, test=test)
     enc = PromptEncoder(tok, cfg.max_length)
@@ -367,13 +430,15 @@ def prepare_data(cfg:TrainConfig, tok) -> tuple:
 
 _RESULTS = ["metrics.json", "artifacts.zip", *PRED_FILES.values(), *(f"{m}_hybrid_predictions.csv" for m in PRED_FILES)]
 
-def hybrid_results(out:Path, mode:str, test, probs, checked:pd.DataFrame) -> dict:
-    "Write `<mode>_hybrid_predictions.csv` and return checker-alone and hybrid metrics."
-    hybrid = combine(probs[:, 1], checked)
+def hybrid_results(out:Path, mode:str, test, probs, checked:pd.DataFrame, rule:dict|None=None) -> dict:
+    "Write `<mode>_hybrid_predictions.csv` and return checker-alone and hybrid metrics (`rule`: `combine`'s rule and threshold)."
+    rule = rule or dict(rule="checker_or_classifier", threshold=0.5)
+    hybrid = combine(probs[:, 1], checked, rule["threshold"], rule["rule"])
     frame = predictions_frame(test["index"], test["labels"], probs).join(hybrid)
     write_csv(out / f"{mode}_hybrid_predictions.csv", frame)
     scores = lambda p: dict(classification_metrics(test["labels"], p), **headline_metrics(test["labels"], p))
-    return dict(checker=scores(checked["checker_flawed"].astype(float)), hybrid=scores(hybrid["label"].astype(float)))
+    return dict(checker=scores(checked["checker_flawed"].astype(float)),
+                hybrid=dict(scores(hybrid["label"].astype(float)), rule=rule["rule"]))
 
 def run_baselines(cfg:TrainConfig, raw:dict) -> tuple:
     "The shortcut baselines, fitted on the rows the classifier trains on and scored on the test rows: (p(flawed) by name, metrics)."
@@ -436,6 +501,8 @@ def run(cfg:TrainConfig) -> dict:
         check_max_length(cfg)
         data, card["data"], raw = prepare_data(cfg, tok)
         checked = check_frame(raw["test"].to_pandas()[["index", "solution"]]) if cfg.checker else None
+        checked_val = check_frame(raw["validation"].to_pandas()[["index", "solution"]]) if cfg.checker and raw["validation"] else None
+        card["class_weights"] = loss_weights(cfg, data["train"]["labels"]) or "none (all 1)"
         base_probs, baselines = run_baselines(cfg, raw)
         backbone = load_backbone(cfg.model, res.device, res.quantize, res.precision, cfg.attn_implementation)
         card["seconds"]["load"] = round(time.perf_counter() - start, 2)
@@ -452,18 +519,23 @@ def run(cfg:TrainConfig) -> dict:
             if resume_from: say(f"{mode}: resuming from {resume_from}")
             result = (train_probe if mode == "probe" else train_lora)(cfg, backbone, tok, data, out, res, resume_from)
             card["resolved"]["inference_workers"].update(result.inference_workers)
-            metrics[mode] = dict(classification_metrics(test["labels"], result.probs[:, 1]), n_train=len(data["train"]),
+            decision = fit_decisions(cfg, result, data["validation"], checked_val)
+            probs = softmax_t(result.logits, decision["temperature"])  # calibrated: what the CSVs and the artifact give
+            metrics[mode] = dict(decision_metrics(test["labels"], result, decision, data["validation"]), n_train=len(data["train"]),
                                  train_seconds=round(result.train_seconds, 2),
                                  **({"feature_seconds": round(result.feature_seconds, 2)} if result.feature_seconds is not None else {}),
                                  **result.details)
-            metrics[mode].update(versus_baselines(test["labels"], result.probs[:, 1], THRESHOLD, base_probs, baselines["results"], f"{mode} classifier"))
+            metrics[mode].update(versus_baselines(test["labels"], probs[:, 1], decision["threshold"], base_probs,
+                                                 baselines["results"], f"{mode} classifier"))  # the fitted decision
             if main:
-                write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], result.probs))
-                save_classifier(result.clf, tok, out / mode, dict(meta, **result.details))
+                write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], probs))
+                save_classifier(result.clf, tok, out / mode, dict(meta, **result.details, threshold=decision["threshold"],
+                                                                   temperature=decision["temperature"], decision=decision))
                 write_json(out / mode / "training_log.json", result.log_history)
-                if checked is not None: metrics[mode].update(hybrid_results(out, mode, test, result.probs, checked))
+                if checked is not None: metrics[mode].update(hybrid_results(out, mode, test, probs, checked, decision["hybrid"]))
             card["seconds"][mode] = round(time.perf_counter() - t0, 2)
             card["done"][mode] = metrics[mode]
+            card.setdefault("best_epoch", {})[mode] = result.best_epoch or "last (no held-out validation)"
             write(write_json, out / "run.json", card)
             say(f"{mode}: test accuracy {metrics[mode]['accuracy']:.3f}, F1 (flawed) {metrics[mode]['f1']:.3f} on {len(test)} rows")
         metrics["baselines"] = baselines

@@ -59,5 +59,5 @@ def test_torchrun_two_processes(tmp_path):
     for mode, csv in (("probe", "probe_baseline_predictions.csv"), ("lora", "lora_finetuned_predictions.csv")):
         preds = pd.read_csv(out / csv)
         assert preds["index"].tolist() == test["index"].tolist()  # every test row once, in order, despite sharding
-        assert metrics[mode]["n"] == 13 and metrics[mode]["accuracy"] == ((preds["p(class=1)"] >= 0.5) == preds["true_label"]).mean()
+        assert metrics[mode]["n"] == 13 and metrics[mode]["accuracy"] == ((preds["p(class=1)"] >= metrics[mode]["threshold"]) == preds["true_label"]).mean()
         np.testing.assert_allclose(phi_cls.load_classifier(out / mode).predict_proba(test)[:, 1], preds["p(class=1)"], atol=1e-5)

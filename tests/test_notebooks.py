@@ -50,7 +50,7 @@ def test_train_notebook_leaves_complete_run(runs, run_name, mode):
     assert {"torch", "transformers"} <= set(card["versions"]) and card["data"]["fingerprint"] and card["seconds"]["total"] > 0
     assert card["resolved"]["device"] == "cpu"
     preds, metrics = pd.read_csv(run / csv), json.loads((run / "metrics.json").read_text())[mode]
-    assert metrics["accuracy"] == pytest.approx(((preds["p(class=1)"] >= 0.5) == preds["true_label"]).mean())
+    assert metrics["accuracy"] == pytest.approx(((preds["p(class=1)"] >= metrics["threshold"]) == preds["true_label"]).mean())
     assert {"checker", "hybrid"} <= set(metrics) and (run / f"{mode}_hybrid_predictions.csv").exists()  # the notebook scores all three
     executed = nbformat.read(run / "executed_notebook.ipynb", as_version=4)
     assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")

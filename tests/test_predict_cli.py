@@ -25,7 +25,8 @@ def test_csv_with_labels_matches_training_csv(tiny_run, rows, tmp_path):
     assert "accuracy" in proc.stdout and "F1 (flawed)" in proc.stdout
     saved = pd.read_csv(tiny_run / "lora_finetuned_predictions.csv").set_index("index").loc[out["index"]]
     np.testing.assert_allclose(out["p(class=1)"], saved["p(class=1)"], atol=1e-4)
-    assert (out["label"] == (out["p(class=1)"] >= 0.5)).all() and (out["true_label"] == rows["label"].values).all()
+    threshold = json.loads((tiny_run / "lora" / "classifier.json").read_text())["threshold"]  # fitted on validation
+    assert (out["label"] == (out["p(class=1)"] >= threshold)).all() and (out["true_label"] == rows["label"].values).all()
 
 
 def test_jsonl_without_labels_and_threshold(tiny_run, rows, tmp_path):
