@@ -67,16 +67,29 @@ def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_requi
             raise DataError(f"{where}, column '{col}' is empty or not text in {_count(bad)}: {_examples(df, bad, col)}. "
                             "Remove those rows or fill in the text.")
     if "index" not in df: df = df.assign(index=df["_row"])
-    if (bad := pd.to_numeric(df["index"], errors="coerce").isna()).any():
-        raise DataError(f"{where}, column 'index' is missing or not an integer in {_count(bad)}: {_examples(df, bad, 'index')}.")
+    if (bad := _index_mask(df["index"])).any():
+        raise DataError(f"{where}, column 'index' is missing, not a whole number or beyond 64-bit integers in {_count(bad)}: "
+                        f"{_examples(df, bad, 'index')}. Use whole numbers between -2**63 and 2**63 - 1.")
     if (bad := df["index"].duplicated(keep=False)).any():
         raise DataError(f"{where}, column 'index' repeats in {_count(bad)}: {_examples(df, bad, 'index')}. "
                         "Each row needs its own index, which names it in the predictions file.")
     df = df.assign(index=pd.to_numeric(df["index"]).astype("int64"))
     return df.assign(label=pd.to_numeric(df["label"]).astype("int64")) if "label" in df else df
 
+# %% ../nbs/00_data.ipynb #c011a
+def _index_mask(values:pd.Series) -> pd.Series:
+    "True where an index is missing, not a whole number, or out of int64 range (7.2 and 7.9 would both become 7)."
+    def bad(v):
+        if isinstance(v, (bool, np.bool_)): return True
+        if isinstance(v, (int, np.integer)): return not -2**63 <= int(v) < 2**63
+        try: f = float(v)
+        except (TypeError, ValueError): return True
+        return not (np.isfinite(f) and f.is_integer() and -2.0**63 <= f < 2.0**63)
+    if pd.api.types.is_integer_dtype(values.dtype): return pd.Series(False, index=values.index)
+    return values.map(bad).astype(bool)
+
 # %% ../nbs/00_data.ipynb #c014
-_READERS = {".csv": lambda p: pd.read_csv(p, dtype={"question": str, "solution": str}), ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False), ".json": lambda p: pd.read_json(p, lines=True, dtype=False),
+_READERS = {".csv": lambda p: pd.read_csv(p, **_csv_options(p)), ".jsonl": lambda p: _read_jsonl(p), ".json": lambda p: _read_jsonl(p),
             ".parquet": pd.read_parquet}
 
 def table_path(path:Path) -> Path:
@@ -93,9 +106,46 @@ def read_table(path:Path) -> pd.DataFrame:
     path = table_path(path)
     try: df = _READERS[path.suffix.lower()](path)
     except UnicodeDecodeError as e: raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}). Save it as UTF-8 and retry.") from None
+    except DataError: raise
     except pd.errors.EmptyDataError: raise DataError(f"{path} is empty. It needs a header row and at least one example.") from None
     except ValueError as e: raise DataError(f"{path} could not be read as {path.suffix[1:].upper()}: {e}") from None
     return df.assign(_row=np.arange(len(df)))
+
+# %% ../nbs/00_data.ipynb #c014b
+import contextlib, io, itertools, sys
+
+_TEXT_COLUMNS = ("question", "solution")
+
+def _csv_options(path) -> dict:
+    "read_csv options: question / solution are read as written (only a blank cell is missing); other columns as pandas does."
+    from pandas._libs.parsers import STR_NA_VALUES
+    header = pd.read_csv(path, nrows=0).columns
+    return dict(dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False,
+                na_values={c: [""] if c in _TEXT_COLUMNS else sorted(STR_NA_VALUES) for c in header})
+
+def _jsonl_frame(lines:list, first:int, name:str) -> pd.DataFrame:
+    "Rows of JSON `lines`, the first being line `first` of `name`; a `DataError` names the first line that is not JSON."
+    try: return pd.read_json(io.StringIO("".join(lines)), lines=True, dtype=False)
+    except ValueError as e: error = e
+    for i, line in enumerate(lines):
+        if not line.strip(): continue
+        try: json.loads(line)
+        except ValueError as e:
+            raise DataError(f"{name}, line {first + i}: not valid JSON ({getattr(e, 'msg', e)} at column {getattr(e, 'colno', '?')}). "
+                            "Each line must be one JSON object, such as {\"question\": \"...\", \"solution\": \"...\"}.") from None
+    raise DataError(f"{name}, lines {first} to {first + len(lines) - 1}: could not be read as JSON lines ({error}).")
+
+def _jsonl_chunks(path, chunk_rows:int):
+    "DataFrames of at most `chunk_rows` lines of a JSON-lines file (`-`: stdin); blank lines are skipped."
+    name = "stdin" if str(path) == "-" else str(path)
+    with (contextlib.nullcontext(sys.stdin) if str(path) == "-" else open(path, encoding="utf-8")) as f:
+        first = 1
+        while lines := list(itertools.islice(f, chunk_rows)):
+            if any(line.strip() for line in lines): yield _jsonl_frame(lines, first, name)
+            first += len(lines)
+
+def _read_jsonl(path) -> pd.DataFrame:
+    with open(path, encoding="utf-8") as f: return _jsonl_frame(f.readlines(), 1, str(path))
 
 # %% ../nbs/00_data.ipynb #c015
 def _split_files(folder:Path) -> dict:
@@ -144,10 +194,9 @@ def load_data(source:str|Path="champ", split_column:str="split", required:tuple=
 # %% ../nbs/00_data.ipynb #c019
 def _chunks(path, chunk_rows:int):
     import sys
-    if str(path) == "-": return pd.read_json(sys.stdin, lines=True, chunksize=chunk_rows, dtype=False)
     suffix = Path(path).suffix.lower()
-    if suffix == ".csv": return pd.read_csv(path, chunksize=chunk_rows, dtype={"question": str, "solution": str})
-    if suffix in (".jsonl", ".json"): return pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False)
+    if str(path) == "-" or suffix in (".jsonl", ".json"): return _jsonl_chunks(path, chunk_rows)
+    if suffix == ".csv": return pd.read_csv(path, chunksize=chunk_rows, **_csv_options(path))
     import pyarrow.parquet as pq
     return (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows))
 
@@ -160,6 +209,7 @@ def iter_table(path:str|Path, chunk_rows:int=1024):
             yield df.assign(_row=np.arange(offset, offset + len(df)))
             offset += len(df)
     except UnicodeDecodeError as e: raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}). Save it as UTF-8 and retry.") from None
+    except DataError: raise
     except (ValueError, pd.errors.ParserError) as e: raise DataError(f"{path} could not be read: {str(e).splitlines()[0]}") from None
     if offset == 0: raise DataError(f"{path} has no rows.")
 
