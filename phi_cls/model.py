@@ -23,8 +23,9 @@ __all__ = ['EMBEDDED', 'TINY', 'ModelError', 'cache_dir', 'embedded_gguf', 'embe
            'resolve_quantize', 'malloc_tuning_enabled', 'tune_malloc', 'chunked_causal_attention', 'load_backbone',
            'last_token_pool', 'init_head', 'PhiClassifier', 'freeze', 'count_parameters', 'describe_trainable',
            'autocast', 'forward_batch_size', 'length_batches', 'is_causal_backbone', 'batched_apply',
-           'extract_features', 'predict_logits', 'add_lora', 'quiet_peft', 'save_classifier', 'read_classifier_info',
-           'load_head', 'restore_classifier', 'check_classifier_info', 'check_artifact_files']
+           'extract_features', 'predict_logits', 'NotFiniteError', 'finite_probabilities', 'add_lora', 'quiet_peft',
+           'save_classifier', 'read_classifier_info', 'load_head', 'restore_classifier', 'check_classifier_info',
+           'check_artifact_files']
 
 # %% ../nbs/01_model.ipynb #c006
 EMBEDDED, TINY = "embedded", "tiny"
@@ -341,6 +342,21 @@ def predict_logits(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=
     "Logits (n, 2) for every row of `ds`, in the dataset's order: the head on `extract_features`."
     features = extract_features(clf, ds, pad_token_id, batch_size, precision, progress, desc="Predicting")
     with torch.inference_mode(): return clf(features=features.to(clf.head.weight.device)).logits.cpu()
+
+# %% ../nbs/01_model.ipynb #c044a
+import numpy as np
+
+class NotFiniteError(ValueError):
+    "A loss or a probability became NaN or infinite; the message names the step."
+
+def finite_probabilities(probs, step:str):
+    "`probs` (an array), or `NotFiniteError` naming `step` and the rows whose probabilities are NaN or infinite."
+    bad = ~np.isfinite(np.asarray(probs)).all(axis=-1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise NotFiniteError(f"{step} gave NaN or infinite probabilities for {len(rows)} of {len(bad)} rows (rows {rows[:5].tolist()}"
+                             f"{' ...' if len(rows) > 5 else ''}): the weights or the inputs hold NaN or inf. Retrain, or use precision='fp32'.")
+    return probs
 
 # %% ../nbs/01_model.ipynb #c046
 def add_lora(backbone, r:int=16, alpha:int=32, dropout:float=0.05, gradient_checkpointing:bool=False):

@@ -22,11 +22,11 @@ from .model import (PhiClassifier, add_lora, context_length, cpu_kind, describe_
 
 # %% auto #0
 __all__ = ['MODES', 'PRED_COLUMNS', 'PRED_FILES', 'ConfigError', 'TrainConfig', 'world', 'first_process', 'resolve',
-           'trainable_state_dict', 'ClassifierTrainer', 'FeatureDataset', 'training_args', 'init_distributed',
-           'finish_distributed', 'sharded', 'predictions_frame', 'classification_metrics', 'fold_standardization',
-           'say', 'train_probe', 'lora_trainer', 'train_lora', 'write_json', 'write_csv', 'zip_run', 'git_commit',
-           'data_fingerprint', 'package_versions', 'prepare_data', 'hybrid_results', 'last_checkpoint', 'previous_run',
-           'check_max_length', 'run']
+           'trainable_state_dict', 'ClassifierTrainer', 'FeatureDataset', 'training_args', 'finite_loss',
+           'load_checkpoint_weights', 'init_distributed', 'finish_distributed', 'sharded', 'predictions_frame',
+           'classification_metrics', 'fold_standardization', 'say', 'train_probe', 'lora_trainer', 'train_lora',
+           'write_json', 'write_csv', 'zip_run', 'git_commit', 'data_fingerprint', 'package_versions', 'prepare_data',
+           'hybrid_results', 'last_checkpoint', 'previous_run', 'check_max_length', 'run']
 
 # %% ../nbs/02_train.ipynb #c006
 class ConfigError(ValueError):
@@ -96,6 +96,7 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             if not _type_ok(getattr(self, f.name), hints[f.name]):
                 raise ConfigError(f"{f.name}={getattr(self, f.name)!r} has the wrong type; it must be {_type_name(hints[f.name])}.")
+        _check_limits(self)
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not allowed; use one of {', '.join(allowed)}.")
@@ -117,6 +118,24 @@ class TrainConfig:
     def modes(self) -> list: return ["probe", "lora"] if self.mode == "both" else [self.mode]
     @property
     def run_dir(self) -> Path: return Path(self.output_dir) / self.run_name if self.run_name else Path(self.output_dir)
+
+# %% ../nbs/02_train.ipynb #c006a
+import math
+
+_LIMITS = dict(epochs=1000, batch_size=4096, grad_accum=4096, micro_batch_size=4096, eval_batch_size=4096, max_length=131072,
+               learning_rate=1.0, weight_decay=10.0, logging_steps=1_000_000, save_total_limit=1000, lora_r=1024, lora_alpha=4096,
+               seed=2**32 - 1)  # far beyond any sensible run; beyond them a typo (1e9 epochs) would run for days or overflow
+
+def _check_limits(cfg):
+    "Every number finite, none above its limit in `_LIMITS`, seed and weight decay not negative; `ConfigError` naming the parameter."
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, float) and not math.isfinite(v): raise ConfigError(f"{f.name}={v!r} is not a finite number; give a number such as {f.default}.")
+    for name, limit in _LIMITS.items():
+        v = getattr(cfg, name)
+        if v is not None and v > limit: raise ConfigError(f"{name}={v!r} is more than {limit:g}, the largest value allowed.")
+    for name in ("seed", "weight_decay"):
+        if getattr(cfg, name) < 0: raise ConfigError(f"{name}={getattr(cfg, name)!r} must not be negative.")
 
 # %% ../nbs/02_train.ipynb #c009
 def world() -> tuple:
@@ -162,7 +181,7 @@ class ClassifierTrainer(Trainer):
         result = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
         if model.training:
             loss = result[0] if return_outputs else result
-            self.step_losses.setdefault(self.state.global_step + 1, []).append(float(loss.detach()))
+            self.step_losses.setdefault(self.state.global_step + 1, []).append(finite_loss(self, loss))
         return result
 
     def training_log(self) -> list:
@@ -176,7 +195,7 @@ class ClassifierTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         model = model or self.model
-        state = load_file(Path(resume_from_checkpoint) / "model.safetensors")
+        state = load_checkpoint_weights(resume_from_checkpoint)
         missing = set(trainable_state_dict(model)) - set(state)
         if missing: raise ValueError(f"checkpoint {resume_from_checkpoint} lacks {len(missing)} trainable weights, e.g. {sorted(missing)[:3]}")
         model.load_state_dict(state, strict=False)
@@ -200,6 +219,25 @@ def training_args(cfg:TrainConfig, output_dir:Path, res:dict, precision:str, eva
         eval_strategy="epoch" if evaluate else "no", seed=cfg.seed, data_seed=cfg.seed, report_to="none",
         train_sampling_strategy="group_by_length" if by_length else "random", length_column_name="length",
         disable_tqdm=not cfg.progress, dataloader_pin_memory=False, ddp_find_unused_parameters=False)
+
+# %% ../nbs/02_train.ipynb #c012a
+from .model import NotFiniteError, finite_probabilities
+
+def finite_loss(trainer:Trainer, loss:torch.Tensor) -> float:
+    "The loss as a float, or `NotFiniteError` naming the experiment, step and epoch where training diverged."
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise NotFiniteError(f"{Path(trainer.args.output_dir).name}: the training loss is {value} at step {trainer.state.global_step + 1} "
+                             f"(epoch {trainer.state.epoch or 0:.2f}): training diverged. Lower learning_rate, use precision='fp32', or check the data.")
+    return value
+
+def load_checkpoint_weights(checkpoint) -> dict:
+    "The weights of a Trainer checkpoint, or `ValueError` naming the file when it is truncated or corrupted."
+    file = Path(checkpoint) / "model.safetensors"
+    try: return load_file(file)
+    except Exception as e:
+        raise ValueError(f"checkpoint {file} is incomplete or corrupted ({type(e).__name__}: {e}). Delete {Path(checkpoint).name} "
+                         "to resume from an earlier checkpoint, or start the run again without resume.") from None
 
 # %% ../nbs/02_train.ipynb #c014
 def init_distributed(device:str) -> bool:
@@ -258,7 +296,7 @@ def fold_standardization(head:torch.nn.Linear, mean:torch.Tensor, std:torch.Tens
     return head
 
 # %% ../nbs/02_train.ipynb #c022
-def _softmax(logits:torch.Tensor) -> np.ndarray: return torch.softmax(logits.float(), -1).numpy()
+def _softmax(logits:torch.Tensor) -> np.ndarray: return finite_probabilities(torch.softmax(logits.float(), -1).numpy(), "predicting the test set")
 
 def say(*args):
     "print, on the first process only."
