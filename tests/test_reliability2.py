@@ -1,0 +1,280 @@
+"""Bad input, part 2: output over input, code in artifacts, zip bombs, unbounded or non-finite settings, row indexes,
+text read as missing, JSON lines, damaged artifacts and checkpoints, and the web app's temporary folders.
+
+Each case checks the exit code, a message naming the problem, no traceback, the user's files unchanged and nothing left behind."""
+import hashlib, json, os, shutil, subprocess, sys, zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import REPO, TINY_FLAGS, phi_cls as cli
+
+WRONG = "We need 7 * 8.\n7 * 8 = 54\nSo the answer is 54."
+
+
+def _tree(folder) -> dict:
+    "Every file and folder under `folder` with the sha256 of its bytes (folders: None), to compare before and after."
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+            for p in sorted(folder.rglob("*"))}
+
+
+def _env(tmp):
+    "The environment of a run whose temporary files go to `tmp` (which must be empty afterwards)."
+    tmp.mkdir(exist_ok=True)
+    return dict(os.environ, TMPDIR=str(tmp))
+
+
+def _refused(proc, *parts, code=2):
+    assert proc.returncode == code, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-2000:]
+    for part in parts: assert part in proc.stderr, (part, proc.stderr[-2000:])
+
+
+def _cli_patched(patch, *args, **kw):
+    "`phi-cls ARGS` in a subprocess after running the Python statements `patch` (to set a small limit, or to break training)."
+    code = f"import sys\n{patch}\nfrom phi_cls.cli import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, cwd=REPO, stdin=subprocess.DEVNULL, **kw)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return pd.DataFrame({"index": [1, 2, 3], "question": ["What is 7 times 8?", "What is 2 + 2?", "What is 3 * 3?"],
+                         "solution": [WRONG, "2 + 2 = 4", "3 * 3 = 9"], "label": [1, 0, 0]})
+
+
+# 1. the output file is the input file
+
+@pytest.mark.parametrize("command", ["predict", "check"])
+@pytest.mark.parametrize("output", ["in.csv", "./in.csv", "link.csv", "in.csv.tmp-of"])
+def test_output_is_input(tiny_run, tmp_path, rows, command, output):
+    data = tmp_path / "data"; data.mkdir()
+    rows.to_csv(data / "in.csv", index=False)
+    (data / "link.csv").symlink_to(data / "in.csv")
+    inp = "in.csv"
+    if output == "in.csv.tmp-of":  # the input is named like the output's temporary file
+        os.replace(data / "in.csv", data / "out.csv.tmp"); (data / "link.csv").unlink()
+        inp, output = "out.csv.tmp", "out.csv"
+    before = _tree(data)
+    model = ["--model", tiny_run / "probe"] if command == "predict" else []
+    proc = cli(command, *model, "--input", inp, "--output", output, "--no-progress", check=False, cwd=data, env=_env(tmp_path / "tmp"))
+    _refused(proc, f"output '{output}' is the input file '{inp}'", "Choose another output file name")
+    assert _tree(data) == before and not any((tmp_path / "tmp").iterdir())
+
+
+# 2. code inside an artifact
+
+def _auto_map(art):
+    config = json.loads((art / "tokenizer_config.json").read_text())
+    config.update(tokenizer_class="EvilTokenizer", auto_map={"AutoTokenizer": ["evil.EvilTokenizer", None]})
+    (art / "tokenizer_config.json").write_text(json.dumps(config))
+
+
+def _evil_py(art, marker):
+    (art / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nfrom transformers import PreTrainedTokenizerFast as EvilTokenizer\n")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda art, marker: _auto_map(art), "tokenizer_config.json has an 'auto_map', which asks transformers to run custom code"),
+    (lambda art, marker: (_auto_map(art), _evil_py(art, marker)), "holds a code file (evil.py)"),
+    (lambda art, marker: torch.save({"weight": torch.zeros(2, 64)}, art / "pytorch_model.bin"), "holds pytorch_model.bin, a weights format that can run code"),
+])
+def test_artifact_with_code_is_refused(tiny_run, tmp_path, damage, message):
+    art, marker = tmp_path / "art", tmp_path / "ran.txt"
+    shutil.copytree(tiny_run / "probe", art)
+    damage(art, marker)
+    pd.DataFrame({"question": ["q"], "solution": ["s"]}).to_csv(tmp_path / "in.csv", index=False)
+    before = _tree(tmp_path)
+    proc = cli("predict", "--model", art, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress",
+               check=False, stdin=subprocess.DEVNULL, env=_env(tmp_path / "tmp"))
+    _refused(proc, message, "never runs code")
+    assert "[y/N]" not in proc.stdout + proc.stderr and not marker.exists()
+    assert _tree(tmp_path) == dict(before, tmp=None) and not any((tmp_path / "tmp").iterdir())
+
+
+# 3. zip bombs
+
+def _zip(path, entries:dict):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries.items(): z.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("make, patch, message", [
+    (lambda p, run: _zip(p, {"probe/classifier.json": "{}", "probe/zeros.safetensors": bytes(16 * 2**20)}), "",
+     "has an entry 'probe/zeros.safetensors' that expands"),
+    (lambda p, run: _zip(p, {f"probe/{i}.json": "" for i in range(10_001)}), "", "has 10,001 entries, more than 10,000"),
+    (lambda p, run: _zip(p, {"probe/classifier.json": "{}", "../../evil.json": "{}"}), "", "entry named '../../evil.json', which points outside"),
+    (lambda p, run: shutil.copy(run / "artifacts.zip", p), "import phi_cls.predict as p; p.MAX_ZIP_BYTES = 100_000",
+     "MiB, more than 0.1 MiB"),
+])
+def test_zip_bomb_is_refused(tiny_run, tmp_path, make, patch, message):
+    data = tmp_path / "data"; data.mkdir()
+    make(data / "a.zip", tiny_run)
+    pd.DataFrame({"question": ["q"], "solution": ["s"]}).to_csv(data / "in.csv", index=False)
+    before = _tree(tmp_path)
+    proc = _cli_patched(patch, "predict", "--model", data / "a.zip", "--kind", "probe", "--input", data / "in.csv", "--output", data / "out.csv",
+                        "--no-progress", env=_env(tmp_path / "tmp"))
+    _refused(proc, str(data / "a.zip"), message, "not extracted")
+    assert _tree(tmp_path) == dict(before, tmp=None) and not any((tmp_path / "tmp").iterdir())  # no extraction folder left
+
+
+# 4. settings that are not finite or far too large, and runs that become NaN
+
+@pytest.mark.parametrize("flags, message", [
+    (["--learning-rate", "inf"], "learning_rate=inf is not a finite number"),
+    (["--weight-decay", "nan"], "weight_decay=nan is not a finite number"),
+    (["--epochs", "inf"], "epochs=inf is not a finite number"),
+    (["--epochs", "1e9"], "epochs=1000000000.0 is more than 1000, the largest value allowed"),
+    (["--max-length", "1000000"], "max_length=1000000 is more than 131072"),
+    (["--lora-r", "5000"], "lora_r=5000 is more than 1024"),
+    (["--batch-size", "100000"], "batch_size=100000 is more than 4096"),
+    (["--seed", "-1"], "seed=-1 must not be negative"),
+])
+def test_unbounded_settings(tmp_path, flags, message):
+    proc = cli("train", "--out", tmp_path / "run", *TINY_FLAGS, *flags, check=False, env=_env(tmp_path / "tmp"))
+    _refused(proc, message)
+    assert not (tmp_path / "run").exists() and not any((tmp_path / "tmp").iterdir())
+
+
+NAN_LOSS = """import phi_cls.model as m
+forward = m.PhiClassifier.forward
+def nan_forward(self, *a, **kw):
+    out = forward(self, *a, **kw)
+    if out.loss is not None and self.training: out.loss = out.loss * float("nan")
+    return out
+m.PhiClassifier.forward = nan_forward"""
+
+
+def test_nan_loss_fails_the_run(tmp_path):
+    proc = _cli_patched(NAN_LOSS, "train", "--mode", "lora", "--out", tmp_path / "run", *TINY_FLAGS, env=_env(tmp_path / "tmp"))
+    _refused(proc, "lora: the training loss is nan at step 1 (epoch 0.00): training diverged", "Lower learning_rate")
+    card = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert card["status"] == "failed" and "nan at step 1" in card["error"]
+    assert not (tmp_path / "run" / "metrics.json").exists() and not list((tmp_path / "run").rglob("*.tmp"))
+
+
+def test_nan_weights_fail_prediction(tiny_run, tmp_path, rows):
+    art = tmp_path / "art"
+    shutil.copytree(tiny_run / "probe", art)
+    head = load_file(art / "head.safetensors")
+    save_file({"weight": head["weight"] * float("nan"), "bias": head["bias"]}, art / "head.safetensors")
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    before = _tree(tmp_path)
+    proc = cli("predict", "--model", art, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress",
+               check=False, env=_env(tmp_path / "tmp"))
+    _refused(proc, "predicting gave NaN or infinite probabilities for 3 of 3 rows (rows [0, 1, 2])")
+    assert _tree(tmp_path) == dict(before, tmp=None) and not any((tmp_path / "tmp").iterdir())
+
+
+# 5-7. row indexes, text that pandas would read as missing, JSON lines
+
+@pytest.mark.parametrize("index, message", [
+    ([7.2, 7.9, 3], "column 'index' is missing, not a whole number or beyond 64-bit integers in 2 rows: row 0 (7.2), row 1 (7.9)"),
+    ([1e30, 2e30, 3], "beyond 64-bit integers in 2 rows: row 0 (1e+30), row 1 (2e+30)"),
+])
+def test_bad_index(tmp_path, rows, index, message):
+    rows.assign(index=index).to_csv(tmp_path / "in.csv", index=False)
+    before = _tree(tmp_path)
+    proc = cli("check", "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress", check=False, env=_env(tmp_path / "tmp"))
+    _refused(proc, "in.csv", message)
+    assert _tree(tmp_path) == dict(before, tmp=None) and not any((tmp_path / "tmp").iterdir())
+
+
+def test_text_none_and_na_are_text(tmp_path):
+    pd.DataFrame({"question": ["None", "q"], "solution": ["NA", "7 * 8 = 54"], "label": [0, 1]}).to_csv(tmp_path / "in.csv", index=False)
+    proc = cli("check", "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress")  # streaming reader
+    assert "2 rows" in proc.stdout and pd.read_csv(tmp_path / "out.csv")["checker_flawed"].tolist() == [0, 1]
+    from phi_cls.data import read_table, validate_frame  # the whole-file reader (training data)
+    df = validate_frame(read_table(tmp_path / "in.csv"), "in.csv")
+    assert df[["question", "solution"]].values.tolist()[0] == ["None", "NA"]
+
+
+def test_blank_text_is_still_empty(tmp_path):
+    (tmp_path / "in.csv").write_text("question,solution\nq,\nq,s\n")
+    before = _tree(tmp_path)
+    proc = cli("check", "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress", check=False, env=_env(tmp_path / "tmp"))
+    _refused(proc, "column 'solution' is empty or not text in 1 row: row 0 (nan)")
+    assert _tree(tmp_path) == dict(before, tmp=None) and not any((tmp_path / "tmp").iterdir())
+
+
+@pytest.mark.parametrize("command", ["check", "train"])
+def test_jsonl_error_names_the_line(tmp_path, command):
+    lines = [json.dumps({"question": f"What is {i} + 1?", "solution": f"{i} + 1 = {i + 1}", "label": 0, "split": "train"}) for i in range(5000)]
+    lines[4498] = '{"question": "What is 1 + 1?" "solution": "2"}'  # line 4499, in the second chunk of `check`
+    (tmp_path / "in.jsonl").write_text("\n".join(lines[:10] + [""] + lines[10:]) + "\n")  # a blank line: the bad one is on line 4500
+    before = _tree(tmp_path)
+    args = (["--input", tmp_path / "in.jsonl", "--output", tmp_path / "out.csv"] if command == "check"
+            else ["--data", tmp_path / "in.jsonl", "--out", tmp_path / "run", *TINY_FLAGS])
+    proc = cli(command, *args, "--no-progress", check=False, env=_env(tmp_path / "tmp"))
+    _refused(proc, "in.jsonl, line 4500: not valid JSON (Expecting ',' delimiter at column 31)")
+    after = _tree(tmp_path)
+    if command == "train":  # the run folder records the failure, nothing else
+        card = json.loads((tmp_path / "run" / "run.json").read_text())
+        assert card["status"] == "failed" and set(after) - set(before) == {"tmp", "run", "run/run.json"}
+    else: assert after == dict(before, tmp=None)
+    assert {k: v for k, v in after.items() if k in before} == before and not any((tmp_path / "tmp").iterdir())
+
+
+# 8. damaged artifacts and checkpoints name the file and the field
+
+def _edit_info(art, change):
+    info = json.loads((art / "classifier.json").read_text())
+    change(info)
+    (art / "classifier.json").write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda info: info.pop("backbone"), "classifier.json has no field 'backbone'"),
+    (lambda info: info.update(max_length="abc"), "classifier.json: field 'max_length' is 'abc'; it must be a positive integer"),
+    (lambda info: info.update(backbone=dict(info["backbone"], hidden_size="64")), "classifier.json: field 'backbone' is"),
+])
+def test_damaged_classifier_json(tiny_run, tmp_path, rows, change, message):
+    art = tmp_path / "art"
+    shutil.copytree(tiny_run / "lora", art)
+    _edit_info(art, change)
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    before = _tree(tmp_path)
+    proc = cli("predict", "--model", art, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress",
+               check=False, env=_env(tmp_path / "tmp"))
+    _refused(proc, str(art / "classifier.json"), message)
+    assert _tree(tmp_path) == dict(before, tmp=None) and not any((tmp_path / "tmp").iterdir())
+
+
+def test_truncated_checkpoint_on_resume(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    card = json.loads((run / "run.json").read_text())
+    card["status"] = "running"; card["done"].pop("lora")  # as a run killed during LoRA training leaves it
+    (run / "run.json").write_text(json.dumps(card))
+    ckpt = next((run / "checkpoints" / "lora").glob("checkpoint-*"))
+    (ckpt / "model.safetensors").write_bytes((ckpt / "model.safetensors").read_bytes()[:100])
+    before = _tree(run / "checkpoints")
+    proc = cli("train", "--mode", "both", "--out", run, *TINY_FLAGS, "--resume", check=False, env=_env(tmp_path / "tmp"))
+    _refused(proc, f"checkpoint {ckpt / 'model.safetensors'} is incomplete or corrupted", f"Delete {ckpt.name}")
+    assert _tree(run / "checkpoints") == before and not list(run.rglob("*.tmp")) and not any((tmp_path / "tmp").iterdir())
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
+
+
+# 9. the web app's batch tab leaves no temporary folders
+
+def test_batch_scorer_cleans_up(tiny_run, tmp_path, rows, monkeypatch):
+    import tempfile
+    from phi_cls.predict import load_classifier
+    from phi_cls.serve import BatchScorer
+    clf = load_classifier(tiny_run / "probe")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp")); (tmp_path / "tmp").mkdir()
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    pd.DataFrame({"text": ["x"]}).to_csv(tmp_path / "bad.csv", index=False)
+    scorer, results = BatchScorer(clf), []
+    for _ in range(3):
+        results.append(scorer(tmp_path / "in.csv"))
+        assert len(list((tmp_path / "tmp").glob("phi_cls-*"))) == 1  # the latest result, until Gradio has copied it
+    assert Path(results[-1]["output"]).exists() and not Path(results[0]["output"]).exists()
+    assert "no column 'question'" in scorer(tmp_path / "bad.csv")["error"]
+    assert not list((tmp_path / "tmp").iterdir())  # a failed request leaves nothing, and the previous result is gone
+    scorer(tmp_path / "in.csv"); scorer.cleanup()
+    assert not list((tmp_path / "tmp").iterdir())
