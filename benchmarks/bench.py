@@ -51,12 +51,13 @@ def _rows(a):
 
 def _ours(a, mode, epochs):
     from phi_cls.model import load_backbone, load_tokenizer
-    from phi_cls.train import TrainConfig, resolve
+    from phi_cls.config import TrainConfig
+    from phi_cls.train import resolve
     cfg = TrainConfig(mode=mode, model=a.model, output_dir=tempfile.mkdtemp(), max_length=a.max_length, epochs=epochs,
                       batch_size=8, grad_accum=a.accum, progress=False, precision=a.precision)
     res = resolve(cfg)
     tok = load_tokenizer(a.model)
-    return cfg, res, tok, load_backbone(a.model, res["device"], res["quantize"], res["precision"])
+    return cfg, res, tok, load_backbone(a.model, res.device, res.quantize, res.precision)
 
 
 def _tokenized(tok, max_length, **splits):
@@ -85,7 +86,7 @@ def _linear_params(model) -> int:
 def phase_matmul(a):
     "The machine's matmul throughput (GFLOP/s) in fp32 and (where the CPU has it natively) bf16, best of a square GEMM and model-shaped ones."
     import torch
-    from phi_cls.model import cpu_kind
+    from phi_cls.hardware import cpu_kind
     out = {"bf16_gflops": None}  # emulated bf16 (AVX2) runs at a few GFLOP/s and takes minutes to measure; phi_cls does not use it
     for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))[:2 if cpu_kind() == "native_bf16" else 1]:
         best = 0.0
@@ -114,7 +115,7 @@ def phase_ours_probe(a):
     start = time.perf_counter()
     data = _tokenized(tok, a.max_length, train=train, validation=None, test=test)
     result = train_probe(cfg, backbone, tok, data, Path(cfg.output_dir), res)
-    return dict(seconds=time.perf_counter() - start, accuracy=_accuracy(result["probs"], test["label"]), precision=res["precision"])
+    return dict(seconds=time.perf_counter() - start, accuracy=_accuracy(result.probs, test["label"]), precision=res.precision)
 
 
 def phase_ref_lora(a):
@@ -136,8 +137,8 @@ def phase_ours_lora(a):
     trainer.train()
     seconds = time.perf_counter() - start
     flops = 2 * sum(forward_flops(backbone.config, linear, n) for n in data["train"]["length"])  # forward + input gradients
-    return dict(seconds=seconds, tokens=sum(data["train"]["length"]), examples=len(rows), flops=flops, precision=res["precision"],
-                micro_batch_size=res["micro_batch_size"], accumulation_steps=res["accumulation_steps"])
+    return dict(seconds=seconds, tokens=sum(data["train"]["length"]), examples=len(rows), flops=flops, precision=res.precision,
+                micro_batch_size=res.micro_batch_size, accumulation_steps=res.accumulation_steps)
 
 
 def phase_ref_predict(a):
@@ -150,18 +151,19 @@ def phase_ref_predict(a):
 
 def phase_ours_predict(a, batch_size=None):
     "Prediction with phi_cls's defaults (rows per forward pass: 2 on a CPU), or with `batch_size` rows per forward pass."
-    from phi_cls.model import PhiClassifier, freeze, malloc_tuning_enabled, predict_logits
+    from phi_cls.hardware import malloc_tuning_enabled
+    from phi_cls.model import PhiClassifier, freeze, predict_logits
     _, _, test = _rows(a)
     cfg, res, tok, backbone = _ours(a, "probe", 1)
     clf = PhiClassifier(freeze(backbone)).eval()
     ds = _tokenized(tok, a.max_length, test=test)["test"]
-    batch_size = batch_size or res["eval_batch_size"]
+    batch_size = batch_size or res.eval_batch_size
     start = time.perf_counter()
-    predict_logits(clf, ds, tok.pad_token_id, batch_size, res["precision"], progress=False)
+    predict_logits(clf, ds, tok.pad_token_id, batch_size, res.precision, progress=False)
     seconds = time.perf_counter() - start
     flops = sum(forward_flops(backbone.config, _linear_params(backbone), n) for n in ds["length"])
-    return dict(seconds=seconds, examples=len(ds), tokens=sum(ds["length"]), flops=flops, precision=res["precision"],
-                batch_size=batch_size, malloc="tuned" if malloc_tuning_enabled() else "default", cpu_kind=res["cpu_kind"])
+    return dict(seconds=seconds, examples=len(ds), tokens=sum(ds["length"]), flops=flops, precision=res.precision,
+                batch_size=batch_size, malloc="tuned" if malloc_tuning_enabled() else "default", cpu_kind=res.cpu_kind)
 
 
 def phase_ours_predict_b8(a): return phase_ours_predict(a, 8)

@@ -4,8 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #c003
 from __future__ import annotations
-import importlib.util, json, random
-from collections import defaultdict
+import importlib.util, json, os, random, shutil, sys, tempfile, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +13,15 @@ import torch
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 
 # %% auto #0
-__all__ = ['PROMPT', 'SPLITS', 'COLUMNS', 'build_prompt', 'DataError', 'validate_frame', 'table_path', 'read_table', 'load_data',
-           'iter_table', 'champ_file', 'champ_rows', 'split_problems', 'load_champ', 'check_leakage', 'check_classes',
-           'training_splits', 'fit_lengths', 'PromptEncoder', 'tokenize', 'Collator']
+__all__ = ['PROMPT', 'SPLITS', 'build_prompt', 'DataError', 'validate_frame', 'table_path', 'read_table', 'load_data',
+           'iter_table', 'atomic_write', 'write_json', 'write_csv', 'zip_run', 'TableWriter', 'champ_file',
+           'champ_rows', 'split_problems', 'load_champ', 'check_leakage', 'check_classes', 'training_splits',
+           'fit_lengths', 'PromptEncoder', 'tokenize', 'Collator']
 
 # %% ../nbs/00_data.ipynb #c006
 PROMPT = ("Analyze the following mathematical problem and solution to determine if the solution is correct or flawed."
           "\n\n### Problem:\n{question}\n\n### Solution:\n{solution}")
 SPLITS = ("train", "validation", "test")
-COLUMNS = ("question", "solution", "label", "index")
 
 def build_prompt(question:str, solution:str) -> str:
     "The recipe's prompt for one problem and its solution."
@@ -88,31 +87,8 @@ def _index_mask(values:pd.Series) -> pd.Series:
     if pd.api.types.is_integer_dtype(values.dtype): return pd.Series(False, index=values.index)
     return values.map(bad).astype(bool)
 
-# %% ../nbs/00_data.ipynb #c014
-_READERS = {".csv": lambda p: pd.read_csv(p, **_csv_options(p)), ".jsonl": lambda p: _read_jsonl(p), ".json": lambda p: _read_jsonl(p),
-            ".parquet": pd.read_parquet}
-
-def table_path(path:Path) -> Path:
-    "`path` as a Path, or `DataError` unless it is an existing, non-empty CSV, JSONL or Parquet file."
-    path = Path(path).expanduser()
-    if not path.exists(): raise DataError(f"input file '{path}' does not exist.")
-    if path.suffix.lower() not in _READERS:
-        raise DataError(f"{path}: unknown file type '{path.suffix}'. Use .csv, .jsonl (one JSON object per line) or .parquet.")
-    if path.stat().st_size == 0: raise DataError(f"{path} is empty. It needs a header row and at least one example.")
-    return path
-
-def read_table(path:Path) -> pd.DataFrame:
-    "One CSV, JSONL or Parquet file as a DataFrame, with `_row` numbering its rows."
-    path = table_path(path)
-    try: df = _READERS[path.suffix.lower()](path)
-    except UnicodeDecodeError as e: raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}). Save it as UTF-8 and retry.") from None
-    except DataError: raise
-    except pd.errors.EmptyDataError: raise DataError(f"{path} is empty. It needs a header row and at least one example.") from None
-    except ValueError as e: raise DataError(f"{path} could not be read as {path.suffix[1:].upper()}: {e}") from None
-    return df.assign(_row=np.arange(len(df)))
-
 # %% ../nbs/00_data.ipynb #c014b
-import contextlib, io, itertools, sys
+import contextlib, io, itertools
 
 _TEXT_COLUMNS = ("question", "solution")
 
@@ -144,8 +120,42 @@ def _jsonl_chunks(path, chunk_rows:int):
             if any(line.strip() for line in lines): yield _jsonl_frame(lines, first, name)
             first += len(lines)
 
-def _read_jsonl(path) -> pd.DataFrame:
+
+# %% ../nbs/00_data.ipynb #c014
+def _read_csv(path, chunk_rows:int|None=None): return pd.read_csv(path, chunksize=chunk_rows, **_csv_options(path))
+
+def _read_jsonl(path, chunk_rows:int|None=None):
+    if chunk_rows is not None: return _jsonl_chunks(path, chunk_rows)
     with open(path, encoding="utf-8") as f: return _jsonl_frame(f.readlines(), 1, str(path))
+
+def _read_parquet(path, chunk_rows:int|None=None):
+    if chunk_rows is None: return pd.read_parquet(path)
+    import pyarrow.parquet as pq
+    return (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows))
+
+_READERS = {".csv": _read_csv, ".jsonl": _read_jsonl, ".json": _read_jsonl, ".parquet": _read_parquet}  # whole file, or chunks
+
+def _not_utf8(path, e:UnicodeDecodeError) -> DataError:
+    return DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}). Save it as UTF-8 and retry.")
+
+def table_path(path:Path) -> Path:
+    "`path` as a Path, or `DataError` unless it is an existing, non-empty CSV, JSONL or Parquet file."
+    path = Path(path).expanduser()
+    if not path.exists(): raise DataError(f"input file '{path}' does not exist.")
+    if path.suffix.lower() not in _READERS:
+        raise DataError(f"{path}: unknown file type '{path.suffix}'. Use .csv, .jsonl (one JSON object per line) or .parquet.")
+    if path.stat().st_size == 0: raise DataError(f"{path} is empty. It needs a header row and at least one example.")
+    return path
+
+def read_table(path:Path) -> pd.DataFrame:
+    "One CSV, JSONL or Parquet file as a DataFrame, with `_row` numbering its rows."
+    path = table_path(path)
+    try: df = _READERS[path.suffix.lower()](path)
+    except UnicodeDecodeError as e: raise _not_utf8(path, e) from None
+    except DataError: raise
+    except pd.errors.EmptyDataError: raise DataError(f"{path} is empty. It needs a header row and at least one example.") from None
+    except ValueError as e: raise DataError(f"{path} could not be read as {path.suffix[1:].upper()}: {e}") from None
+    return df.assign(_row=np.arange(len(df)))
 
 # %% ../nbs/00_data.ipynb #c015
 def _split_files(folder:Path) -> dict:
@@ -193,12 +203,8 @@ def load_data(source:str|Path="champ", split_column:str="split", required:tuple=
 
 # %% ../nbs/00_data.ipynb #c019
 def _chunks(path, chunk_rows:int):
-    import sys
-    suffix = Path(path).suffix.lower()
-    if str(path) == "-" or suffix in (".jsonl", ".json"): return _jsonl_chunks(path, chunk_rows)
-    if suffix == ".csv": return pd.read_csv(path, chunksize=chunk_rows, **_csv_options(path))
-    import pyarrow.parquet as pq
-    return (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows))
+    if str(path) == "-": return _jsonl_chunks("-", chunk_rows)
+    return _READERS[Path(path).suffix.lower()](path, chunk_rows)
 
 def iter_table(path:str|Path, chunk_rows:int=1024):
     "Yield a CSV, JSONL or Parquet file (or `-`: JSON lines on stdin) as DataFrames of at most `chunk_rows` rows, with `_row`."
@@ -208,10 +214,79 @@ def iter_table(path:str|Path, chunk_rows:int=1024):
         for df in _chunks(path, chunk_rows):
             yield df.assign(_row=np.arange(offset, offset + len(df)))
             offset += len(df)
-    except UnicodeDecodeError as e: raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}). Save it as UTF-8 and retry.") from None
+    except UnicodeDecodeError as e: raise _not_utf8(path, e) from None
     except DataError: raise
     except (ValueError, pd.errors.ParserError) as e: raise DataError(f"{path} could not be read: {str(e).splitlines()[0]}") from None
     if offset == 0: raise DataError(f"{path} has no rows.")
+
+# %% ../nbs/00_data.ipynb #c047
+class atomic_write:
+    "A temporary path next to `path` (a file, or a new folder with `folder=True`) that replaces `path` in one step on success and is removed on failure."
+    def __init__(self, path:str|Path, folder:bool=False):
+        self.path = Path(path)
+        self.tmp = (Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}-")) if folder
+                    else self.path.with_name(self.path.name + ".tmp"))
+
+    def __enter__(self) -> Path: return self.tmp
+    def __exit__(self, kind, *_): self.close(ok=kind is None)
+
+    def close(self, ok:bool=True):
+        "Rename the temporary path to `path` when `ok` (and it was written); remove whatever is left of it."
+        try:
+            if ok and self.tmp.exists(): os.replace(self.tmp, self.path)
+        finally:
+            if self.tmp.is_dir(): shutil.rmtree(self.tmp, ignore_errors=True)
+            else: self.tmp.unlink(missing_ok=True)
+
+# %% ../nbs/00_data.ipynb #c049
+def write_json(path:Path, obj) -> Path:
+    "Write JSON atomically (temporary file, then rename)."
+    with atomic_write(path) as tmp: tmp.write_text(json.dumps(obj, indent=2, default=str))
+    return Path(path)
+
+def write_csv(path:Path, df:pd.DataFrame) -> Path:
+    "Write a CSV atomically."
+    with atomic_write(path) as tmp: df.to_csv(tmp, index=False)
+    return Path(path)
+
+def zip_run(out:Path, name:str="artifacts.zip") -> Path:
+    "Zip the run folder's results (not checkpoints) into `out/name`."
+    out = Path(out)
+    with atomic_write(out / name) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(out.rglob("*")):
+            rel = f.relative_to(out)
+            if f.is_file() and rel.parts[0] != "checkpoints" and not f.name.startswith(name): z.write(f, rel)
+    return out / name
+
+# %% ../nbs/00_data.ipynb #c052
+class TableWriter:
+    "Append DataFrames to a CSV, JSONL or Parquet file (by suffix; `-` is CSV on stdout); the file appears only on `close()`."
+    def __init__(self, path):
+        self.path, self.first, self.parquet, self.target = str(path), True, None, None
+        if self.path != "-":
+            suffix = Path(self.path).suffix.lower()
+            if suffix not in (".csv", ".jsonl", ".json", ".parquet"): raise DataError(f"output '{path}': use a .csv, .jsonl or .parquet name (or - for stdout).")
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.target = atomic_write(self.path)
+            self.tmp, self.kind = self.target.tmp, suffix
+            self.f = None if suffix == ".parquet" else open(self.tmp, "w", encoding="utf-8", newline="")
+        else: self.kind, self.f = ".csv", sys.stdout
+
+    def write(self, df:pd.DataFrame):
+        if self.kind == ".csv": df.to_csv(self.f, header=self.first, index=False)
+        elif self.kind in (".jsonl", ".json"): self.f.write(df.to_json(orient="records", lines=True, force_ascii=False).rstrip("\n") + "\n")
+        else:
+            import pyarrow as pa, pyarrow.parquet as pq
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            if self.parquet is None: self.parquet = pq.ParquetWriter(self.tmp, table.schema)
+            self.parquet.write_table(table.cast(self.parquet.schema))
+        self.first = False
+
+    def close(self, ok:bool=True):
+        if self.path == "-": return sys.stdout.flush()
+        if self.f: self.f.close()
+        if self.parquet: self.parquet.close()
+        self.target.close(ok)
 
 # %% ../nbs/00_data.ipynb #c022
 def champ_file() -> Path:

@@ -20,7 +20,8 @@ def test_benchmark_tiny(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert KEYS <= set(result), KEYS - set(result)
-    assert result["cpu_kind"] in ("native_bf16", "avx2") or result["cpu_kind"]
+    from phi_cls.hardware import cpu_kind
+    assert result["cpu_kind"] == cpu_kind()  # the bench's processes see this machine as the library does
     for phase in ("ref_probe", "ours_probe", "ref_lora", "ours_lora", "ref_predict", "ours_predict", "ours_predict_b8", "ours_predict_b8_plain_malloc"):
         assert result["phases"][phase]["seconds"] > 0 and result["phases"][phase]["peak_rss_mb"] > 0
     # the lever phases really differ in what they say they measure
