@@ -53,6 +53,18 @@ def _check_limits(cfg):
     for name in ("seed", "weight_decay"):
         if getattr(cfg, name) < 0: raise ConfigError(f"{name}={getattr(cfg, name)!r} must not be negative.")
 
+# %% ../nbs/06_config.ipynb #c006b
+def _check_run_dir(cfg):
+    "`ConfigError` for a run folder that is no folder of its own: '' (the current folder), the root or the home folder."
+    if not cfg.output_dir.strip():
+        raise ConfigError(f"output_dir={cfg.output_dir!r} names no folder (it would be the current one). Give the run a folder, such as outputs/run.")
+    where = (Path(cfg.output_dir) / cfg.run_name).resolve()
+    for name, folder in (("the root folder", Path(where.anchor)), ("your home folder", Path.home().resolve())):
+        if where == folder: raise ConfigError(f"output_dir={cfg.output_dir!r} is {name} ({where}); a run needs a folder of its own, such as outputs/run.")
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("resume=True continues the run in output_dir and overwrite=True starts it again; pass only one of them.")
+
+
 # %% ../nbs/06_config.ipynb #c030
 @dataclass
 class TrainConfig:
@@ -90,6 +102,8 @@ class TrainConfig:
     gradient_checkpointing: bool = _help("recompute activations in the backward pass to save memory", False)
     progress: bool = _help("show progress bars", True)
     resume: bool = _help("continue an interrupted run in the same folder from its last checkpoint", False)
+    overwrite: bool = _help("start afresh in a folder that holds a finished run or other files: the earlier run's files move to "
+                            "<out>/previous-<time>/, other files stay where they are", False)
     allow_leakage: bool = _help("train even if test questions also appear in the training data (warns instead of stopping)", False)
     checker: bool = _help("also evaluate the arithmetic checker and the hybrid (checker proves an error, else classifier)", False)
 
@@ -113,6 +127,7 @@ class TrainConfig:
             raise ConfigError(f"device={self.device!r} is not allowed; use auto, cpu, cuda or cuda:N.")
         if Path(self.run_name).name != self.run_name or self.run_name in (".", ".."):
             raise ConfigError(f"run_name={self.run_name!r} must be a plain folder name (no '/').")
+        _check_run_dir(self)
         if self.data != "champ" and not Path(self.data).expanduser().exists():
             raise ConfigError(f"data={self.data!r}: no such file or folder. Pass a save_to_disk folder, a CSV/JSONL/Parquet file or folder, or 'champ'.")
 

@@ -1,8 +1,9 @@
 """Bad input, part 2: output over input, code in artifacts, zip bombs, unbounded or non-finite settings, row indexes,
-text read as missing, JSON lines, damaged artifacts and checkpoints, and the web app's temporary folders.
+text read as missing, JSON lines, damaged artifacts and checkpoints, the web app's temporary folders, and the run folder
+(what a new run may replace, --overwrite, the lock, SIGTERM, write errors, folders left behind).
 
 Each case checks the exit code, a message naming the problem, no traceback, the user's files unchanged and nothing left behind."""
-import hashlib, json, os, shutil, subprocess, sys, zipfile
+import dataclasses, hashlib, json, os, platform, shutil, signal, subprocess, sys, time, zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -217,12 +218,7 @@ def test_jsonl_error_names_the_line(tmp_path, command):
             else ["--data", tmp_path / "in.jsonl", "--out", tmp_path / "run", *TINY_FLAGS])
     proc = cli(command, *args, "--no-progress", check=False, env=_env(tmp_path / "tmp"))
     _refused(proc, "in.jsonl, line 4500: not valid JSON (Expecting ',' delimiter at column 31)")
-    after = _tree(tmp_path)
-    if command == "train":  # the run folder records the failure, nothing else
-        card = json.loads((tmp_path / "run" / "run.json").read_text())
-        assert card["status"] == "failed" and set(after) - set(before) == {"run", "run/run.json"}
-    else: assert after == before
-    assert {k: v for k, v in after.items() if k in before} == before and not _left_in(tmp_path / "tmp")
+    assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")  # train checks the data before it makes the run folder
 
 
 # 8. damaged artifacts and checkpoints name the file and the field
@@ -284,3 +280,164 @@ def test_batch_scorer_cleans_up(tiny_run, tmp_path, rows, monkeypatch):
     assert not list((tmp_path / "tmp").iterdir())  # a failed request leaves nothing, and the previous result is gone
     scorer(tmp_path / "in.csv"); scorer.cleanup()
     assert not list((tmp_path / "tmp").iterdir())
+
+
+# 10. the run folder: checked before it is touched, one run per folder, only what phi_cls wrote is replaced
+
+def _champ_files(folder, n_train=40, n_test=12):
+    "train.csv and test.csv of CHAMP rows in `folder` (a data folder for --data)."
+    from phi_cls.data import load_champ
+    dd = load_champ()
+    folder.mkdir(parents=True, exist_ok=True)
+    dd["train"].to_pandas().head(n_train).to_csv(folder / "train.csv", index=False)
+    dd["test"].to_pandas().head(n_test).to_csv(folder / "test.csv", index=False)
+    return folder
+
+
+def _results(out):
+    (out / "checkpoints" / "lora" / "checkpoint-3").mkdir(parents=True)
+    (out / "checkpoints" / "lora" / "checkpoint-3" / "model.safetensors").write_bytes(b"weights")
+    (out / "metrics.json").write_text("{}"); (out / "artifacts.zip").write_bytes(b"zip")
+
+
+@pytest.mark.parametrize("holds", ["results", "a finished run"])
+def test_bad_data_leaves_the_run_folder_alone(tiny_run, tmp_path, holds):
+    out = tmp_path / "run"
+    if holds == "results": out.mkdir(); _results(out)
+    else: shutil.copytree(tiny_run, out)
+    (tmp_path / "bad.csv").write_text("question,solution,label,split\nq,s,2,train\nq2,s,0,test\n")
+    before = _tree(tmp_path)
+    proc = cli("train", "--data", tmp_path / "bad.csv", "--out", out, *TINY_FLAGS, check=False, env=_env(tmp_path / "tmp"))
+    _refused(proc, "bad.csv, split 'train', column 'label' is not 0 or 1")
+    assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
+
+
+@pytest.mark.parametrize("out, message", [("", "output_dir='' names no folder"), ("/", "output_dir='/' is the root folder"),
+                                          ("~", "is your home folder")])
+def test_out_must_be_a_folder_of_its_own(tmp_path, out, message):
+    home = tmp_path / "home"; home.mkdir(); _results(home)
+    env = dict(_env(tmp_path / "tmp"), HOME=str(home))
+    root_card = Path("/run.json").exists()
+    before = _tree(tmp_path)
+    proc = cli("train", "--out", str(home) if out == "~" else out, *TINY_FLAGS, check=False, cwd=home, env=env)
+    _refused(proc, message, "a folder of its own" if out else "Give the run a folder")
+    assert _tree(tmp_path) == before and Path("/run.json").exists() == root_card and not _left_in(tmp_path / "tmp")
+
+
+def test_folder_with_other_files_is_refused(tmp_path):
+    out = tmp_path / "run"; out.mkdir(); _results(out); (out / "notes.txt").write_text("mine")
+    before = _tree(tmp_path)
+    proc = cli("train", "--out", out, *TINY_FLAGS, check=False, env=_env(tmp_path / "tmp"))
+    _refused(proc, f"{out} holds files no phi_cls run card lists: artifacts.zip, checkpoints, metrics.json, notes.txt", "--overwrite")
+    assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
+
+
+def test_finished_run_is_refused(tiny_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run, out)
+    before = _tree(tmp_path)
+    proc = cli("train", "--mode", "probe", "--out", out, *TINY_FLAGS, check=False, env=_env(tmp_path / "tmp"))
+    _refused(proc, f"{out} holds a finished run: mode=both, model=tiny", "--overwrite")
+    assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
+
+
+def test_overwrite_moves_the_old_run_aside_and_zips_only_the_new_run(tiny_run, tmp_path):
+    out = tmp_path / "data"  # the data folder is also --out, and holds a finished `both` run
+    shutil.copytree(tiny_run, out)
+    _champ_files(out)
+    old_run, data = _tree(tiny_run), {k: v for k, v in _tree(out).items() if k in ("train.csv", "test.csv")}
+    proc = cli("train", "--mode", "probe", "--data", out, "--out", out, "--overwrite", *TINY_FLAGS, env=_env(tmp_path / "tmp"))
+    (moved,) = out.glob("previous-*")
+    assert "--overwrite: moved artifacts.zip, checkpoints, config.json, lora" in proc.stdout and str(moved) in proc.stdout and "Other files stay where they are: test.csv, train.csv" in proc.stdout
+    assert _tree(moved) == old_run  # the old run, lora/ and all, byte for byte
+    assert {k: v for k, v in _tree(out).items() if k in data} == data and not (out / "lora").exists()
+    card = json.loads((out / "run.json").read_text())
+    assert card["status"] == "finished" and "lora" not in card["files"] and not (out / ".phi_cls.lock").exists()
+    names = zipfile.ZipFile(out / "artifacts.zip").namelist()
+    assert {n.split("/")[0] for n in names} == {"run.json", "config.json", "metrics.json", "probe", "probe_baseline_predictions.csv"}
+    from phi_cls.predict import find_artifact
+    assert find_artifact(out).name == "probe"  # `predict --model <run>` uses this run's probe, not the old LoRA
+    assert not list(out.rglob("*.tmp")) and not _left_in(tmp_path / "tmp")
+
+
+def test_resume_refuses_other_data(tmp_path):
+    from phi_cls.cli import build_parser, config_from_args
+    data, out = _champ_files(tmp_path / "data"), tmp_path / "run"
+    cfg = config_from_args(build_parser().parse_args(["train", "--data", str(data), "--out", str(out), *map(str, TINY_FLAGS)]))
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps(dict(status="interrupted", config=dataclasses.asdict(cfg), files=["run.json"], done={},
+                                                  data=dict(fingerprint="0" * 64, rows={"train": 24, "test": 12}))))
+    before = _tree(tmp_path)
+    proc = cli("train", "--data", data, "--out", out, *TINY_FLAGS, "--resume", check=False, env=_env(tmp_path / "tmp"))
+    _refused(proc, f"resume=True, but the data is not what the run in {out} started with (fingerprint 000000000000 then",
+             "same row counts, other contents")
+    assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
+
+
+def test_second_run_is_refused_while_the_first_holds_the_folder(tmp_path):
+    out = tmp_path / "run"; out.mkdir()
+    (out / ".phi_cls.lock").write_text(json.dumps(dict(pid=os.getpid(), host=platform.node(), started="2026-01-01T10:00:00+00:00")))
+    before = _tree(tmp_path)
+    proc = cli("train", "--out", out, *TINY_FLAGS, check=False, env=_env(tmp_path / "tmp"))
+    _refused(proc, f"{out} is in use by another training run (pid {os.getpid()} on {platform.node()}, started 2026-01-01T10:00:00+00:00)")
+    assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
+
+
+def test_sigterm_marks_the_run_interrupted_and_frees_the_folder(tmp_path):
+    out = tmp_path / "run"; out.mkdir()
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+    (out / ".phi_cls.lock").write_text(json.dumps(dict(pid=gone, host=platform.node(), started="2026-01-01T10:00:00+00:00")))
+    proc = subprocess.Popen([sys.executable, "-m", "phi_cls.cli", "train", "--mode", "lora", "--out", str(out), *map(str, TINY_FLAGS),
+                             "--epochs", "50"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path / "tmp"))
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline:
+        if (out / "run.json").exists() and json.loads((out / "run.json").read_text())["status"] == "running": break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM and "phi-cls train: interrupted (stopped by SIGTERM)" in stderr, stderr[-2000:]
+    assert "Traceback" not in stderr and f"taking over {out / '.phi_cls.lock'} from a run that is gone (pid {gone}" in stdout
+    card = json.loads((out / "run.json").read_text())
+    assert card["status"] == "interrupted" and not (out / ".phi_cls.lock").exists() and not list(out.rglob("*.tmp"))
+
+
+DISK_FULL = """import torch
+save = torch.save
+def full(obj, f, *a, **kw):  # what a full disk looks like from torch.save
+    if str(f).endswith("optimizer.pt"): raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 1088 vs 1024")
+    return save(obj, f, *a, **kw)
+torch.save = full"""
+
+
+def test_disk_full_during_a_checkpoint_is_named(tmp_path):
+    out = tmp_path / "run"
+    proc = _cli_patched(DISK_FULL, "train", "--mode", "probe", "--out", out, *TINY_FLAGS, "--epochs", "1", env=_env(tmp_path / "tmp"))
+    _refused(proc, f"could not write {out / 'checkpoints' / 'probe' / 'checkpoint-'}", "a write error (is the disk full?)",
+             "Free some disk space")
+    assert "unexpected error" not in proc.stderr
+    card = json.loads((out / "run.json").read_text())
+    assert card["status"] == "failed" and "could not write" in card["error"] and not (out / ".phi_cls.lock").exists()
+    assert not list(out.rglob("*.tmp")) and not _left_in(tmp_path / "tmp")
+
+
+@pytest.mark.parametrize("command", ["predict", "check"])
+def test_output_that_is_a_folder(tiny_run, tmp_path, rows, command):
+    rows.to_csv(tmp_path / "in.csv", index=False); (tmp_path / "out.csv").mkdir()
+    before = _tree(tmp_path)
+    model = ["--model", tiny_run / "probe"] if command == "predict" else []
+    proc = cli(command, *model, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress", check=False,
+               env=_env(tmp_path / "tmp"))
+    _refused(proc, f"output '{tmp_path / 'out.csv'}' is a folder; give a file name")
+    assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
+
+
+@pytest.mark.parametrize("command", ["predict", "check"])
+def test_bad_input_makes_no_output_folders(tiny_run, tmp_path, command):
+    pd.DataFrame({"question": ["q"], "text": ["s"]}).to_csv(tmp_path / "in.csv", index=False)
+    before = _tree(tmp_path)
+    model = ["--model", tiny_run / "probe"] if command == "predict" else []
+    proc = cli(command, *model, "--input", tmp_path / "in.csv", "--output", tmp_path / "new" / "dir" / "x.csv", "--no-progress",
+               check=False, env=_env(tmp_path / "tmp"))
+    _refused(proc, "in.csv has no column 'solution'")
+    assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
