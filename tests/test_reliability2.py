@@ -151,7 +151,9 @@ forward = m.PhiClassifier.forward
 @functools.wraps(forward)  # the Trainer keeps the columns forward names
 def nan_forward(self, *a, **kw):
     out = forward(self, *a, **kw)
-    if out.loss is not None and self.training: out.loss = out.loss * float("nan")
+    if self.training:  # the logits too: with class weights the Trainer computes the loss from them
+        out.logits = out.logits * float("nan")
+        if out.loss is not None: out.loss = out.loss * float("nan")
     return out
 m.PhiClassifier.forward = nan_forward"""
 
