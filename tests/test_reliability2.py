@@ -170,7 +170,7 @@ def test_nan_weights_fail_prediction(tiny_run, tmp_path, rows):
     art = tmp_path / "art"
     shutil.copytree(tiny_run / "probe", art)
     head = load_file(art / "head.safetensors")
-    save_file({"weight": head["weight"] * float("nan"), "bias": head["bias"]}, art / "head.safetensors")
+    save_file({k: v * float("nan") if k == "weight" else v for k, v in head.items()}, art / "head.safetensors")  # heads are bias-free
     rows.to_csv(tmp_path / "in.csv", index=False)
     before = _tree(tmp_path)
     proc = cli("predict", "--model", art, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress",
@@ -217,7 +217,7 @@ def test_jsonl_error_names_the_line(tmp_path, command):
     (tmp_path / "in.jsonl").write_text("\n".join(lines[:10] + [""] + lines[10:]) + "\n")  # a blank line: the bad one is on line 4500
     before = _tree(tmp_path)
     args = (["--input", tmp_path / "in.jsonl", "--output", tmp_path / "out.csv"] if command == "check"
-            else ["--data", tmp_path / "in.jsonl", "--out", tmp_path / "run", *TINY_FLAGS])
+            else [*TINY_FLAGS, "--data", tmp_path / "in.jsonl", "--out", tmp_path / "run"])  # --data after TINY_FLAGS' champ
     proc = cli(command, *args, "--no-progress", check=False, env=_env(tmp_path / "tmp"))
     _refused(proc, "in.jsonl, line 4500: not valid JSON (Expecting ',' delimiter at column 31)")
     assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")  # train checks the data before it makes the run folder
@@ -309,7 +309,7 @@ def test_bad_data_leaves_the_run_folder_alone(tiny_run, tmp_path, holds):
     else: shutil.copytree(tiny_run, out)
     (tmp_path / "bad.csv").write_text("question,solution,label,split\nq,s,2,train\nq2,s,0,test\n")
     before = _tree(tmp_path)
-    proc = cli("train", "--data", tmp_path / "bad.csv", "--out", out, *TINY_FLAGS, check=False, env=_env(tmp_path / "tmp"))
+    proc = cli("train", *TINY_FLAGS, "--data", tmp_path / "bad.csv", "--out", out, check=False, env=_env(tmp_path / "tmp"))
     _refused(proc, "bad.csv, split 'train', column 'label' is not 0 or 1")
     assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
 
@@ -348,7 +348,7 @@ def test_overwrite_moves_the_old_run_aside_and_zips_only_the_new_run(tiny_run, t
     shutil.copytree(tiny_run, out)
     _champ_files(out)
     old_run, data = _tree(tiny_run), {k: v for k, v in _tree(out).items() if k in ("train.csv", "test.csv")}
-    proc = cli("train", "--mode", "probe", "--data", out, "--out", out, "--overwrite", *TINY_FLAGS, env=_env(tmp_path / "tmp"))
+    proc = cli("train", "--mode", "probe", *TINY_FLAGS, "--data", out, "--out", out, "--overwrite", env=_env(tmp_path / "tmp"))
     (moved,) = out.glob("previous-*")
     assert "--overwrite: moved artifacts.zip, checkpoints, config.json, lora" in proc.stdout and str(moved) in proc.stdout and "Other files stay where they are: test.csv, train.csv" in proc.stdout
     assert _tree(moved) == old_run  # the old run, lora/ and all, byte for byte
@@ -365,12 +365,12 @@ def test_overwrite_moves_the_old_run_aside_and_zips_only_the_new_run(tiny_run, t
 def test_resume_refuses_other_data(tmp_path):
     from phi_cls.cli import build_parser, config_from_args
     data, out = _champ_files(tmp_path / "data"), tmp_path / "run"
-    cfg = config_from_args(build_parser().parse_args(["train", "--data", str(data), "--out", str(out), *map(str, TINY_FLAGS)]))
+    cfg = config_from_args(build_parser().parse_args(["train", *map(str, TINY_FLAGS), "--data", str(data), "--out", str(out)]))
     out.mkdir()
     (out / "run.json").write_text(json.dumps(dict(status="interrupted", config=dataclasses.asdict(cfg), files=["run.json"], done={},
                                                   data=dict(fingerprint="0" * 64, rows={"train": 24, "test": 12}))))
     before = _tree(tmp_path)
-    proc = cli("train", "--data", data, "--out", out, *TINY_FLAGS, "--resume", check=False, env=_env(tmp_path / "tmp"))
+    proc = cli("train", *TINY_FLAGS, "--data", data, "--out", out, "--resume", check=False, env=_env(tmp_path / "tmp"))
     _refused(proc, f"resume=True, but the data is not what the run in {out} started with (fingerprint 000000000000 then",
              "same row counts, other contents")
     assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
