@@ -1,4 +1,4 @@
-# phi_cls: `make demo` runs the main job on the embedded defaults; `make test` runs every test.
+# phi_cls: `make demo` runs the main job on the embedded defaults (a rerun moves the earlier results to previous-<time>/); `make test` runs every test.
 # Both create .venv and install into it first (CPU build of torch; see README for GPUs).
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -24,11 +24,11 @@ install: $(VENV)/.installed
 
 demo: install
 	@echo "demo: probe + LoRA on the embedded SmolLM2-135M-Instruct and gsm8k-pairs (GSM8K minimal pairs), with $(DEMO_FLAGS)"
-	$(BIN)/phi-cls train --mode both --data gsm8k-pairs --model embedded --out $(DEMO_OUT) $(DEMO_FLAGS)
+	$(BIN)/phi-cls train --mode both --data gsm8k-pairs --model embedded --out $(DEMO_OUT) --overwrite $(DEMO_FLAGS)
 	@echo "demo: results in $(DEMO_OUT)/ (metrics.json, *_predictions.csv, probe/, lora/, artifacts.zip)"
 
 full: install
-	$(BIN)/phi-cls train --mode both --data gsm8k-pairs --model embedded --out outputs/full
+	$(BIN)/phi-cls train --mode both --data gsm8k-pairs --model embedded --out outputs/full --overwrite
 
 # Probe levers (layer, pooling) chosen on validation, on the embedded backbone and CHAMP (minutes on 2 idle CPU cores);
 # the tables go to benchmarks/levers_$(LEVERS_DATA).{md,csv}. LEVERS_DATA may be a data folder or file too.

@@ -20,7 +20,8 @@ EMBEDDED_DATA = ("champ", "champ-all", "gsm8k-pairs")  # phi_cls.data.EMBEDDED, 
 _CHOICES = dict(mode=MODES, precision=("auto", "bf16", "fp32"), quantize=("auto", "4bit", "none"),
                 lr_scheduler=("cosine", "linear", "constant", "constant_with_warmup"),
                 optim=("auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"),
-                threshold_objective=("none", "balanced_accuracy", "f1"), class_weight=("none", "auto"), pooling=("last", "mean"))
+                threshold_objective=("none", "balanced_accuracy", "f1"), class_weight=("none", "auto"),
+                pooling=("last", "mean"))
 _POSITIVE = ("epochs", "batch_size", "grad_accum", "learning_rate", "max_length", "logging_steps",
              "save_total_limit", "lora_r", "lora_alpha")
 
@@ -42,6 +43,8 @@ def _check_probe_layer(cfg):
     spec = cfg.probe_layer
     if spec not in ("last", "best") and not spec.lstrip("-").isdigit():
         raise ConfigError(f"probe_layer={spec!r} is not allowed; use last, best or a layer number (1 = first, -1 = last).")
+    if spec not in ("last", "best") and abs(int(spec)) > 4096:
+        raise ConfigError(f"probe_layer={spec!r} is more than 4096 layers from either end; no backbone has that many.")
     if spec == "best" and not cfg.keep_validation:
         raise ConfigError("probe_layer='best' picks the layer on the validation split, which keep_validation=False merges into training. "
                           "Pass --keep-validation (keep_validation=True), or name a layer (e.g. probe_layer=-1).")
@@ -55,6 +58,36 @@ def parse_workers(value) -> str|int:
     if isinstance(value, str) and value.strip().isdigit(): value = int(value)
     if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0): return value
     raise ConfigError(f"workers={value!r} is not allowed; use auto or a positive number of processes (1 = one process).")
+
+# %% ../nbs/06_config.ipynb #c006a
+import math
+
+_LIMITS = dict(epochs=1000, batch_size=4096, grad_accum=4096, micro_batch_size=4096, eval_batch_size=4096, max_length=131072,
+               learning_rate=1.0, weight_decay=10.0, logging_steps=1_000_000, save_total_limit=1000, lora_r=1024, lora_alpha=4096,
+               seed=2**32 - 1)  # far beyond any sensible run; beyond them a typo (1e9 epochs) would run for days or overflow
+
+def _check_limits(cfg):
+    "Every number finite, none above its limit in `_LIMITS`, seed and weight decay not negative; `ConfigError` naming the parameter."
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, float) and not math.isfinite(v): raise ConfigError(f"{f.name}={v!r} is not a finite number; give a number such as {f.default}.")
+    for name, limit in _LIMITS.items():
+        v = getattr(cfg, name)
+        if v is not None and v > limit: raise ConfigError(f"{name}={v!r} is more than {limit:g}, the largest value allowed.")
+    for name in ("seed", "weight_decay"):
+        if getattr(cfg, name) < 0: raise ConfigError(f"{name}={getattr(cfg, name)!r} must not be negative.")
+
+# %% ../nbs/06_config.ipynb #c006b
+def _check_run_dir(cfg):
+    "`ConfigError` for a run folder that is no folder of its own: '' (the current folder), the root or the home folder."
+    if not cfg.output_dir.strip():
+        raise ConfigError(f"output_dir={cfg.output_dir!r} names no folder (it would be the current one). Give the run a folder, such as outputs/run.")
+    where = (Path(cfg.output_dir) / cfg.run_name).resolve()
+    for name, folder in (("the root folder", Path(where.anchor)), ("your home folder", Path.home().resolve())):
+        if where == folder: raise ConfigError(f"output_dir={cfg.output_dir!r} is {name} ({where}); a run needs a folder of its own, such as outputs/run.")
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("resume=True continues the run in output_dir and overwrite=True starts it again; pass only one of them.")
+
 
 # %% ../nbs/06_config.ipynb #c030
 @dataclass
@@ -101,6 +134,8 @@ class TrainConfig:
     gradient_checkpointing: bool = _help("recompute activations in the backward pass to save memory", False)
     progress: bool = _help("show progress bars", True)
     resume: bool = _help("continue an interrupted run in the same folder from its last checkpoint", False)
+    overwrite: bool = _help("start afresh in a folder that holds a finished run or other files: the earlier run's files move to "
+                            "<out>/previous-<time>/, other files stay where they are", False)
     allow_leakage: bool = _help("train even if test questions also appear in the training data (warns instead of stopping)", False)
     checker: bool = _help("also evaluate the arithmetic checker and the hybrid (checker proves an error, else classifier)", False)
     threshold_objective: str = _help("what the decision threshold is fitted for on validation: balanced_accuracy, f1 or none (0.5)",
@@ -114,6 +149,7 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             if not _type_ok(getattr(self, f.name), hints[f.name]):
                 raise ConfigError(f"{f.name}={getattr(self, f.name)!r} has the wrong type; it must be {_type_name(hints[f.name])}.")
+        _check_limits(self)
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not allowed; use one of {', '.join(allowed)}.")
@@ -125,10 +161,12 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and not (isinstance(v, int) and v > 0): raise ConfigError(f"{name}={v!r} must be a positive integer or None ({none}).")
         self.workers = parse_workers(self.workers)
+        if self.workers != "auto" and self.workers > 1024: raise ConfigError(f"workers={self.workers!r} is more than 1024, the largest value allowed.")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"device={self.device!r} is not allowed; use auto, cpu, cuda or cuda:N.")
         if Path(self.run_name).name != self.run_name or self.run_name in (".", ".."):
             raise ConfigError(f"run_name={self.run_name!r} must be a plain folder name (no '/').")
+        _check_run_dir(self)
         if self.data not in EMBEDDED_DATA and not Path(self.data).expanduser().exists():
             raise ConfigError(f"data={self.data!r}: no such file or folder. Pass a save_to_disk folder, a CSV/JSONL/Parquet "
                               f"file or folder, or one of {', '.join(EMBEDDED_DATA)}.")

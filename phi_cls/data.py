@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #c003
 from __future__ import annotations
-import importlib.resources, importlib.util, json, os, random, shutil, sys, tempfile, zipfile
+import errno, importlib.resources, importlib.util, json, os, random, shutil, sys, tempfile, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +14,10 @@ from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 
 # %% auto #0
 __all__ = ['PROMPT', 'SPLITS', 'EMBEDDED', 'build_prompt', 'DataError', 'validate_frame', 'table_path', 'read_table', 'load_data',
-           'iter_table', 'atomic_write', 'write_json', 'write_csv', 'zip_run', 'TableWriter', 'champ_file',
-           'champ_rows', 'split_problems', 'load_champ', 'gsm8k_pairs_file', 'load_gsm8k_pairs', 'load_embedded',
-           'check_leakage', 'check_classes', 'training_splits', 'fit_lengths', 'PromptEncoder', 'tokenize', 'Collator']
+           'iter_table', 'WriteError', 'is_write_failure', 'write_error', 'atomic_write', 'write_json', 'write_csv',
+           'zip_run', 'TableWriter', 'champ_file', 'champ_rows', 'split_problems', 'load_champ', 'gsm8k_pairs_file',
+           'load_gsm8k_pairs', 'load_embedded', 'check_leakage', 'check_classes', 'training_splits', 'fit_lengths',
+           'PromptEncoder', 'tokenize', 'Collator']
 
 # %% ../nbs/00_data.ipynb #c006
 PROMPT = ("Analyze the following mathematical problem and solution to determine if the solution is correct or flawed."
@@ -66,17 +67,67 @@ def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_requi
             raise DataError(f"{where}, column '{col}' is empty or not text in {_count(bad)}: {_examples(df, bad, col)}. "
                             "Remove those rows or fill in the text.")
     if "index" not in df: df = df.assign(index=df["_row"])
-    if (bad := pd.to_numeric(df["index"], errors="coerce").isna()).any():
-        raise DataError(f"{where}, column 'index' is missing or not an integer in {_count(bad)}: {_examples(df, bad, 'index')}.")
+    if (bad := _index_mask(df["index"])).any():
+        raise DataError(f"{where}, column 'index' is missing, not a whole number or beyond 64-bit integers in {_count(bad)}: "
+                        f"{_examples(df, bad, 'index')}. Use whole numbers between -2**63 and 2**63 - 1.")
     if (bad := df["index"].duplicated(keep=False)).any():
         raise DataError(f"{where}, column 'index' repeats in {_count(bad)}: {_examples(df, bad, 'index')}. "
                         "Each row needs its own index, which names it in the predictions file.")
     df = df.assign(index=pd.to_numeric(df["index"]).astype("int64"))
     return df.assign(label=pd.to_numeric(df["label"]).astype("int64")) if "label" in df else df
 
+# %% ../nbs/00_data.ipynb #c011a
+def _index_mask(values:pd.Series) -> pd.Series:
+    "True where an index is missing, not a whole number, or out of int64 range (7.2 and 7.9 would both become 7)."
+    def bad(v):
+        if isinstance(v, (bool, np.bool_)): return True
+        if isinstance(v, (int, np.integer)): return not -2**63 <= int(v) < 2**63
+        try: f = float(v)
+        except (TypeError, ValueError): return True
+        return not (np.isfinite(f) and f.is_integer() and -2.0**63 <= f < 2.0**63)
+    if pd.api.types.is_integer_dtype(values.dtype): return pd.Series(False, index=values.index)
+    return values.map(bad).astype(bool)
+
+# %% ../nbs/00_data.ipynb #c014b
+import contextlib, io, itertools
+
+_TEXT_COLUMNS = ("question", "solution")
+
+def _csv_options(path) -> dict:
+    "read_csv options: question / solution are read as written (only a blank cell is missing); other columns as pandas does."
+    from pandas._libs.parsers import STR_NA_VALUES
+    header = pd.read_csv(path, nrows=0).columns
+    return dict(dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False,
+                na_values={c: [""] if c in _TEXT_COLUMNS else sorted(STR_NA_VALUES) for c in header})
+
+def _jsonl_frame(lines:list, first:int, name:str) -> pd.DataFrame:
+    "Rows of JSON `lines`, the first being line `first` of `name`; a `DataError` names the first line that is not JSON."
+    try: return pd.read_json(io.StringIO("".join(lines)), lines=True, dtype=False)
+    except ValueError as e: error = e
+    for i, line in enumerate(lines):
+        if not line.strip(): continue
+        try: json.loads(line)
+        except ValueError as e:
+            raise DataError(f"{name}, line {first + i}: not valid JSON ({getattr(e, 'msg', e)} at column {getattr(e, 'colno', '?')}). "
+                            "Each line must be one JSON object, such as {\"question\": \"...\", \"solution\": \"...\"}.") from None
+    raise DataError(f"{name}, lines {first} to {first + len(lines) - 1}: could not be read as JSON lines ({error}).")
+
+def _jsonl_chunks(path, chunk_rows:int):
+    "DataFrames of at most `chunk_rows` lines of a JSON-lines file (`-`: stdin); blank lines are skipped."
+    name = "stdin" if str(path) == "-" else str(path)
+    with (contextlib.nullcontext(sys.stdin) if str(path) == "-" else open(path, encoding="utf-8")) as f:
+        first = 1
+        while lines := list(itertools.islice(f, chunk_rows)):
+            if any(line.strip() for line in lines): yield _jsonl_frame(lines, first, name)
+            first += len(lines)
+
+
 # %% ../nbs/00_data.ipynb #c014
-def _read_csv(path, chunk_rows:int|None=None): return pd.read_csv(path, chunksize=chunk_rows, dtype={"question": str, "solution": str})
-def _read_jsonl(path, chunk_rows:int|None=None): return pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False)
+def _read_csv(path, chunk_rows:int|None=None): return pd.read_csv(path, chunksize=chunk_rows, **_csv_options(path))
+
+def _read_jsonl(path, chunk_rows:int|None=None):
+    if chunk_rows is not None: return _jsonl_chunks(path, chunk_rows)
+    with open(path, encoding="utf-8") as f: return _jsonl_frame(f.readlines(), 1, str(path))
 
 def _read_parquet(path, chunk_rows:int|None=None):
     if chunk_rows is None: return pd.read_parquet(path)
@@ -102,6 +153,7 @@ def read_table(path:Path) -> pd.DataFrame:
     path = table_path(path)
     try: df = _READERS[path.suffix.lower()](path)
     except UnicodeDecodeError as e: raise _not_utf8(path, e) from None
+    except DataError: raise
     except pd.errors.EmptyDataError: raise DataError(f"{path} is empty. It needs a header row and at least one example.") from None
     except ValueError as e: raise DataError(f"{path} could not be read as {path.suffix[1:].upper()}: {e}") from None
     return df.assign(_row=np.arange(len(df)))
@@ -154,7 +206,7 @@ def load_data(source:str|Path="champ", split_column:str="split", required:tuple=
 
 # %% ../nbs/00_data.ipynb #c019
 def _chunks(path, chunk_rows:int):
-    if str(path) == "-": return _read_jsonl(sys.stdin, chunk_rows)
+    if str(path) == "-": return _jsonl_chunks("-", chunk_rows)
     return _READERS[Path(path).suffix.lower()](path, chunk_rows)
 
 def iter_table(path:str|Path, chunk_rows:int=1024):
@@ -166,8 +218,35 @@ def iter_table(path:str|Path, chunk_rows:int=1024):
             yield df.assign(_row=np.arange(offset, offset + len(df)))
             offset += len(df)
     except UnicodeDecodeError as e: raise _not_utf8(path, e) from None
+    except DataError: raise
     except (ValueError, pd.errors.ParserError) as e: raise DataError(f"{path} could not be read: {str(e).splitlines()[0]}") from None
     if offset == 0: raise DataError(f"{path} has no rows.")
+
+# %% ../nbs/00_data.ipynb #c046a
+class WriteError(OSError):
+    "A file could not be written (disk full, read-only or missing permission, a folder in the way); the message names the path."
+
+_WHY = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up", errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied", errno.EROFS: "the file system is read-only", errno.EISDIR: "a folder has that name"}
+
+def is_write_failure(e:BaseException) -> bool:
+    "True for the errors a failed write raises: `OSError`, and torch's / safetensors' wrappers of one."
+    if isinstance(e, OSError): return True
+    text = str(e)
+    return (isinstance(e, RuntimeError) or type(e).__name__ == "SafetensorError") and any(
+        w in text for w in ("enforce fail", "write", "No space", "IoError", "Io("))
+
+def write_error(path, e:BaseException) -> WriteError:
+    "`e`, raised while writing `path`, as a `WriteError` that names the path and the likely cause."
+    why = _WHY.get(getattr(e, "errno", None)) or ("the disk is full" if "No space" in str(e) else "a write error (is the disk full?)")
+    detail = (str(e).splitlines() or [""])[0].strip() or type(e).__name__
+    code = getattr(e, "errno", None) or errno.EIO
+    fix = {errno.EISDIR: "Choose another name.", errno.EACCES: "Write somewhere you may write to.", errno.EPERM: "Write somewhere you may write to.",
+           errno.EROFS: "Write somewhere you may write to."}.get(code, "Free some disk space or write somewhere else, then run again.")
+    err = WriteError(f"could not write {path}: {why} ({type(e).__name__}: {detail}). {fix}")
+    err.errno = code
+    return err
+
 
 # %% ../nbs/00_data.ipynb #c047
 class atomic_write:
@@ -178,12 +257,16 @@ class atomic_write:
                     else self.path.with_name(self.path.name + ".tmp"))
 
     def __enter__(self) -> Path: return self.tmp
-    def __exit__(self, kind, *_): self.close(ok=kind is None)
+    def __exit__(self, kind, e, tb):
+        self.close(ok=kind is None)
+        if e is not None and not isinstance(e, WriteError) and is_write_failure(e): raise write_error(self.path, e) from None
 
     def close(self, ok:bool=True):
         "Rename the temporary path to `path` when `ok` (and it was written); remove whatever is left of it."
         try:
-            if ok and self.tmp.exists(): os.replace(self.tmp, self.path)
+            if ok and self.tmp.exists():
+                try: os.replace(self.tmp, self.path)
+                except OSError as e: raise write_error(self.path, e) from None
         finally:
             if self.tmp.is_dir(): shutil.rmtree(self.tmp, ignore_errors=True)
             else: self.tmp.unlink(missing_ok=True)
@@ -199,11 +282,17 @@ def write_csv(path:Path, df:pd.DataFrame) -> Path:
     with atomic_write(path) as tmp: df.to_csv(tmp, index=False)
     return Path(path)
 
-def zip_run(out:Path, name:str="artifacts.zip") -> Path:
-    "Zip the run folder's results (not checkpoints) into `out/name`."
+def _listed_files(out:Path) -> list|None:
+    card = out / "run.json"
+    return json.loads(card.read_text()).get("files") if card.exists() else None
+
+def zip_run(out:Path, name:str="artifacts.zip", files:list|None=None) -> Path:
+    "Zip the results a run wrote into `out/name`: `files` (names in `out`; default: those its run.json lists), never checkpoints."
     out = Path(out)
+    files = _listed_files(out) if files is None else files
+    tops = [out] if files is None else [out / f for f in files if (out / f).exists()]  # no list: the whole folder
     with atomic_write(out / name) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        for f in sorted(out.rglob("*")):
+        for f in sorted(p for top in tops for p in ([top, *top.rglob("*")] if top.is_dir() else [top])):
             rel = f.relative_to(out)
             if f.is_file() and rel.parts[0] != "checkpoints" and not f.name.startswith(name): z.write(f, rel)
     return out / name
@@ -212,17 +301,28 @@ def zip_run(out:Path, name:str="artifacts.zip") -> Path:
 class TableWriter:
     "Append DataFrames to a CSV, JSONL or Parquet file (by suffix; `-` is CSV on stdout); the file appears only on `close()`."
     def __init__(self, path):
-        self.path, self.first, self.parquet, self.target = str(path), True, None, None
-        if self.path != "-":
-            suffix = Path(self.path).suffix.lower()
-            if suffix not in (".csv", ".jsonl", ".json", ".parquet"): raise DataError(f"output '{path}': use a .csv, .jsonl or .parquet name (or - for stdout).")
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.target = atomic_write(self.path)
-            self.tmp, self.kind = self.target.tmp, suffix
-            self.f = None if suffix == ".parquet" else open(self.tmp, "w", encoding="utf-8", newline="")
-        else: self.kind, self.f = ".csv", sys.stdout
+        self.path, self.first, self.parquet, self.target, self.f, self.made = str(path), True, None, None, None, []
+        if self.path == "-": self.kind, self.f = ".csv", sys.stdout; return
+        self.kind = Path(self.path).suffix.lower()
+        if self.kind not in (".csv", ".jsonl", ".json", ".parquet"): raise DataError(f"output '{path}': use a .csv, .jsonl or .parquet name (or - for stdout).")
+        if Path(self.path).is_dir(): raise DataError(f"output '{path}' is a folder; give a file name, such as {Path(path) / ('predictions' + self.kind)}.")
+
+    def _open(self):
+        parent = Path(self.path).parent
+        self.made = [p for p in (parent, *parent.parents) if not p.exists()]  # deepest first, to remove on failure
+        try: parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e: raise write_error(self.path, e) from None
+        self.target = atomic_write(self.path)
+        self.tmp = self.target.tmp
+        if self.kind != ".parquet": self.f = open(self.tmp, "w", encoding="utf-8", newline="")
 
     def write(self, df:pd.DataFrame):
+        if self.target is None and self.path != "-": self._open()
+        try: self._write(df)
+        except OSError as e: raise write_error(self.path, e) from None
+        self.first = False
+
+    def _write(self, df:pd.DataFrame):
         if self.kind == ".csv": df.to_csv(self.f, header=self.first, index=False)
         elif self.kind in (".jsonl", ".json"): self.f.write(df.to_json(orient="records", lines=True, force_ascii=False).rstrip("\n") + "\n")
         else:
@@ -230,13 +330,27 @@ class TableWriter:
             table = pa.Table.from_pandas(df, preserve_index=False)
             if self.parquet is None: self.parquet = pq.ParquetWriter(self.tmp, table.schema)
             self.parquet.write_table(table.cast(self.parquet.schema))
-        self.first = False
 
     def close(self, ok:bool=True):
+        "Publish the file (`ok`) or remove every trace of it: the temporary file and the folders made for it."
         if self.path == "-": return sys.stdout.flush()
-        if self.f: self.f.close()
-        if self.parquet: self.parquet.close()
-        self.target.close(ok)
+        if self.target is None and ok: self._open()  # no rows written: an empty file
+        try:
+            if self.target is not None: self._finish(ok)
+        except BaseException: ok = False; raise
+        finally:
+            if not ok:
+                for folder in self.made:
+                    try: folder.rmdir()
+                    except OSError: break
+
+    def _finish(self, ok:bool):
+        try:
+            if self.f: self.f.close()
+            if self.parquet: self.parquet.close()
+        except OSError as e: ok = False; raise write_error(self.path, e) from None
+        finally: self.target.close(ok)
+
 
 # %% ../nbs/00_data.ipynb #c022
 def champ_file() -> Path:

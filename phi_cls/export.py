@@ -13,7 +13,8 @@ from transformers import AutoConfig
 
 from .data import PROMPT, PromptEncoder
 from .hardware import ModelError
-from .model import backbone_signature, load_head, load_tokenizer, quiet_peft, read_classifier_info, resolve_model
+from .model import (backbone_signature, check_artifact_files, load_head, load_tokenizer, quiet_peft,
+                           read_classifier_info, resolve_model)
 from .predict import find_artifact
 
 # %% auto #0
@@ -364,7 +365,7 @@ def export(model:str|Path,  # artifact folder (probe/ or lora/), run folder, or 
            overwrite:bool=False,  # replace a non-empty `out`
           ) -> Path:
     "Write a probe or LoRA classifier as a Hugging Face model folder that loads without phi_cls."
-    art = find_artifact(model, kind)
+    art = check_artifact_files(find_artifact(model, kind))  # no code, pickle or auto_map
     info = read_classifier_info(art)
     dest = check_out(out, art, overwrite)
     name = base_model or info["base_model"]

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_model.ipynb #c003
 from __future__ import annotations
-import contextlib, importlib.util, json, os, shutil, sys, warnings
+import contextlib, importlib.util, json, math, os, shutil, sys, warnings
 from pathlib import Path
 
 import torch
@@ -25,8 +25,8 @@ __all__ = ['EMBEDDED', 'TINY', 'POOLINGS', 'cache_dir', 'embedded_gguf', 'embedd
            'decoder_layers', 'resolve_layer', 'layer_states', 'pooled_states', 'check_features', 'feature_settings',
            'init_head', 'PhiClassifier', 'freeze', 'count_parameters', 'describe_trainable', 'autocast',
            'forward_batch_size', 'length_batches', 'is_causal_backbone', 'batched_apply', 'extract_features',
-           'predict_logits', 'add_lora', 'quiet_peft', 'save_classifier', 'read_classifier_info', 'load_head',
-           'restore_classifier']
+           'predict_logits', 'NotFiniteError', 'finite_probabilities', 'add_lora', 'quiet_peft', 'save_classifier',
+           'read_classifier_info', 'load_head', 'restore_classifier', 'check_classifier_info', 'check_artifact_files']
 
 # %% ../nbs/04_model.ipynb #c006
 EMBEDDED, TINY = "embedded", "tiny"
@@ -59,8 +59,8 @@ def embedded_gguf() -> Path:
 
 def _build_embedded(dest:Path):
     gguf = embedded_gguf()
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
+    lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
     config = lm.config
     del config.quantization_config  # the weights are de-quantized on load; a plain model trains
     plain = type(lm)(config)
@@ -128,7 +128,7 @@ def _check_hub(name:str):
 # %% ../nbs/04_model.ipynb #c013
 def _from_pretrained(loader, name:str, **kwargs):
     path = resolve_model(name)
-    try: return loader(path, **kwargs)
+    try: return loader(path, trust_remote_code=False, **kwargs)  # never run code that comes with a model
     except OSError as e:
         raise ModelError(f"could not load model '{name}': {str(e).splitlines()[0]} "
                          f"Without internet, pass a local folder with the weights, '{EMBEDDED}' or '{TINY}'.") from None
@@ -136,7 +136,7 @@ def _from_pretrained(loader, name:str, **kwargs):
 def load_tokenizer(name:str):
     "The tokenizer of a model (or of a folder holding just a tokenizer), padding on the left with pad = eos."
     folder = Path(name).expanduser()
-    tok = (AutoTokenizer.from_pretrained(folder) if (folder / "tokenizer_config.json").exists()
+    tok = (AutoTokenizer.from_pretrained(folder, trust_remote_code=False) if (folder / "tokenizer_config.json").exists()
            else _from_pretrained(AutoTokenizer.from_pretrained, name))
     tok.pad_token, tok.padding_side = tok.eos_token, "left"
     return tok
@@ -350,6 +350,21 @@ def predict_logits(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=
     features = extract_features(clf, ds, pad_token_id, batch_size, precision, progress, desc="Predicting")
     with torch.inference_mode(): return clf(features=features.to(clf.head.weight.device)).logits.cpu()
 
+# %% ../nbs/04_model.ipynb #c044a
+import numpy as np
+
+class NotFiniteError(ValueError):
+    "A loss or a probability became NaN or infinite; the message names the step."
+
+def finite_probabilities(probs, step:str):
+    "`probs` (an array), or `NotFiniteError` naming `step` and the rows whose probabilities are NaN or infinite."
+    bad = ~np.isfinite(np.asarray(probs)).all(axis=-1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise NotFiniteError(f"{step} gave NaN or infinite probabilities for {len(rows)} of {len(bad)} rows (rows {rows[:5].tolist()}"
+                             f"{' ...' if len(rows) > 5 else ''}): the weights or the inputs hold NaN or inf. Retrain, or use precision='fp32'.")
+    return probs
+
 # %% ../nbs/04_model.ipynb #c046
 def add_lora(backbone, r:int=16, alpha:int=32, dropout:float=0.05, gradient_checkpointing:bool=False):
     "Wrap the backbone with LoRA adapters on all linear layers; only the adapters train."
@@ -392,7 +407,7 @@ def save_classifier(clf:PhiClassifier, tokenizer, path:str|Path, meta:dict) -> P
 def read_classifier_info(path:str|Path) -> dict:
     "The `classifier.json` of an artifact folder, checked to be there and readable."
     file = Path(path) / "classifier.json"
-    try: return json.loads(file.read_text())
+    try: return check_classifier_info(json.loads(file.read_text()), file)
     except FileNotFoundError: raise ModelError(f"{path} is not a classifier artifact (no classifier.json). Pass a run's probe/ or lora/ folder.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ModelError(f"{file} is corrupted ({e}). Copy the artifact again or retrain.") from None
 
@@ -408,12 +423,14 @@ def load_head(path:str|Path) -> nn.Linear:
 
 def restore_classifier(path:str|Path, backbone) -> PhiClassifier:
     "A saved classifier on a freshly loaded base `backbone` (adapter applied for LoRA), after checking they belong together."
-    path, info = Path(path), read_classifier_info(path)
+    path, info = check_artifact_files(path), read_classifier_info(path)
     expected, found = info.get("backbone"), backbone_signature(backbone.config)
     if expected and expected != found:
         raise ModelError(f"{path} was trained on a different backbone ({expected}) than the one given ({found}). "
                          f"Load it with its own base model, '{info.get('base_model')}'.")
     head = load_head(path)
+    if head.in_features != backbone.config.hidden_size:
+        raise ModelError(f"{path / 'head.safetensors'} reads {head.in_features} features, but the backbone gives {backbone.config.hidden_size}. Copy the artifact again or retrain.")
     if info.get("kind") == "lora":
         from peft import PeftModel
         if not (path / "adapter" / "adapter_model.safetensors").exists():
@@ -422,3 +439,59 @@ def restore_classifier(path:str|Path, backbone) -> PhiClassifier:
             with quiet_peft(): backbone = PeftModel.from_pretrained(backbone, path / "adapter")
         except Exception as e: raise ModelError(f"{path / 'adapter'} could not be loaded ({str(e).splitlines()[0]}): incomplete or corrupted?") from None
     return PhiClassifier(freeze(backbone), head, info.get("layer"), info.get("pooling", "last")).eval()
+
+# %% ../nbs/04_model.ipynb #c052b
+def _number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _positive_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+_INFO_FIELDS = {  # field: (required, check, what it must be)
+    "kind": (True, lambda v: v in ("probe", "lora"), "'probe' or 'lora'"),
+    "base_model": (True, lambda v: isinstance(v, str) and v.strip() != "", "the backbone's hub id or folder (a string)"),
+    "max_length": (True, lambda v: _positive_int(v) and v <= 131072, "a positive integer (tokens per example, at most 131072)"),
+    "backbone": (True, lambda v: isinstance(v, dict) and isinstance(v.get("model_type"), str)
+                 and all(_positive_int(v.get(k)) for k in ("hidden_size", "num_hidden_layers", "vocab_size")),
+                 "the backbone signature {model_type, hidden_size, num_hidden_layers, vocab_size}"),
+    "hidden_size": (False, _positive_int, "a positive integer"),
+    "precision": (False, lambda v: v in ("auto", "bf16", "fp32"), "'auto', 'bf16' or 'fp32'"),
+    "batch_size": (False, lambda v: v is None or _positive_int(v), "a positive integer or null"),
+    "prompt": (False, lambda v: isinstance(v, str), "a string"),
+    # written by training since calibration and probe levers (older artifacts lack them); other fields are ignored
+    "threshold": (False, lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1"),
+    "temperature": (False, lambda v: _number(v) and 0 < v <= 1e6, "a positive number"),
+    "decision": (False, lambda v: isinstance(v, dict), "a JSON object"),
+    "layer": (False, lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "a layer index (an integer) or null"),
+    "pooling": (False, lambda v: v in ("last", "mean"), "'last' or 'mean'"),
+}
+
+def check_classifier_info(info, file) -> dict:
+    "`info` if the fields loading needs are there with the right types; else `ModelError` naming `file` and the field."
+    fix = "The file was edited or damaged: copy the artifact again or retrain."
+    if not isinstance(info, dict): raise ModelError(f"{file} is not a JSON object. {fix}")
+    for name, (required, ok, want) in _INFO_FIELDS.items():
+        if name not in info:
+            if required: raise ModelError(f"{file} has no field '{name}' ({want}). {fix}")
+        elif not ok(info[name]): raise ModelError(f"{file}: field '{name}' is {info[name]!r}; it must be {want}. {fix}")
+    return info
+
+# %% ../nbs/04_model.ipynb #c052d
+_CODE_FILES = {".py", ".pyc", ".pyo", ".pyd", ".so", ".dll", ".dylib", ".sh"}
+_PICKLE_FILES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".h5", ".msgpack", ".onnx", ".gguf"}
+
+def _has_auto_map(file:Path) -> bool:
+    raw = file.read_bytes()
+    if b'"auto_map"' not in raw: return False
+    try: data = json.loads(raw)
+    except ValueError: return False  # not JSON: transformers cannot read it either
+    return isinstance(data, dict) and "auto_map" in data
+
+def check_artifact_files(path:str|Path) -> Path:
+    "`path` if its files are data only (safetensors, JSON, tokenizer text); `ModelError` for code, pickle weights or `auto_map`."
+    path, use = Path(path), "Use an artifact written by phi-cls train; phi_cls never runs code that comes with an artifact."
+    for f in sorted(path.rglob("*")):
+        rel, suffix = f.relative_to(path), f.suffix.lower()
+        if suffix in _CODE_FILES: raise ModelError(f"{path} holds a code file ({rel}): a classifier artifact holds only weights and JSON. {use}")
+        if suffix in _PICKLE_FILES:
+            raise ModelError(f"{path} holds {rel}, a weights format that can run code when it is loaded (pickle); phi_cls loads only .safetensors. {use}")
+        if suffix == ".json" and f.is_file() and _has_auto_map(f):
+            raise ModelError(f"{f} has an 'auto_map', which asks transformers to run custom code from the artifact. {use}")
+    return path

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_predict.ipynb #c003
 from __future__ import annotations
-import atexit, contextlib, importlib.util, shutil, sys, tempfile, zipfile
+import atexit, contextlib, importlib.util, os, shutil, sys, tempfile, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +16,25 @@ from .data import DataError, PromptEncoder, TableWriter, iter_table, validate_fr
 from .check import HYBRID_COLUMNS, check_frame, combine
 from .metrics import THRESHOLD, check_threshold, classification_metrics
 from .hardware import ModelError, resolve_device, resolve_precision
-from .model import forward_batch_size, load_backbone, load_tokenizer, read_classifier_info, restore_classifier
+from .model import (check_artifact_files, finite_probabilities, forward_batch_size, load_backbone, load_tokenizer,
+                           read_classifier_info, restore_classifier)
 from .workers import WorkerPool, choose_workers, model_bytes, pooled_features, workers_can_pool
 from .config import parse_workers
 
 # %% auto #0
-__all__ = ['find_artifact', 'Classifier', 'load_classifier', 'predict_file', 'check_file']
+__all__ = ['MAX_ZIP_BYTES', 'MAX_ZIP_ENTRIES', 'MAX_ZIP_RATIO', 'find_artifact', 'check_zip', 'extract_zip', 'Classifier',
+           'load_classifier', 'check_output_path', 'predict_file', 'check_file']
 
 # %% ../nbs/08_predict.ipynb #c006
 def _unzip(path:Path) -> Path:
     dest = Path(tempfile.mkdtemp(prefix="phi_cls-"))
     atexit.register(shutil.rmtree, dest, ignore_errors=True)
-    try:
-        with zipfile.ZipFile(path) as z: z.extractall(dest)
-    except zipfile.BadZipFile: raise ModelError(f"{path} is not a readable zip file (truncated or corrupted?). Download or copy it again.") from None
+    try: extract_zip(path, dest)
+    except BaseException as e:
+        shutil.rmtree(dest, ignore_errors=True)
+        if isinstance(e, (zipfile.BadZipFile, EOFError, NotImplementedError, zlib.error)):
+            raise ModelError(f"{path} is not a readable zip file (truncated or corrupted?). Download or copy it again.") from None
+        raise
     return dest
 
 def find_artifact(path:str|Path, kind:str|None=None) -> Path:
@@ -45,6 +50,46 @@ def find_artifact(path:str|Path, kind:str|None=None) -> Path:
     if not kinds: raise ModelError(f"{path} holds no trained classifier (no classifier.json in it, or in probe/ or lora/).")
     if kind and kind not in kinds: raise ModelError(f"{path} has no {kind} classifier; it has {', '.join(kinds)}.")
     return root / (kind or kinds[0])
+
+# %% ../nbs/08_predict.ipynb #c006b
+import zlib
+from pathlib import PurePosixPath, PureWindowsPath
+
+MAX_ZIP_BYTES = 2 * 2**30  # extracted size of a whole zip
+MAX_ZIP_ENTRIES = 10_000   # files and folders in it (a run's zip holds a few dozen)
+MAX_ZIP_RATIO = 200        # how much one entry over 1 MiB may expand (weights and tokenizers: under 10-fold)
+
+def _zip_refuse(path, why:str):
+    raise ModelError(f"{path} {why}; a phi_cls artifact never does, so it is not extracted. Use the artifacts.zip a run wrote.")
+
+def check_zip(path, z:zipfile.ZipFile) -> list:
+    "The entries of `z` if their count, declared sizes, expansion and names are within the limits above; `ModelError` otherwise."
+    infos = z.infolist()
+    if len(infos) > MAX_ZIP_ENTRIES: _zip_refuse(path, f"has {len(infos):,} entries, more than {MAX_ZIP_ENTRIES:,}")
+    total = sum(i.file_size for i in infos)
+    if total > MAX_ZIP_BYTES: _zip_refuse(path, f"would expand to {total / 2**20:,.1f} MiB, more than {MAX_ZIP_BYTES / 2**20:,.1f} MiB")
+    for i in infos:
+        name = PurePosixPath(i.filename.replace("\\", "/"))
+        if name.is_absolute() or ".." in name.parts or PureWindowsPath(i.filename).drive:
+            _zip_refuse(path, f"has an entry named {i.filename!r}, which points outside the folder it is extracted to")
+        if i.file_size > 2**20 and i.file_size > MAX_ZIP_RATIO * max(i.compress_size, 1):
+            _zip_refuse(path, f"has an entry {i.filename!r} that expands {i.file_size / max(i.compress_size, 1):,.0f}-fold, more than {MAX_ZIP_RATIO}-fold")
+    return infos
+
+def extract_zip(path, dest:Path) -> Path:
+    "Extract the zip at `path` into `dest` after `check_zip`, counting the bytes written against `MAX_ZIP_BYTES`."
+    written = 0
+    with zipfile.ZipFile(path) as z:
+        for info in check_zip(path, z):
+            target = dest / info.filename
+            if info.is_dir(): target.mkdir(parents=True, exist_ok=True); continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with z.open(info) as src, open(target, "wb") as out:
+                while chunk := src.read(1 << 20):
+                    written += len(chunk)
+                    if written > MAX_ZIP_BYTES: _zip_refuse(path, f"expands to more than {MAX_ZIP_BYTES / 2**20:,.1f} MiB")
+                    out.write(chunk)
+    return dest
 
 # %% ../nbs/08_predict.ipynb #c008
 def _texts(questions, solutions) -> tuple:
@@ -77,7 +122,7 @@ class Classifier:
         questions, solutions = _texts(questions, solutions)
         ds = Dataset.from_dict(self.encoder(questions, solutions))
         logits = self.logits(ds, batch_size or self.batch_size, progress)  # in the worker processes when there are any
-        return torch.softmax(logits.double() / (self.temperature if calibrated else 1.0), -1).numpy()
+        return finite_probabilities(torch.softmax(logits.double() / (self.temperature if calibrated else 1.0), -1).numpy(), "predicting")
 
     def predict(self, questions, solutions=None, threshold:float|None=None, **kwargs) -> np.ndarray:
         "Labels: 1 (flawed) where p(flawed) >= `threshold` (default: the artifact's fitted threshold), else 0."
@@ -96,7 +141,7 @@ def _recorded_quantize(quantize:str, info:dict) -> str:
 def load_classifier(path:str|Path, kind:str|None=None, device:str="auto", quantize:str="auto", precision:str|None=None,
                     batch_size:int|None=None, base_model:str|None=None, workers="auto") -> Classifier:
     "Load a trained probe or LoRA classifier from its folder, a run folder or the run's zip (on `base_model` if given, else the one it names)."
-    workers, art = parse_workers(workers), find_artifact(path, kind)  # a bad setting stops before anything loads
+    workers, art = parse_workers(workers), check_artifact_files(find_artifact(path, kind))  # a bad setting stops before anything loads
     info = read_classifier_info(art)
     dev = resolve_device(device)
     precision = resolve_precision(precision or info.get("precision", "auto"), dev)
@@ -159,10 +204,21 @@ def _predict_frame(self:Classifier, df:pd.DataFrame, threshold:float|None=None, 
 
 Classifier.predict_frame = _predict_frame
 
+# %% ../nbs/08_predict.ipynb #c016a
+def check_output_path(input, output):
+    "`DataError` when `output`, or the temporary file written before it, is the `input` file (through `./`, a symlink or a hard link too)."
+    if "-" in (str(input), str(output)): return
+    for target in (Path(output), Path(str(output) + ".tmp")):
+        try: same = os.path.samefile(input, target)
+        except OSError: continue  # not there yet: a new file
+        if same: raise DataError(f"output '{output}' is the input file '{input}'{' (as its temporary file ' + str(target) + ')' if target != Path(output) else ''}: "
+                                 "writing there would destroy the input. Choose another output file name.")
+
 # %% ../nbs/08_predict.ipynb #c017
 def _stream(path, rows_fn, output, chunk_rows:int, progress:bool, desc:str) -> pd.DataFrame:
     "Run `rows_fn` over the chunks of `path`, writing to `output`; return the columns needed for metrics."
     from tqdm.auto import tqdm
+    check_output_path(path, output)
     writer, keep, seen = TableWriter(output), [], set()
     total = None
     if str(path) != "-" and Path(path).suffix.lower() == ".parquet":

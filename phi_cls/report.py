@@ -308,6 +308,7 @@ def check_evaluate_paths(input_path, out, overwrite:bool=False) -> tuple:
     out = Path(out).expanduser()
     where = out.resolve()
     if where == Path(where.anchor): raise ValueError(f"--out {out} is the root folder; name a new folder for the results.")
+    if where == Path.home().resolve(): raise ValueError(f"--out {out} is your home folder; name a new folder for the results.")
     if where == src.resolve().parent:
         raise ValueError(f"--out {out} is the folder of the input file {src}; write the results into a folder of their own.")
     if out.exists() and not out.is_dir(): raise ValueError(f"--out {out} is a file; name a folder for the results.")

@@ -17,7 +17,8 @@ from .predict import Classifier, load_classifier, predict_file
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls (and none would get through offline)
 
 # %% auto #0
-__all__ = ['MAX_UPLOAD_MB', 'EXAMPLE_ERROR', 'classify_one', 'classify_file', 'examples', 'build_app', 'serve', 'demo']
+__all__ = ['MAX_UPLOAD_MB', 'EXAMPLE_ERROR', 'classify_one', 'classify_file', 'BatchScorer', 'examples', 'build_app', 'serve',
+           'demo']
 
 # %% ../nbs/12_serve.ipynb #c006
 def _lines(solution:str, findings:list) -> list:
@@ -60,7 +61,10 @@ def classify_file(clf:Classifier, path:str|Path|None, checker:bool=True, thresho
     if size > max_mb: return dict(error=f"{path.name} is {size:.1f} MB; this server takes files up to {max_mb:g} MB.")
     out = Path(tempfile.mkdtemp(prefix="phi_cls-")) / "predictions.csv"
     try: summary = predict_file(clf, path, out, threshold, checker, progress=False)
-    except DataError as e: return dict(error=str(e).replace(str(path), path.name))
+    except BaseException as e:
+        shutil.rmtree(out.parent, ignore_errors=True)  # nothing to download: leave no folder behind
+        if isinstance(e, DataError): return dict(error=str(e).replace(str(path), path.name))
+        raise
     metrics = {k: v for k, v in summary.items() if isinstance(v, dict)}
     result = dict(output=str(out), rows=summary["rows"], metrics=metrics)
     if "hybrid" in summary or "classifier" in summary:
@@ -68,6 +72,25 @@ def classify_file(clf:Classifier, path:str|Path|None, checker:bool=True, thresho
         result["confusion"] = pd.DataFrame(m["confusion_matrix"], index=["true correct", "true flawed"],
                                            columns=["predicted correct", "predicted flawed"])
     return result
+
+# %% ../nbs/12_serve.ipynb #c008b
+import atexit, shutil
+
+class BatchScorer:
+    "`classify_file` for the batch tab: keeps only the latest result's temporary folder (none after the process ends)."
+    def __init__(self, clf:Classifier, checker:bool=True, threshold:float|None=None, max_mb:float=MAX_UPLOAD_MB):
+        self.clf, self.checker, self.threshold, self.max_mb, self.folders = clf, checker, threshold, max_mb, []
+        atexit.register(self.cleanup)
+
+    def cleanup(self):
+        "Remove the result folders this scorer made."
+        while self.folders: shutil.rmtree(self.folders.pop(), ignore_errors=True)
+
+    def __call__(self, path) -> dict:
+        self.cleanup()
+        r = classify_file(self.clf, path, self.checker, self.threshold, self.max_mb)
+        if "output" in r: self.folders.append(Path(r["output"]).parent)
+        return r
 
 # %% ../nbs/12_serve.ipynb #c010
 EXAMPLE_ERROR = ("A box holds 7 rows of 8 eggs and 2 loose eggs. How many eggs are there?",
@@ -109,8 +132,9 @@ def build_app(clf:Classifier, checker:bool=True, threshold:float|None=None, max_
         r = classify_one(clf, q, s, checker, threshold)
         if "error" in r: return _verdict_md(r), None, None
         return _verdict_md(r), {"flawed": r["p_flawed"], "correct": 1 - r["p_flawed"]}, r["lines"]
+    scorer = BatchScorer(clf, checker, threshold, max_mb)
     def batch(path):
-        r = classify_file(clf, path, checker, threshold, max_mb)
+        r = scorer(path)
         return _summary_md(r), r.get("output"), r.get("confusion")
     with gr.Blocks(title="phi_cls: is this solution correct?") as app:
         gr.Markdown(f"# Is this solution correct?\n{clf!r}" + (" + arithmetic checker" if checker else ""))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #c003
 from __future__ import annotations
-import contextlib, datetime, hashlib, importlib.util, json, os, platform, shutil, time
+import contextlib, datetime, hashlib, importlib.util, json, os, platform, shutil, signal, threading, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
@@ -16,7 +16,8 @@ from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainingArguments, set_seed
 
 from .config import ConfigError, TrainConfig
-from .data import PROMPT, Collator, PromptEncoder, load_data, tokenize, training_splits, write_csv, write_json, zip_run
+from .data import (PROMPT, Collator, PromptEncoder, WriteError, is_write_failure, load_data, tokenize, training_splits,
+                          write_csv, write_error, write_json, zip_run)
 from .check import check_frame, combine
 from .metrics import (PRED_FILES, baseline_metrics, classification_metrics, headline_metrics, predictions_frame,
                              shortcut_baselines, summary_lines, versus_baselines)
@@ -32,12 +33,13 @@ from .model import decoder_layers, feature_settings, resolve_layer
 
 # %% auto #0
 __all__ = ['world', 'first_process', 'Resolved', 'resolve', 'trainable_state_dict', 'ClassifierTrainer', 'FeatureDataset',
-           'training_args', 'loss_weights', 'best_epoch', 'init_distributed', 'finish_distributed', 'sharded',
-           'inference_pool', 'probe_scaling', 'standardize', 'fold_standardization', 'ExperimentResult', 'say',
-           'train_probe', 'fit_probe', 'candidate_layers', 'probe_layers', 'validation_metrics', 'select_layer',
-           'lora_trainer', 'train_lora', 'git_commit', 'data_fingerprint', 'package_versions', 'fit_decisions',
-           'decision_metrics', 'prepare_data', 'hybrid_results', 'run_baselines', 'last_checkpoint', 'previous_run',
-           'check_max_length', 'run']
+           'training_args', 'finite_loss', 'load_checkpoint_weights', 'loss_weights', 'best_epoch', 'init_distributed',
+           'finish_distributed', 'sharded', 'inference_pool', 'probe_scaling', 'standardize', 'fold_standardization',
+           'ExperimentResult', 'say', 'train_probe', 'fit_probe', 'candidate_layers', 'probe_layers',
+           'validation_metrics', 'select_layer', 'lora_trainer', 'train_lora', 'git_commit', 'data_fingerprint',
+           'package_versions', 'fit_decisions', 'decision_metrics', 'prepare_data', 'hybrid_results', 'run_baselines',
+           'last_checkpoint', 'previous_run', 'check_same_data', 'check_max_length', 'RunLock', 'Interrupted',
+           'stop_on_signals', 'run_files', 'inspect_run_folder', 'prepare_run_folder', 'run']
 
 # %% ../nbs/07_train.ipynb #c009
 def world() -> tuple:
@@ -113,7 +115,7 @@ class ClassifierTrainer(Trainer):
             result = (loss, outputs) if return_outputs else loss
         if model.training:
             loss = result[0] if return_outputs else result
-            self.step_losses.setdefault(self.state.global_step + 1, []).append(float(loss.detach()))
+            self.step_losses.setdefault(self.state.global_step + 1, []).append(finite_loss(self, loss))
         return result
 
     def training_log(self) -> list:
@@ -125,9 +127,15 @@ class ClassifierTrainer(Trainer):
         out = Path(output_dir or self.args.output_dir); out.mkdir(parents=True, exist_ok=True)
         save_file(trainable_state_dict(self.accelerator.unwrap_model(self.model)), out / "model.safetensors")
 
+    def _save_checkpoint(self, model, trial):
+        try: return super()._save_checkpoint(model, trial)
+        except Exception as e:  # a full disk shows up as "RuntimeError: [enforce fail ...]" from torch.save
+            if isinstance(e, WriteError) or not is_write_failure(e): raise
+            raise write_error(Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}", e) from None
+
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         model = model or self.model
-        state = load_file(Path(resume_from_checkpoint) / "model.safetensors")
+        state = load_checkpoint_weights(resume_from_checkpoint)
         missing = set(trainable_state_dict(model)) - set(state)
         if missing: raise ValueError(f"checkpoint {resume_from_checkpoint} lacks {len(missing)} trainable weights, e.g. {sorted(missing)[:3]}")
         extra = set(state) - set(trainable_state_dict(model))  # e.g. head.bias, from a phi_cls whose heads had one
@@ -157,6 +165,26 @@ def training_args(cfg:TrainConfig, output_dir:Path, res:Resolved, precision:str,
         greater_is_better=False, seed=cfg.seed, data_seed=cfg.seed, report_to="none",
         train_sampling_strategy="group_by_length" if by_length else "random", length_column_name="length",
         disable_tqdm=not cfg.progress, dataloader_pin_memory=False, ddp_find_unused_parameters=False)
+
+# %% ../nbs/07_train.ipynb #c012a
+import math
+from .model import NotFiniteError, finite_probabilities
+
+def finite_loss(trainer:Trainer, loss:torch.Tensor) -> float:
+    "The loss as a float, or `NotFiniteError` naming the experiment, step and epoch where training diverged."
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise NotFiniteError(f"{Path(trainer.args.output_dir).name}: the training loss is {value} at step {trainer.state.global_step + 1} "
+                             f"(epoch {trainer.state.epoch or 0:.2f}): training diverged. Lower learning_rate, use precision='fp32', or check the data.")
+    return value
+
+def load_checkpoint_weights(checkpoint) -> dict:
+    "The weights of a Trainer checkpoint, or `ValueError` naming the file when it is truncated or corrupted."
+    file = Path(checkpoint) / "model.safetensors"
+    try: return load_file(file)
+    except Exception as e:
+        raise ValueError(f"checkpoint {file} is incomplete or corrupted ({type(e).__name__}: {e}). Delete {Path(checkpoint).name} "
+                         "to resume from an earlier checkpoint, or start the run again without resume.") from None
 
 # %% ../nbs/07_train.ipynb #t002
 def loss_weights(cfg:TrainConfig, labels) -> list|None:
@@ -249,7 +277,7 @@ class ExperimentResult:
 
 
 # %% ../nbs/07_train.ipynb #c022
-def _softmax(logits:torch.Tensor) -> np.ndarray: return torch.softmax(logits.float(), -1).numpy()
+def _softmax(logits:torch.Tensor) -> np.ndarray: return finite_probabilities(torch.softmax(logits.float(), -1).numpy(), "predicting the test set")
 
 def say(*args):
     "print, on the first process only."
@@ -428,8 +456,6 @@ def prepare_data(cfg:TrainConfig, tok) -> tuple:
     facts = dict(fingerprint=data_fingerprint(raw), rows={k: len(ds) for k, ds in data.items() if ds is not None}, truncated=truncated)
     return data, facts, raw
 
-_RESULTS = ["metrics.json", "artifacts.zip", *PRED_FILES.values(), *(f"{m}_hybrid_predictions.csv" for m in PRED_FILES)]
-
 def hybrid_results(out:Path, mode:str, test, probs, checked:pd.DataFrame, rule:dict|None=None) -> dict:
     "Write `<mode>_hybrid_predictions.csv` and return checker-alone and hybrid metrics (`rule`: `combine`'s rule and threshold)."
     rule = rule or dict(rule="checker_or_classifier", threshold=0.5)
@@ -456,13 +482,21 @@ def previous_run(cfg:TrainConfig) -> dict:
     card = cfg.run_dir / "run.json"
     if not card.exists(): raise ConfigError(f"resume=True, but {cfg.run_dir} holds no run to resume (no run.json). Start it without resume.")
     prev = json.loads(card.read_text())
-    same_anyway = {"resume", "progress", "output_dir", "run_name", "workers"}  # workers change speed, never results
+    same_anyway = {"resume", "overwrite", "progress", "output_dir", "run_name", "workers"}  # workers change speed, never results
     diff = [k for k, v in asdict(cfg).items() if k not in same_anyway and prev["config"].get(k) != v]
     if diff:
         raise ConfigError(f"resume=True, but the run in {cfg.run_dir} used other settings: "
                           + ", ".join(f"{k}={prev['config'].get(k)!r} (now {getattr(cfg, k)!r})" for k in diff)
                           + ". Resume with the same settings, or start a new run in another folder.")
     return prev
+
+def check_same_data(prev:dict, facts:dict, out:Path):
+    "`ConfigError` unless a resumed run reads the data it started with (the run card's fingerprint of the rows it uses)."
+    then = prev.get("data") or {}
+    if then.get("fingerprint") and then["fingerprint"] != facts["fingerprint"]:
+        rows = f"rows then {then.get('rows')}, now {facts['rows']}" if then.get("rows") != facts["rows"] else "same row counts, other contents"
+        raise ConfigError(f"resume=True, but the data is not what the run in {out} started with (fingerprint {then['fingerprint'][:12]} "
+                          f"then, {facts['fingerprint'][:12]} now; {rows}). Resume with the same data, or start a new run in another folder.")
 
 def check_max_length(cfg:TrainConfig):
     "Stop early if `max_length` exceeds the model's context."
@@ -472,22 +506,172 @@ def check_max_length(cfg:TrainConfig):
 
 def _now() -> str: return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
+
+# %% ../nbs/07_train.ipynb #c027b
+_LOCK = ".phi_cls.lock"
+
+def _alive(pid:int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True  # another user's process
+    return True
+
+class RunLock:
+    "One run at a time in a folder: `<folder>/.phi_cls.lock`, created exclusively, holds the pid, host and start time of the run."
+    def __init__(self, folder:Path): self.path, self.held = Path(folder) / _LOCK, False
+
+    def _holder(self) -> dict|None:
+        try: return json.loads(self.path.read_text())
+        except (OSError, ValueError): return None
+
+    def _stale(self, holder:dict|None) -> bool:
+        if holder is None:  # unreadable: stale unless it was created a moment ago (by a run still writing it)
+            try: return time.time() - self.path.stat().st_mtime > 10
+            except OSError: return True
+        return holder.get("host") == platform.node() and isinstance(holder.get("pid"), int) and not _alive(holder["pid"])
+
+    def acquire(self) -> "RunLock":
+        "Take the lock, or `ConfigError` naming the run that holds it."
+        me = dict(pid=os.getpid(), host=platform.node(), started=_now())
+        for _ in range(3):
+            try: fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if not self._stale(holder):
+                    h = holder or {}
+                    raise ConfigError(f"{self.path.parent} is in use by another training run (pid {h.get('pid', '?')} on {h.get('host', '?')}, "
+                                      f"started {h.get('started', '?')}). Wait for it to end or choose another folder; if that run is gone, "
+                                      f"delete {self.path}.") from None
+                say(f"phi_cls: taking over {self.path} from a run that is gone (pid {(holder or {}).get('pid', '?')}, "
+                    f"started {(holder or {}).get('started', '?')}).")
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f: f.write(json.dumps(me))
+            self.held = True
+            return self
+        raise ConfigError(f"could not take {self.path}: other runs keep taking it. Run one training per folder at a time.")
+
+    def release(self):
+        "Remove the lock if this process holds it."
+        if self.held and (self._holder() or {}).get("pid") == os.getpid(): self.path.unlink(missing_ok=True)
+        self.held = False
+
+class Interrupted(KeyboardInterrupt):
+    "A run stopped by SIGTERM (or SIGHUP), handled like Ctrl-C."
+    def __init__(self, signum:int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+@contextlib.contextmanager
+def stop_on_signals():
+    "Inside: SIGTERM and SIGHUP raise `Interrupted`, so `finally` blocks run (run card, lock) as they do for Ctrl-C."
+    if threading.current_thread() is not threading.main_thread():
+        yield; return
+    def stop(signum, frame): raise Interrupted(signum)
+    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try: yield
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
+
+# %% ../nbs/07_train.ipynb #c027d
+_OWN = ("run.json", "config.json", "checkpoints", "metrics.json", "artifacts.zip", "probe", "lora", *PRED_FILES.values(),
+        *(f"{m}_hybrid_predictions.csv" for m in PRED_FILES), "figures", "executed_notebook.ipynb")  # what a run may write (all a run card without `files` can mean)
+
+def run_files(cfg:TrainConfig) -> list:
+    "The names, in the run folder, that a run of `cfg` writes: its run card lists them, and only they are zipped or replaced."
+    files = ["run.json", "config.json", "checkpoints", "metrics.json", "artifacts.zip", "figures", "executed_notebook.ipynb"]  # the last two: nbs/train.ipynb
+    for m in cfg.modes: files += [m, PRED_FILES[m]] + ([f"{m}_hybrid_predictions.csv"] if cfg.checker else [])
+    return files
+
+def _card_files(card:dict) -> list:
+    files = card.get("files", _OWN)
+    if not isinstance(files, list): files = list(_OWN)
+    return ["run.json", *(f for f in files if isinstance(f, str) and Path(f).name == f and f not in ("", ".", ".."))]
+
+def inspect_run_folder(out:Path) -> tuple:
+    "(run card or None, the names in `out` it lists, the other names) of a run folder; earlier runs moved aside and the lock aside."
+    out = Path(out)
+    if not out.exists(): return None, [], []
+    if not out.is_dir(): raise ConfigError(f"output_dir {out} is a file, not a folder. Choose a folder for the run.")
+    try: card = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else None
+    except (OSError, ValueError) as e: raise ConfigError(f"{out / 'run.json'} cannot be read ({e}). Pass --overwrite to move it aside, or choose another folder.") from None
+    if card is not None and not isinstance(card, dict): raise ConfigError(f"{out / 'run.json'} is not a run card. Pass --overwrite to move it aside, or choose another folder.")
+    listed, names = _card_files(card) if card else [], sorted(p.name for p in out.iterdir())
+    earlier = {n for n in names if n.startswith("previous-") and (out / n / "run.json").exists()}
+    return card, [n for n in names if n in listed], [n for n in names if n not in listed and n not in earlier and n != _LOCK]
+
+# %% ../nbs/07_train.ipynb #c027e
+def _worth_keeping(card:dict, out:Path) -> bool:
+    return bool(card.get("done")) or any((out / "checkpoints").rglob("model.safetensors"))
+
+def _describe(card:dict) -> str:
+    c = card.get("config") or {}
+    return f"mode={c.get('mode')}, model={c.get('model')}, started {card.get('started')}, status {card.get('status')}"
+
+def _move_aside(out:Path, names:list) -> Path:
+    dest = out / f"previous-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    while dest.exists(): dest = dest.with_name(dest.name + "-1")
+    dest.mkdir()
+    for n in names: os.replace(out / n, dest / n)
+    return dest
+
+def prepare_run_folder(cfg:TrainConfig, prev:dict|None=None):
+    "Make `cfg.run_dir` ready for a new run (or `prev`'s resumption) under the rules above; `ConfigError` when it is refused."
+    out = cfg.run_dir
+    card, ours, others = inspect_run_folder(out)
+    if prev: return  # the same run goes on
+    fix = f"Choose a new or empty folder, or pass --overwrite (overwrite=True) to move the earlier results to {out}/previous-<time>/"
+    if not cfg.overwrite:
+        if others: raise ConfigError(f"{out} holds files no phi_cls run card lists: {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}. "
+                                     f"{fix} (other files stay where they are).")
+        if card and (card.get("status") == "finished" or _worth_keeping(card, out)):
+            what = "a finished run" if card.get("status") == "finished" else "an unfinished run with results or checkpoints (continue it with --resume)"
+            raise ConfigError(f"{out} holds {what}: {_describe(card)}. {fix}.")
+        for n in ours: shutil.rmtree(out / n) if (out / n).is_dir() else (out / n).unlink()
+        if card: say(f"phi_cls: replaced the unfinished run in {out} ({_describe(card)}), which had no results or checkpoints.")
+        return
+    move = ours + [n for n in others if n in _OWN or n in run_files(cfg)]  # the earlier run's files, and files named like ours
+    if move:
+        dest = _move_aside(out, move)
+        say(f"phi_cls: --overwrite: moved {', '.join(move)} to {dest}; delete that folder when you no longer need it. "
+            f"{'Other files stay where they are: ' + ', '.join(n for n in others if n not in move) if set(others) - set(move) else ''}")
+
+# %% ../nbs/07_train.ipynb #c027g
 def run(cfg:TrainConfig) -> dict:
     "Train and evaluate the experiments of `cfg`; write predictions, metrics, artifacts and a run card to `cfg.run_dir`."
     out, res, start = cfg.run_dir, resolve(cfg), time.perf_counter()
-    main = first_process()
-    write = (lambda f, *a: f(*a)) if main else (lambda f, *a: None)  # only the first process writes files
     prev = previous_run(cfg) if cfg.resume else None
     if prev and prev.get("status") == "finished" and (out / "metrics.json").exists():
         say(f"phi_cls: the run in {out} has already finished; nothing to resume.")
         return json.loads((out / "metrics.json").read_text())
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        if not prev:  # a fresh run: results or checkpoints of an earlier run here would look like ours
-            for name in _RESULTS: (out / name).unlink(missing_ok=True)
-            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    tok = load_tokenizer(cfg.model)  # settings and data are checked before the run folder is touched
+    check_max_length(cfg)
+    data, facts, raw = prepare_data(cfg, tok)
+    if prev: check_same_data(prev, facts, out)
+    if not first_process(): return _train_all(cfg, res, start, prev, tok, data, facts, raw)  # rank 0 owns the folder
+    inspect_run_folder(out)  # a file in the folder's place is named before anything is made
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    lock = None
+    try:
+        with stop_on_signals():
+            out.mkdir(parents=True, exist_ok=True)
+            lock = RunLock(out).acquire()
+            try: prepare_run_folder(cfg, prev)
+            except BaseException:
+                lock.release()
+                for p in made:  # refused: leave no folder this run made
+                    with contextlib.suppress(OSError): p.rmdir()
+                raise
+            return _train_all(cfg, res, start, prev, tok, data, facts, raw)
+    finally:
+        if lock: lock.release()
+
+def _train_all(cfg:TrainConfig, res:Resolved, start:float, prev:dict|None, tok, data:dict, facts:dict, raw:dict) -> dict:
+    out, main = cfg.run_dir, first_process()
+    write = (lambda f, *a: f(*a)) if main else (lambda f, *a: None)  # only the first process writes files
+    files = list(dict.fromkeys([*(prev.get("files", []) if prev else []), *run_files(cfg)]))
     card = dict(status="running", started=_now(), config=asdict(cfg), resolved=asdict(res), versions=package_versions(), git=git_commit(),
-                host=platform.node(), seconds={}, done=dict(prev.get("done", {})) if prev else {})
+                host=platform.node(), pid=os.getpid(), files=files, data=facts, seconds={}, done=dict(prev.get("done", {})) if prev else {})
     if prev: card["resumed_from"] = dict(started=prev.get("started"), status=prev.get("status"))
     card["resolved"]["inference_workers"] = dict(prev["resolved"].get("inference_workers", {})) if prev else {}
     write(write_json, out / "run.json", card)
@@ -497,9 +681,6 @@ def run(cfg:TrainConfig) -> dict:
     created = False
     try:
         created = init_distributed(res.device)
-        tok = load_tokenizer(cfg.model)
-        check_max_length(cfg)
-        data, card["data"], raw = prepare_data(cfg, tok)
         checked = check_frame(raw["test"].to_pandas()[["index", "solution"]]) if cfg.checker else None
         checked_val = check_frame(raw["validation"].to_pandas()[["index", "solution"]]) if cfg.checker and raw["validation"] else None
         card["class_weights"] = loss_weights(cfg, data["train"]["labels"]) or "none (all 1)"
@@ -542,12 +723,13 @@ def run(cfg:TrainConfig) -> dict:
         write(write_json, out / "metrics.json", metrics)
         for line in summary_lines(metrics): say(line)
     except BaseException as e:
-        card.update(status="failed", finished=_now(), error=f"{type(e).__name__}: {e}")
+        card.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed", finished=_now(), error=f"{type(e).__name__}: {e}")
         write(write_json, out / "run.json", card)
         finish_distributed(created, ok=False)
         raise
     card["seconds"]["total"] = round(time.perf_counter() - start, 2)
     write(write_json, out / "run.json", dict(card, status="finished", finished=_now()))
-    write(zip_run, out)
+    write(zip_run, out, "artifacts.zip", files)
     finish_distributed(created)
     return metrics
+
