@@ -60,7 +60,7 @@ def _bad_data(kind, tmp):
 ])
 def test_bad_data(tmp_path, kind, parts):
     data = _bad_data(kind, tmp_path)
-    proc = cli("train", "--mode", "probe", "--data", data, "--out", tmp_path / "run", *TINY_FLAGS, check=False)
+    proc = cli("train", *TINY_FLAGS, "--mode", "probe", "--data", data, "--out", tmp_path / "run", check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and proc.stderr.count("error:") == 1
     for part in parts: assert part in proc.stderr, (part, proc.stderr)
@@ -71,7 +71,7 @@ def test_bad_data(tmp_path, kind, parts):
 
 def test_allow_leakage_trains_with_a_warning(tmp_path):
     data = _bad_data("leakage", tmp_path)
-    proc = cli("train", "--mode", "probe", "--data", data, "--out", tmp_path / "run", "--allow-leakage", *TINY_FLAGS)
+    proc = cli("train", *TINY_FLAGS, "--mode", "probe", "--data", data, "--out", tmp_path / "run", "--allow-leakage")
     assert "warning: 1 of 6 test rows" in proc.stdout
     assert (tmp_path / "run" / "metrics.json").exists()
 

@@ -110,7 +110,7 @@ def test_bad_input_is_one_clear_line(tmp_path, flags, message):
 def test_bad_data_names_file_split_column_row(tmp_path):
     bad = pd.DataFrame({"question": ["a", "b", "c"], "solution": ["x", "y", "z"], "label": [0, 1, 7], "split": ["train", "test", "train"]})
     bad.to_csv(tmp_path / "bad.csv", index=False)
-    proc = phi_cls("train", "--data", tmp_path / "bad.csv", "--out", tmp_path / "run", *TINY_FLAGS, check=False)
+    proc = phi_cls("train", *TINY_FLAGS, "--data", tmp_path / "bad.csv", "--out", tmp_path / "run", check=False)
     assert proc.returncode == 2
     for part in ("bad.csv", "split 'train'", "column 'label'", "row 2 (7)"):
         assert part in proc.stderr, proc.stderr
