@@ -11,7 +11,7 @@ from phi_cls.data import load_champ, training_splits
 
 def test_embedded_backbone_end_to_end(tmp_path):
     out = tmp_path / "emb"
-    cli("train", "--mode", "both", "--model", "embedded", "--out", out, "--max-train-samples", "8", "--max-eval-samples", "6",
+    cli("train", "--mode", "both", "--model", "embedded", "--data", "champ", "--out", out, "--max-train-samples", "8", "--max-eval-samples", "6",
         "--max-length", "256", "--batch-size", "4", "--grad-accum", "1", "--epochs", "1", "--logging-steps", "1", "--no-progress")
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"probe", "lora", "baselines"}

@@ -144,8 +144,8 @@ def test_old_artifact_with_head_bias(run, tmp_path):
     sd = load_file(old / "head.safetensors")
     save_file({"weight": sd["weight"], "bias": torch.tensor([0.25, -0.25])}, old / "head.safetensors")
     questions, solutions = rows(2)
-    p_new = load_classifier(run / "probe", device="cpu", precision="fp32").predict_proba(questions, solutions)
-    p_old = load_classifier(old, device="cpu", precision="fp32").predict_proba(questions, solutions)
+    raw = lambda art: load_classifier(art, device="cpu", precision="fp32").predict_proba(questions, solutions, calibrated=False)
+    p_new, p_old = raw(run / "probe"), raw(old)  # before the fitted temperature, which would scale the shift
     logit_diff = lambda p: torch.logit(torch.tensor(p[:, 1], dtype=torch.float64))
     shift = logit_diff(p_old) - logit_diff(p_new)  # the bias moves every logit of flawed vs correct by -0.5
     assert torch.allclose(shift, torch.full_like(shift, -0.5), atol=1e-4)
