@@ -46,7 +46,7 @@ def test_benchmark_emulated_avx2_phase():
 def test_torchrun_two_processes(tmp_path):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     out = tmp_path / "ddp"
-    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "phi_cls.cli", "train", "--model", "tiny", "--out", str(out),
+    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "phi_cls.cli", "train", "--model", "tiny", "--data", "champ", "--out", str(out),
                            "--max-train-samples", "32", "--max-eval-samples", "13", "--max-length", "128", "--epochs", "2", "--no-progress"],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]

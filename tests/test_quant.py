@@ -35,7 +35,7 @@ def _probs(path):
 def q4(tmp_path_factory):
     "Probe + LoRA on the tiny model's 4-bit backbone, with bitsandbytes' paged 8-bit AdamW (no paging on a CPU): 2 steps each."
     out = tmp_path_factory.mktemp("quant") / "q4"
-    metrics = run(TrainConfig(mode="both", model="tiny", output_dir=str(out), quantize="4bit", optim="paged_adamw_8bit", **SMALL))
+    metrics = run(TrainConfig(mode="both", model="tiny", data="champ", output_dir=str(out), quantize="4bit", optim="paged_adamw_8bit", **SMALL))
     assert set(metrics) >= {"probe", "lora"}
     return out
 
@@ -50,8 +50,9 @@ def test_run_card_records_cpu_4bit_and_8bit_optimizer(q4):
     res = card["resolved"]
     assert (card["status"], res["quantize"], res["device"], res["optim"]) == ("finished", "4bit", "cpu", "paged_adamw_8bit")
     assert "test / low-memory mode" in res["note"] and res["bitsandbytes"] == phi_cls.hardware.bitsandbytes_version()
-    assert json.loads((q4 / "config.json").read_text())["resolved"] == res
-    assert list(res)[-2:] == ["bitsandbytes", "note"]  # new keys last: existing ones keep their place
+    resolved = json.loads((q4 / "config.json").read_text())["resolved"]
+    assert {k: v for k, v in res.items() if k != "inference_workers"} == resolved  # the card adds how inference ran
+    assert list(resolved)[-2:] == ["bitsandbytes", "note"]  # new keys last: existing ones keep their place
     assert all(json.loads((q4 / k / "classifier.json").read_text())["quantize"] == "4bit" for k in CSV)
     assert resolve(TrainConfig(model="tiny", quantize="none", **SMALL)).note is None
 
@@ -59,7 +60,7 @@ def test_run_card_records_cpu_4bit_and_8bit_optimizer(q4):
 @pytest.mark.parametrize("kind", ["probe", "lora"])
 def test_head_is_fp32_and_lora_trained(q4, kind):
     head = load_file(q4 / kind / "head.safetensors")
-    assert {k: v.dtype for k, v in head.items()} == {"weight": torch.float32, "bias": torch.float32}
+    assert {k: v.dtype for k, v in head.items()} == {"weight": torch.float32}  # bias-free, float32
     if kind == "lora":
         lora_b = {k: v for k, v in load_file(q4 / "lora" / "adapter" / "adapter_model.safetensors").items() if "lora_B" in k}
         assert any("qkv_proj" in k for k in lora_b) and any("gate_up_proj" in k for k in lora_b)
@@ -74,8 +75,9 @@ def test_4bit_artifact_reloads_4bit_by_default(q4, test_rows, kind):
     assert backbone.is_loaded_in_4bit and clf.clf.head.weight.dtype == torch.float32
     saved = pd.read_csv(q4 / CSV[kind])
     assert saved["index"].tolist() == test_rows["index"].tolist()
-    # 1e-4: a reloaded backbone predicts through bitsandbytes' CPU inference layout (bf16 block scales), the run through the layout LoRA trained in
-    np.testing.assert_allclose(clf.predict_proba(test_rows), _probs(q4 / CSV[kind]), atol=1e-5 if kind == "probe" else 1e-4)
+    # LoRA: a reloaded backbone predicts through bitsandbytes' CPU inference layout (bf16 block scales), the run through
+    # the layout LoRA trained in; the temperature fitted on validation then scales that difference (measured 5e-4)
+    np.testing.assert_allclose(clf.predict_proba(test_rows), _probs(q4 / CSV[kind]), atol=1e-5 if kind == "probe" else 1e-3)
 
 
 def test_4bit_probe_close_to_unquantized(q4, test_rows):
