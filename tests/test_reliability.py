@@ -90,7 +90,7 @@ def test_long_rows_warn_with_count(tmp_path):
     (["--learning-rate", "0"], "learning_rate=0.0 must be a positive number"),
     (["--max-length", "5000"], "max_length=5000 is more than model 'tiny' can read (4096 positions)"),
     (["--device", "cuda"], "device='cuda' but this machine has no CUDA GPU"),
-    (["--quantize", "4bit"], "quantize='4bit' needs a CUDA GPU"),
+    (["--quantize", "8bit"], "quantize='8bit' is not allowed; use one of auto, 4bit, none"),  # 4bit runs on a CPU now
     (["--workers", "many"], "workers='many' is not allowed"),
     (["--workers", "0"], "workers=0 is not allowed"),
     (["--model", "nosuchorg/nosuchmodel"], "model 'nosuchorg/nosuchmodel' is not a local folder and not in the Hugging Face cache"),

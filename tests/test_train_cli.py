@@ -96,8 +96,8 @@ def test_training_log_has_losses(tiny_run):
     (["--epochs", "0"], "epochs=0.0 must be a positive number"),
     (["--data", "no/such/data.csv"], "data='no/such/data.csv': no such file"),
     (["--model", "./no-such-model"], "model folder './no-such-model' does not exist"),
-    (["--quantize", "4bit"], "quantize='4bit' needs a CUDA GPU"),
-    (["--optim", "paged_adamw_8bit"], "needs CUDA and bitsandbytes"),
+    (["--quantize", "8bit"], "quantize='8bit' is not allowed; use one of auto, 4bit, none"),  # 4bit runs on a CPU now
+    (["--optim", "lion"], "optim='lion' is not allowed"),  # 8-bit optimizers run on a CPU with bitsandbytes
     (["--max-length", "20"], "max_length=20 is too small"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, flags, message):
