@@ -160,16 +160,22 @@ def phase_ref_predict(a):
     return dict(seconds=seconds, examples=n, tokens=tokens)
 
 
-def phase_ours_predict(a, batch_size=None):
-    "Prediction with phi_cls's defaults (rows per forward pass: 2 on a CPU), or with `batch_size` rows per forward pass."
+def _predict_setup(a):
+    "What every prediction phase starts from: settings, tokenizer, backbone, one seeded untrained head, tokenized test rows."
     import torch
-    from phi_cls.hardware import malloc_tuning_enabled
-    from phi_cls.model import PhiClassifier, freeze, predict_logits
+    from phi_cls.model import PhiClassifier, freeze
     _, _, test = _rows(a)
-    cfg, res, tok, backbone = _ours(a, "probe", 1)
+    _, res, tok, backbone = _ours(a, "probe", 1)
     torch.manual_seed(0)  # the same (untrained) head in every prediction phase, so their logits compare
     clf = PhiClassifier(freeze(backbone)).eval()
-    ds = _tokenized(tok, a.max_length, test=test)["test"]
+    return res, tok, backbone, clf, _tokenized(tok, a.max_length, test=test)["test"]
+
+
+def phase_ours_predict(a, batch_size=None):
+    "Prediction with phi_cls's defaults (rows per forward pass: 2 on a CPU), or with `batch_size` rows per forward pass."
+    from phi_cls.hardware import malloc_tuning_enabled
+    from phi_cls.model import predict_logits
+    res, tok, backbone, clf, ds = _predict_setup(a)
     batch_size = batch_size or res.eval_batch_size
     start = time.perf_counter()
     logits = predict_logits(clf, ds, tok.pad_token_id, batch_size, res.precision, progress=False)
@@ -183,13 +189,8 @@ def phase_ours_predict(a, batch_size=None):
 def phase_ours_predict_workers(a):
     "Prediction in single-thread worker processes (workers=auto), timed once they have started (as in a long job); their start apart."
     import torch
-    from phi_cls.model import PhiClassifier, freeze
     from phi_cls.workers import WorkerPool, choose_workers, model_bytes
-    _, _, test = _rows(a)
-    cfg, res, tok, backbone = _ours(a, "probe", 1)
-    torch.manual_seed(0)  # the same (untrained) head in every prediction phase, so their logits compare
-    clf = PhiClassifier(freeze(backbone)).eval()
-    ds = _tokenized(tok, a.max_length, test=test)["test"]
+    res, tok, backbone, clf, ds = _predict_setup(a)
     n, why = choose_workers("auto", res.device, 10 ** 6, model_bytes(backbone))  # as many as a long job gets here
     t = time.perf_counter()
     with WorkerPool(dict(model=a.model, precision=res.precision), n) as pool:
