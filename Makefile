@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 DEMO_FLAGS ?= --preset demo
 DEMO_OUT ?= outputs/demo
 
-.PHONY: install demo full levers test lint chromium serve screenshot bench bench-avx2 bench-quick gpu-check export readme clean
+.PHONY: install demo full levers quality test lint chromium serve screenshot bench bench-avx2 bench-quick gpu-check export readme clean
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ LEVERS_FLAGS ?= -p max_train_samples 96 -p max_eval_samples 48 -p max_length 256
 levers: install
 	$(BIN)/papermill nbs/levers.ipynb outputs/levers/levers.ipynb --cwd nbs -k python3 -p model embedded -p data $(LEVERS_DATA) \
 	  -p out_dir $(CURDIR)/outputs/levers -p table $(CURDIR)/benchmarks/levers_$(notdir $(LEVERS_DATA)) $(LEVERS_FLAGS)
+
+# The README's quality table (section "How good is it"): shortcut baselines, checker, probe, LoRA and hybrid on the fair
+# test splits of gsm8k-pairs and CHAMP, embedded backbone (about 40 minutes on 2 idle CPU cores); writes benchmarks/quality.{md,csv}.
+quality: install
+	$(BIN)/python benchmarks/quality.py
 
 bench: install
 	$(BIN)/python benchmarks/bench.py --out benchmarks/results.json

@@ -1,0 +1,137 @@
+"""The README's quality table: shortcut baselines, checker, probe, LoRA and hybrid on the fair test splits of both
+embedded datasets, with the embedded backbone and 95% bootstrap intervals.
+
+    python benchmarks/quality.py                 # both datasets (about 40 minutes on 2 idle CPU cores)
+    python benchmarks/quality.py --data champ    # one of them
+    make quality
+
+Each dataset is one `phi-cls train --mode both --checker` run (settings in RUNS, shared ones in COMMON) into
+outputs/quality/<data>/; everything is fitted on train, every decision (probe layer, best epoch, threshold,
+temperature, hybrid rule) is chosen on validation, and only the test rows are reported. Writes benchmarks/quality.md
+(the table, the settings and the machine) and benchmarks/quality.csv (every number).
+"""
+import argparse, json, platform, subprocess, sys, time
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+COMMON = dict(mode="both", model="embedded", checker=True, keep_validation=True, probe_layer="best", grad_accum=1,
+              seed=42, progress=False)
+# gsm8k-pairs: test is all 800 rows of its test split, validation all 400; champ: all 108 test and 54 validation rows
+# (the model-written solutions). The training rows are capped so that LoRA's 3 epochs fit in minutes on a CPU.
+RUNS = {"gsm8k-pairs": dict(max_train_samples=384, max_length=384),
+        "champ": dict(max_train_samples=160, max_length=512)}
+NAMES = {"probe": "probe", "lora": "LoRA"}
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", nargs="+", default=list(RUNS), choices=list(RUNS), help="embedded datasets to measure")
+    p.add_argument("--out-dir", default="outputs/quality", help="folder for the run folders (one per dataset)")
+    p.add_argument("--table", default=str(HERE / "quality"), help="writes TABLE.md and TABLE.csv")
+    p.add_argument("--model", default=COMMON["model"], help="backbone (default: embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--max-train-samples", type=int, help="override the per-dataset training cap (for a quick look)")
+    p.add_argument("--max-eval-samples", type=int, help="cap test and validation rows (default: all of them)")
+    p.add_argument("--max-length", type=int, help="override the per-dataset token budget")
+    p.add_argument("--epochs", type=float, help="override the recipe's 3 epochs")
+    return p.parse_args(argv)
+
+
+def settings(a, data:str) -> dict:
+    "The TrainConfig fields of one dataset's run."
+    s = dict(COMMON, **RUNS[data], data=data, model=a.model, output_dir=str(Path(a.out_dir) / data), overwrite=True)
+    for k in ("max_train_samples", "max_eval_samples", "max_length", "epochs"):
+        if getattr(a, k) is not None: s[k] = getattr(a, k)
+    return s
+
+
+def _interval(m:dict, key:str) -> str:
+    lo, hi = ((m.get("intervals") or {}).get(key) or [None, None])
+    v = m.get(key)
+    if v is None: return "-"
+    return f"{v:.3f} ({lo:.2f}-{hi:.2f})" if lo is not None else f"{v:.3f}"
+
+
+def signal_rows(metrics:dict, data:str) -> list:
+    "One row per signal of a run's metrics.json: shortcuts first, then the checker, the classifiers and the hybrids."
+    row = lambda signal, kind, m: dict(data=data, signal=signal, kind=kind, m=m)
+    shortcuts = metrics.get("baselines", {}).get("results", {}).values()
+    rows = [row(r["baseline"], "shortcut", r) for r in shortcuts]
+    modes = [mode for mode in NAMES if mode in metrics]
+    checker = next((metrics[mode]["checker"] for mode in modes if "checker" in metrics[mode]), None)
+    if checker: rows.append(row("checker", "checker", checker))
+    rows += [row(NAMES[mode], "classifier", metrics[mode]) for mode in modes]
+    for mode in modes:
+        h = metrics[mode].get("hybrid")
+        if h: rows.append(row(f"hybrid ({NAMES[mode]}; {h.get('rule', '?')})", "hybrid", h))
+    return rows
+
+
+def frame(rows:list) -> pd.DataFrame:
+    "Every number of the table, one row per (dataset, signal)."
+    out = []
+    for r in rows:
+        m, ci = r["m"], (r["m"].get("intervals") or {})
+        out.append(dict(data=r["data"], signal=r["signal"], kind=r["kind"], n=m.get("n"),
+                        **{k: m.get(k) for k in ("accuracy", "balanced_accuracy", "f1", "auroc")},
+                        **{f"{k}_{e}": (ci.get(k) or [None, None])[i] for k in ("balanced_accuracy", "auroc")
+                           for i, e in enumerate(("low", "high"))}))
+    return pd.DataFrame(out)
+
+
+def markdown(rows:list) -> str:
+    "The table as markdown: accuracy, balanced accuracy and AUROC with 95% intervals, F1 of flawed."
+    lines = ["| data | signal | accuracy | balanced accuracy (95% CI) | F1 flawed | AUROC (95% CI) |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        m = r["m"]
+        bold = "**" if r["kind"] in ("classifier", "hybrid") else ""
+        f1 = "-" if m.get("f1") is None else f"{m['f1']:.3f}"
+        acc = "-" if m.get("accuracy") is None else f"{m['accuracy']:.3f}"
+        cells = [r["data"], f"{bold}{r['signal']}{bold}", acc, _interval(m, "balanced_accuracy"), f1,
+                 _interval(m, "auroc")]
+        lines.append(f"| {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def _machine() -> str:
+    from phi_cls.hardware import cpu_kind
+    import os
+    return f"{platform.machine()} CPU, {len(os.sched_getaffinity(0))} cores, cpu_kind {cpu_kind()}"
+
+
+def _commit() -> str:
+    git = ["git", "rev-parse", "--short", "HEAD"]
+    try: return subprocess.run(git, capture_output=True, text=True, cwd=HERE).stdout.strip()
+    except OSError: return "?"
+
+
+def main(argv=None):
+    a = parse(argv)
+    from phi_cls.config import TrainConfig
+    from phi_cls.train import run
+    rows, notes = [], []
+    for data in a.data:
+        s = settings(a, data)
+        start = time.perf_counter()
+        print(f"quality: {data}: phi-cls train with {s}", flush=True)
+        run(TrainConfig(**s))
+        metrics = json.loads((Path(s["output_dir"]) / "metrics.json").read_text())
+        rows += signal_rows(metrics, data)
+        layer = metrics.get("probe", {}).get("layer")
+        n = (metrics.get("probe") or metrics.get("lora", {})).get("n")
+        shown = json.dumps({k: v for k, v in s.items() if k != "progress"})
+        notes.append(f"- {data}: {time.perf_counter() - start:.0f} s; test rows {n}; settings {shown}"
+                     + (f"; probe layer chosen on validation: {layer}" if layer is not None else ""))
+    md = markdown(rows)
+    print(md)
+    Path(a.table).parent.mkdir(parents=True, exist_ok=True)
+    frame(rows).to_csv(f"{a.table}.csv", index=False)
+    when = time.strftime("%Y-%m-%d")
+    title = f"# Quality on the fair test splits (`make quality`, {when}, commit {_commit()}, {_machine()})"
+    Path(f"{a.table}.md").write_text(f"{title}\n\n{md}\n\nRuns:\n" + "\n".join(notes) + "\n")
+    print(f"quality: wrote {a.table}.md and {a.table}.csv")
+
+
+if __name__ == "__main__": sys.exit(main())
