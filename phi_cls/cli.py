@@ -35,19 +35,18 @@ def config_from_args(args:argparse.Namespace, config_cls=TrainConfig):
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls) if hasattr(args, f.name)}
     return config_cls(**{**preset_values(getattr(args, "preset", "recipe")), **given})
 
-# %% ../nbs/13_cli.ipynb #c006
-def build_parser() -> argparse.ArgumentParser:
-    "The `phi-cls` argument parser."
-    parser = argparse.ArgumentParser(prog="phi-cls", description="Fine-tune an instruction LLM to tell correct from "
-                                                                 "flawed math solutions.")
-    parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+# %% ../nbs/13_cli.ipynb #9a5e9ee2
+def _add_train(sub):
     train = sub.add_parser("train", help="train a probe and/or LoRA classifier and evaluate it on the test split",
                            description="Train and evaluate; writes predictions, metrics and artifacts to --out.")
     train.add_argument("--preset", choices=list(PRESETS), default="recipe",
                        help="named defaults: recipe (the reference recipe), demo (make demo's caps), smoke (a quick "
                             "look); flags given explicitly win (default: recipe)")
     add_config_flags(train)
+    return train
+
+# %% ../nbs/13_cli.ipynb #280eb4e6
+def _add_predict(sub):
     predict = sub.add_parser("predict", help="score a file of questions and solutions with a trained classifier",
                              description="Stream a CSV/JSONL/Parquet file (or JSON lines on stdin) through a trained "
                                          "classifier.")
@@ -76,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                                 "classifier by the rule chosen on validation (stored "
                                                                 "in the artifact)")
     predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
+    return predict
+
+# %% ../nbs/13_cli.ipynb #5db402d3
+def _add_evaluate(sub):
     evaluate = sub.add_parser("evaluate",
                               help="score a labelled file: metrics with 95%% intervals, shortcut baselines, figures",
                               description="Score a labelled CSV/JSONL/Parquet file with a trained classifier and "
@@ -98,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="p(flawed) at or above which a row is labelled 1 (default: 0.5)")
     evaluate.add_argument("--checker", action="store_true", help="also score the arithmetic checker and the hybrid")
     evaluate.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
+    return evaluate
+
+# %% ../nbs/13_cli.ipynb #f15487ed
+def _add_check(sub):
     check = sub.add_parser("check", help="run the arithmetic checker alone on a file of solutions",
                            description="Re-compute the calculations each solution states; name the first wrong line.")
     check.add_argument("--input", required=True,
@@ -106,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
     check.add_argument("--explain", action="store_true",
                        help="add a checker_explain column: per row, calculations checked, lines skipped and why")
+    return check
+
+# %% ../nbs/13_cli.ipynb #c935e767
+def _add_serve(sub):
     serve = sub.add_parser("serve", help="start the web demo (Gradio) on a trained classifier",
                            description="Serve a page to classify one solution or score a file, with the trained "
                                        "classifier loaded once.")
@@ -123,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--quantize", choices=["auto", "4bit", "none"], default="auto",
                        help="auto: as the classifier was trained (4-bit NF4 or not); 4bit / none: choose (4-bit on a "
                             "CPU is a test mode)")
+    return serve
+
+# %% ../nbs/13_cli.ipynb #bcf01a0a
+def _add_export(sub):
     export = sub.add_parser("export",
                             help="write a trained classifier as a Hugging Face model folder that loads without phi_cls",
                             description="Write the backbone's *ForSequenceClassification model (LoRA merged, head as "
@@ -136,10 +151,27 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the backbone to build on instead of the one the artifact names (e.g. a local copy)")
     export.add_argument("--fp32", action="store_true", help="write float32 weights (default: the backbone's own dtype)")
     export.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
-    for p in sub.choices.values(): p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                                                  help="show Python tracebacks on errors")
+    return export
+
+# %% ../nbs/13_cli.ipynb #c006
+def build_parser() -> argparse.ArgumentParser:
+    "The `phi-cls` argument parser."
+    parser = argparse.ArgumentParser(prog="phi-cls", description="Fine-tune an instruction LLM to tell correct from "
+                                                                 "flawed math solutions.")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_predict(sub)
+    _add_evaluate(sub)
+    _add_check(sub)
+    _add_serve(sub)
+    _add_export(sub)
+    for p in sub.choices.values():
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show Python tracebacks on errors")
     return parser
 
+# %% ../nbs/13_cli.ipynb #0c44dff3
 def _train(args):
     from phi_cls.train import run
     run(config_from_args(args))
@@ -147,36 +179,35 @@ def _train(args):
 def _report(summary:dict, output:str):
     "Print row counts and metrics (to stderr when the predictions go to stdout)."
     stream = sys.stderr if output == "-" else sys.stdout
-    print(f"{summary['rows']} rows -> {output}" + (f"; the checker flagged {summary['flagged']}"
-                                                   if "flagged" in summary else ""), file=stream)
+    flagged = f"; the checker flagged {summary['flagged']}" if "flagged" in summary else ""
+    print(f"{summary['rows']} rows -> {output}" + flagged, file=stream)
     for name, m in summary.items():
-        if isinstance(m, dict): print(f"{name:>10}: accuracy {m['accuracy']:.3f}  F1 (flawed) {m['f1']:.3f}  precision "
-                                      f"{m['precision']:.3f}  recall {m['recall']:.3f}", file=stream)
+        if isinstance(m, dict): print(f"{name:>10}: accuracy {m['accuracy']:.3f}  F1 (flawed) {m['f1']:.3f}  "
+                                      f"precision {m['precision']:.3f}  recall {m['recall']:.3f}", file=stream)
 
 def _predict(args):
     from phi_cls.metrics import check_threshold
     from phi_cls.predict import load_classifier, predict_file
     if args.threshold is not None: check_threshold(args.threshold)
-    if args.batch_size is not None and args.batch_size < 1: raise ValueError(f"batch_size={args.batch_size} must be a "
-                                                                             "positive integer.")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"batch_size={args.batch_size} must be a positive integer.")
     clf = load_classifier(args.model, kind=args.kind, device=args.device, quantize=args.quantize,
-                          batch_size=args.batch_size,
-                          base_model=args.base_model, workers=args.workers)
+                          batch_size=args.batch_size, base_model=args.base_model, workers=args.workers)
     _report(predict_file(clf, args.input, args.output, args.threshold, args.checker, progress=args.progress),
             args.output)
 
 def _evaluate(args):
     from phi_cls.metrics import check_threshold, summary_lines
     check_threshold(args.threshold)
-    if args.batch_size is not None and args.batch_size < 1: raise ValueError(f"batch_size={args.batch_size} must be a "
-                                                                             "positive integer.")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"batch_size={args.batch_size} must be a positive integer.")
     from phi_cls.report import evaluate
     metrics = evaluate(args.model, args.input, args.out, args.threshold, args.checker, args.kind, args.overwrite,
-                       args.device,
-                       args.batch_size, args.base_model, args.progress)
+                       args.device, args.batch_size, args.base_model, args.progress)
     print(f"{metrics['evaluated']['rows']} rows of {args.input} -> {args.out}: metrics.json, predictions, figures/")
     print("\n".join(summary_lines(metrics)))
 
+# %% ../nbs/13_cli.ipynb #d55409b6
 def _check(args):
     from phi_cls.predict import check_file
     summary = check_file(args.input, args.output, progress=args.progress, explain=args.explain)
@@ -202,6 +233,7 @@ def _export(args):
 COMMANDS = {"train": _train, "predict": _predict, "evaluate": _evaluate, "check": _check, "serve": _serve,
             "export": _export}
 
+# %% ../nbs/13_cli.ipynb #0f42c1d9
 def main(argv:list|None=None) -> int:
     "Entry point of the `phi-cls` command."
     parser = build_parser()
