@@ -642,10 +642,10 @@ def stop_on_signals():
         for s, h in old.items(): signal.signal(s, h)
 
 # %% ../nbs/07_train.ipynb #c027d
+# what a run may write (all a run card without `files` can mean)
 _OWN = ("run.json", "config.json", "checkpoints", "metrics.json", "artifacts.zip", "probe", "lora",
-        *PRED_FILES.values(),
-        # what a run may write (all a run card without `files` can mean)
-        *(f"{m}_hybrid_predictions.csv" for m in PRED_FILES), "figures", "executed_notebook.ipynb")
+        *PRED_FILES.values(), *(f"{m}_hybrid_predictions.csv" for m in PRED_FILES), "figures",
+        "executed_notebook.ipynb")
 
 def run_files(cfg:TrainConfig) -> list:
     ("The names, in the run folder, that a run of `cfg` writes: its run card lists them, and only they are zipped or "
@@ -719,20 +719,11 @@ def prepare_run_folder(cfg:TrainConfig, prev:dict|None=None):
         say(f"phi_cls: --overwrite: moved {', '.join(move)} to {dest}; delete that folder when you no longer need it. "
             f"{'Other files stay where they are: ' + ', '.join(kept) if kept else ''}")
 
-# %% ../nbs/07_train.ipynb #c027g
-def run(cfg:TrainConfig) -> dict:
-    ("Train and evaluate the experiments of `cfg`; write predictions, metrics, artifacts and a run card to "
-     "`cfg.run_dir`.")
-    out, res, start = cfg.run_dir, resolve(cfg), time.perf_counter()
-    prev = previous_run(cfg) if cfg.resume else None
-    if prev and prev.get("status") == "finished" and (out / "metrics.json").exists():
-        say(f"phi_cls: the run in {out} has already finished; nothing to resume.")
-        return json.loads((out / "metrics.json").read_text())
-    tok = load_tokenizer(cfg.model)  # settings and data are checked before the run folder is touched
-    check_max_length(cfg)
-    data, facts, raw = prepare_data(cfg, tok)
-    if prev: check_same_data(prev, facts, out)
-    if not first_process(): return _train_all(cfg, res, start, prev, tok, data, facts, raw)  # rank 0 owns the folder
+# %% ../nbs/07_train.ipynb #c46e124f
+@contextlib.contextmanager
+def _run_folder(cfg:TrainConfig, prev:dict|None):
+    "`cfg.run_dir`, locked and made ready for the run while the block runs; a refused folder is left as it was."
+    out = cfg.run_dir
     inspect_run_folder(out)  # a file in the folder's place is named before anything is made
     made = [p for p in (out, *out.parents) if not p.exists()]
     lock = None
@@ -746,21 +737,64 @@ def run(cfg:TrainConfig) -> dict:
                 for p in made:  # refused: leave no folder this run made
                     with contextlib.suppress(OSError): p.rmdir()
                 raise
-            return _train_all(cfg, res, start, prev, tok, data, facts, raw)
+            yield out
     finally:
         if lock: lock.release()
 
+# %% ../nbs/07_train.ipynb #ab77c844
+def _new_card(cfg:TrainConfig, res:Resolved, prev:dict|None, facts:dict) -> dict:
+    "The run card of a run starting now (`prev`: the card of the run it resumes)."
+    files = list(dict.fromkeys([*(prev.get("files", []) if prev else []), *run_files(cfg)]))
+    card = dict(status="running", started=_now(), config=asdict(cfg), resolved=asdict(res), versions=package_versions(),
+                git=git_commit(), host=platform.node(), pid=os.getpid(), files=files, data=facts, seconds={},
+                done=dict(prev.get("done", {})) if prev else {})
+    if prev: card["resumed_from"] = dict(started=prev.get("started"), status=prev.get("status"))
+    card["resolved"]["inference_workers"] = dict(prev["resolved"].get("inference_workers", {})) if prev else {}
+    return card
+
+# %% ../nbs/07_train.ipynb #8e341502
+def _train_mode(cfg:TrainConfig, mode:str, res:Resolved, backbone, tok, data:dict, prev:dict|None,
+                checked_val:pd.DataFrame|None, card:dict) -> tuple:
+    "Train experiment `mode` (resuming its last checkpoint) and fit its decision: (result, decision, calibrated probs)."
+    out = cfg.run_dir
+    resume_from = last_checkpoint(out / "checkpoints" / mode) if prev else None
+    if resume_from: say(f"{mode}: resuming from {resume_from}")
+    result = (train_probe if mode == "probe" else train_lora)(cfg, backbone, tok, data, out, res, resume_from)
+    card["resolved"]["inference_workers"].update(result.inference_workers)
+    decision = fit_decisions(cfg, result, data["validation"], checked_val)
+    probs = softmax_t(result.logits, decision["temperature"])  # calibrated: what the CSVs and the artifact give
+    return result, decision, probs
+
+def _mode_metrics(mode:str, result:ExperimentResult, decision:dict, probs:np.ndarray, data:dict, base_probs:dict,
+                  baselines:dict) -> dict:
+    "Test metrics of one experiment with its fitted decision, next to the shortcut baselines."
+    test = data["test"]
+    metrics = dict(decision_metrics(test["labels"], result, decision, data["validation"]), n_train=len(data["train"]),
+                   train_seconds=round(result.train_seconds, 2),
+                   **({"feature_seconds": round(result.feature_seconds, 2)}
+                      if result.feature_seconds is not None else {}),
+                   **result.details)
+    metrics.update(versus_baselines(test["labels"], probs[:, 1], decision["threshold"], base_probs,
+                                    baselines["results"], f"{mode} classifier"))  # the fitted decision
+    return metrics
+
+# %% ../nbs/07_train.ipynb #f298e807
+def _save_mode(cfg:TrainConfig, mode:str, tok, meta:dict, test, result:ExperimentResult, decision:dict,
+               probs:np.ndarray, checked:pd.DataFrame|None, metrics:dict):
+    "Write one experiment's test predictions, artifact and training log (and, with the checker, the hybrid's)."
+    out = cfg.run_dir
+    write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], probs))
+    save_classifier(result.clf, tok, out / mode, dict(meta, **result.details, threshold=decision["threshold"],
+                                                      temperature=decision["temperature"], decision=decision))
+    write_json(out / mode / "training_log.json", result.log_history)
+    if checked is not None: metrics.update(hybrid_results(out, mode, test, probs, checked, decision["hybrid"]))
+
+# %% ../nbs/07_train.ipynb #f981d125
 def _train_all(cfg:TrainConfig, res:Resolved, start:float, prev:dict|None, tok, data:dict, facts:dict,
                raw:dict) -> dict:
     out, main = cfg.run_dir, first_process()
     write = (lambda f, *a: f(*a)) if main else (lambda f, *a: None)  # only the first process writes files
-    files = list(dict.fromkeys([*(prev.get("files", []) if prev else []), *run_files(cfg)]))
-    card = dict(status="running", started=_now(), config=asdict(cfg), resolved=asdict(res), versions=package_versions(),
-                git=git_commit(),
-                host=platform.node(), pid=os.getpid(), files=files, data=facts, seconds={},
-                done=dict(prev.get("done", {})) if prev else {})
-    if prev: card["resumed_from"] = dict(started=prev.get("started"), status=prev.get("status"))
-    card["resolved"]["inference_workers"] = dict(prev["resolved"].get("inference_workers", {})) if prev else {}
+    card = _new_card(cfg, res, prev, facts)
     write(write_json, out / "run.json", card)
     say(f"phi_cls: mode={cfg.mode} model={cfg.model} data={cfg.data} on {res.device} ({res.cpu_kind or res.gpu}), "
         f"precision={res.precision}, quantize={res.quantize}, optim={res.optim}, effective batch {res.effective_batch} "
@@ -785,29 +819,10 @@ def _train_all(cfg:TrainConfig, res:Resolved, start:float, prev:dict|None, tok, 
                 metrics[mode] = card["done"][mode]
                 say(f"{mode}: finished before the interruption; kept its results.")
                 continue
-            t0, resume_from = time.perf_counter(), last_checkpoint(out / "checkpoints" / mode) if prev else None
-            if resume_from: say(f"{mode}: resuming from {resume_from}")
-            result = (train_probe if mode == "probe" else train_lora)(cfg, backbone, tok, data, out, res, resume_from)
-            card["resolved"]["inference_workers"].update(result.inference_workers)
-            decision = fit_decisions(cfg, result, data["validation"], checked_val)
-            probs = softmax_t(result.logits, decision["temperature"])  # calibrated: what the CSVs and the artifact give
-            metrics[mode] = dict(decision_metrics(test["labels"], result, decision, data["validation"]),
-                                 n_train=len(data["train"]),
-                                 train_seconds=round(result.train_seconds, 2),
-                                 **({"feature_seconds": round(result.feature_seconds, 2)}
-                                    if result.feature_seconds is not None else {}),
-                                 **result.details)
-            metrics[mode].update(versus_baselines(test["labels"], probs[:, 1], decision["threshold"], base_probs,
-                                                 baselines["results"], f"{mode} classifier"))  # the fitted decision
-            if main:
-                write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], probs))
-                save_classifier(result.clf, tok, out / mode,
-                                dict(meta, **result.details, threshold=decision["threshold"],
-                                                                   temperature=decision["temperature"],
-                                                                   decision=decision))
-                write_json(out / mode / "training_log.json", result.log_history)
-                if checked is not None: metrics[mode].update(hybrid_results(out, mode, test, probs, checked,
-                                                                            decision["hybrid"]))
+            t0 = time.perf_counter()
+            result, decision, probs = _train_mode(cfg, mode, res, backbone, tok, data, prev, checked_val, card)
+            metrics[mode] = _mode_metrics(mode, result, decision, probs, data, base_probs, baselines)
+            if main: _save_mode(cfg, mode, tok, meta, test, result, decision, probs, checked, metrics[mode])
             card["seconds"][mode] = round(time.perf_counter() - t0, 2)
             card["done"][mode] = metrics[mode]
             card.setdefault("best_epoch", {})[mode] = result.best_epoch or "last (no held-out validation)"
@@ -825,7 +840,22 @@ def _train_all(cfg:TrainConfig, res:Resolved, start:float, prev:dict|None, tok, 
         raise
     card["seconds"]["total"] = round(time.perf_counter() - start, 2)
     write(write_json, out / "run.json", dict(card, status="finished", finished=_now()))
-    write(zip_run, out, "artifacts.zip", files)
+    write(zip_run, out, "artifacts.zip", card["files"])
     finish_distributed(created)
     return metrics
 
+# %% ../nbs/07_train.ipynb #c027g
+def run(cfg:TrainConfig) -> dict:
+    ("Train and evaluate the experiments of `cfg`; write predictions, metrics, artifacts and a run card to "
+     "`cfg.run_dir`.")
+    out, res, start = cfg.run_dir, resolve(cfg), time.perf_counter()
+    prev = previous_run(cfg) if cfg.resume else None
+    if prev and prev.get("status") == "finished" and (out / "metrics.json").exists():
+        say(f"phi_cls: the run in {out} has already finished; nothing to resume.")
+        return json.loads((out / "metrics.json").read_text())
+    tok = load_tokenizer(cfg.model)  # settings and data are checked before the run folder is touched
+    check_max_length(cfg)
+    data, facts, raw = prepare_data(cfg, tok)
+    if prev: check_same_data(prev, facts, out)
+    if not first_process(): return _train_all(cfg, res, start, prev, tok, data, facts, raw)  # rank 0 owns the folder
+    with _run_folder(cfg, prev): return _train_all(cfg, res, start, prev, tok, data, facts, raw)
