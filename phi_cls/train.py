@@ -71,6 +71,7 @@ class Resolved:
     bitsandbytes: str|None  # its version, when 4-bit or an 8-bit optimizer uses it
     note: str|None  # a caveat to record with the results (4-bit on a CPU)
 
+# %% ../nbs/07_train.ipynb #2ad41151
 def resolve(cfg:TrainConfig) -> Resolved:
     "The concrete device, precision, quantization, optimizer and batching this machine uses for `cfg`."
     device, (_, size) = resolve_device(cfg.device), world()
@@ -104,6 +105,7 @@ def trainable_state_dict(model:torch.nn.Module) -> dict:
     "The parameters that train (LoRA and head), detached on the CPU."
     return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
+# %% ../nbs/07_train.ipynb #5496ab72
 class ClassifierTrainer(Trainer):
     "A Trainer whose checkpoints hold only the trainable weights, as safetensors, and which keeps every step's loss."
     def __init__(self, *args, class_weights:list|None=None, **kwargs):
@@ -155,6 +157,7 @@ class ClassifierTrainer(Trainer):
     # our safetensors, trainable weights
     def _load_best_model(self): self._load_from_checkpoint(self.state.best_model_checkpoint)
 
+# %% ../nbs/07_train.ipynb #4edc1fcf
 class FeatureDataset(torch.utils.data.Dataset):
     "Precomputed features with their labels, as the Trainer wants rows."
     def __init__(self, features:torch.Tensor, labels): self.features, self.labels = features, list(labels)
@@ -304,6 +307,7 @@ def say(*args):
     "print, on the first process only."
     if first_process(): print(*args)
 
+# %% ../nbs/07_train.ipynb #3c7ae37a
 def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved,
                 resume_from:str|None=None) -> ExperimentResult:
     ("Freeze the backbone, extract features once (of every candidate layer for `probe_layer='best'`), train the head "
@@ -333,6 +337,7 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolve
                 val_logits=logits["validation"].numpy() if "validation" in logits else None,
                 best_epoch=best_epoch(trainer.state))
 
+# %% ../nbs/07_train.ipynb #48d2b46d
 def fit_probe(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, output_dir:Path, res:Resolved,
               resume_from:str|None=None) -> ClassifierTrainer:
     ("Train `clf`'s head on standardized features `raw` (per split), then fold the standardization into it; the "
@@ -511,6 +516,7 @@ def prepare_data(cfg:TrainConfig, tok) -> tuple:
                  truncated=truncated)
     return data, facts, raw
 
+# %% ../nbs/07_train.ipynb #bdcee94c
 def hybrid_results(out:Path, mode:str, test, probs, checked:pd.DataFrame, rule:dict|None=None) -> dict:
     ("Write `<mode>_hybrid_predictions.csv` and return checker-alone and hybrid metrics (`rule`: `combine`'s rule and "
      "threshold).")
@@ -530,12 +536,14 @@ def run_baselines(cfg:TrainConfig, raw:dict) -> tuple:
     return probs, dict(fitted_on=f"the classifier's training rows ({len(train)})", scored_on=f"test ({len(test)} rows)",
                        results=baseline_metrics(test["label"], probs))
 
+# %% ../nbs/07_train.ipynb #9fae40b0
 def last_checkpoint(folder:Path) -> str|None:
     "The newest complete Trainer checkpoint (weights and trainer state written) in `folder`."
     done = [c for c in Path(folder).glob("checkpoint-*") if (c / "model.safetensors").exists()
             and (c / "trainer_state.json").exists()]
     return str(max(done, key=lambda c: int(c.name.rsplit("-", 1)[1]))) if done else None
 
+# %% ../nbs/07_train.ipynb #07ac1f95
 def previous_run(cfg:TrainConfig) -> dict:
     "The run card of the run `cfg` resumes, checked to have been started with the same settings."
     card = cfg.run_dir / "run.json"
@@ -562,6 +570,7 @@ def check_same_data(prev:dict, facts:dict, out:Path):
                           f"{then['fingerprint'][:12]} then, {facts['fingerprint'][:12]} now; {rows}). Resume with the "
                           "same data, or start a new run in another folder.")
 
+# %% ../nbs/07_train.ipynb #b3d27504
 def check_max_length(cfg:TrainConfig):
     "Stop early if `max_length` exceeds the model's context."
     limit = context_length(cfg.model)
@@ -570,7 +579,6 @@ def check_max_length(cfg:TrainConfig):
                           f"Use at most {limit}.")
 
 def _now() -> str: return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-
 
 # %% ../nbs/07_train.ipynb #c027b
 _LOCK = ".phi_cls.lock"
@@ -581,6 +589,7 @@ def _alive(pid:int) -> bool:
     except PermissionError: return True  # another user's process
     return True
 
+# %% ../nbs/07_train.ipynb #2830879f
 class RunLock:
     ("One run at a time in a folder: `<folder>/.phi_cls.lock`, created exclusively, holds the pid, host and start "
      "time of the run.")
@@ -624,6 +633,7 @@ class RunLock:
         if self.held and (self._holder() or {}).get("pid") == os.getpid(): self.path.unlink(missing_ok=True)
         self.held = False
 
+# %% ../nbs/07_train.ipynb #eb48bd6a
 class Interrupted(KeyboardInterrupt):
     "A run stopped by SIGTERM (or SIGHUP), handled like Ctrl-C."
     def __init__(self, signum:int):
