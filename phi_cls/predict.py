@@ -244,23 +244,27 @@ def check_output_path(input, output):
                                  "the input. Choose another output file name.")
 
 # %% ../nbs/08_predict.ipynb #c017
+def _total_rows(path) -> int|None:
+    if str(path) == "-" or Path(path).suffix.lower() != ".parquet": return None
+    import pyarrow.parquet as pq
+    return pq.ParquetFile(path).metadata.num_rows
+
+def _check_unique(path, out:pd.DataFrame, seen:set):
+    if (dup := set(out["index"]) & seen) or out["index"].duplicated().any():
+        raise DataError(f"{path}: index {sorted(dup)[:3] or out.loc[out['index'].duplicated(), 'index'].tolist()[:3]} "
+                        "appears more than once; each row needs its own index.")
+
+# %% ../nbs/08_predict.ipynb #01d77e57
 def _stream(path, rows_fn, output, chunk_rows:int, progress:bool, desc:str) -> pd.DataFrame:
     "Run `rows_fn` over the chunks of `path`, writing to `output`; return the columns needed for metrics."
     from tqdm.auto import tqdm
     check_output_path(path, output)
     writer, keep, seen = TableWriter(output), [], set()
-    total = None
-    if str(path) != "-" and Path(path).suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-        total = pq.ParquetFile(path).metadata.num_rows
     try:
-        with tqdm(total=total, unit="rows", desc=desc, disable=not progress, file=sys.stderr) as bar:
+        with tqdm(total=_total_rows(path), unit="rows", desc=desc, disable=not progress, file=sys.stderr) as bar:
             for chunk in iter_table(path, chunk_rows):
                 out = rows_fn(chunk)
-                if (dup := set(out["index"]) & seen) or out["index"].duplicated().any():
-                    raise DataError(f"{path}: index "
-                                    f"{sorted(dup)[:3] or out.loc[out['index'].duplicated(), 'index'].tolist()[:3]} "
-                                    "appears more than once; each row needs its own index.")
+                _check_unique(path, out, seen)
                 seen |= set(out["index"])
                 writer.write(out)
                 keep.append(out.drop(columns=[c for c in out.columns
@@ -271,6 +275,7 @@ def _stream(path, rows_fn, output, chunk_rows:int, progress:bool, desc:str) -> p
     writer.close()
     return pd.concat(keep, ignore_index=True)
 
+# %% ../nbs/08_predict.ipynb #b32fb983
 def _summary(done:pd.DataFrame, signals:dict) -> dict:
     summary = {"rows": len(done)}
     if "true_label" in done:
@@ -295,6 +300,7 @@ def predict_file(clf:Classifier, path, output, threshold:float|None=None, checke
         signals.update(checker="checker", hybrid="label")
     return _summary(done, signals)
 
+# %% ../nbs/08_predict.ipynb #e60c5495
 def check_file(path, output, chunk_rows:int=4096, progress:bool=True, explain:bool=False) -> dict:
     ("Run the arithmetic checker alone over `path` into `output` (index, checker_flawed, error and status columns; "
      "`explain`: checker_explain).")
