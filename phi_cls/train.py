@@ -105,32 +105,9 @@ def trainable_state_dict(model:torch.nn.Module) -> dict:
     "The parameters that train (LoRA and head), detached on the CPU."
     return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
-# %% ../nbs/07_train.ipynb #5496ab72
-class ClassifierTrainer(Trainer):
-    "A Trainer whose checkpoints hold only the trainable weights, as safetensors, and which keeps every step's loss."
-    def __init__(self, *args, class_weights:list|None=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.class_weights = class_weights  # loss weight per class; None: the model's own (unweighted) loss
-        self.step_losses = {}  # optimizer step -> losses of its micro-batches (for the loss curve; not printed)
-
-    def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
-        if self.class_weights is None: result = super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                                                     **kwargs)
-        else:
-            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
-            w = torch.tensor(self.class_weights, device=outputs.logits.device)
-            loss = F.cross_entropy(outputs.logits.float(), inputs["labels"].to(w.device), weight=w)
-            result = (loss, outputs) if return_outputs else loss
-        if model.training:
-            loss = result[0] if return_outputs else result
-            self.step_losses.setdefault(self.state.global_step + 1, []).append(finite_loss(self, loss))
-        return result
-
-    def training_log(self) -> list:
-        "The Trainer's log history plus the mean loss of every optimizer step (`step_loss`)."
-        return self.state.log_history + [{"step": s, "step_loss": sum(v) / len(v)}
-                                         for s, v in sorted(self.step_losses.items())]
-
+# %% ../nbs/07_train.ipynb #905707ad
+class _TrainableCheckpoints:
+    "Trainer checkpoints of the trainable weights only (LoRA and head), as safetensors."
     def _save(self, output_dir=None, state_dict=None):
         if not self.args.should_save: return
         out = Path(output_dir or self.args.output_dir); out.mkdir(parents=True, exist_ok=True)
@@ -156,6 +133,32 @@ class ClassifierTrainer(Trainer):
 
     # our safetensors, trainable weights
     def _load_best_model(self): self._load_from_checkpoint(self.state.best_model_checkpoint)
+
+# %% ../nbs/07_train.ipynb #5496ab72
+class ClassifierTrainer(_TrainableCheckpoints, Trainer):
+    "A Trainer whose checkpoints hold only the trainable weights, as safetensors, and which keeps every step's loss."
+    def __init__(self, *args, class_weights:list|None=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.class_weights = class_weights  # loss weight per class; None: the model's own (unweighted) loss
+        self.step_losses = {}  # optimizer step -> losses of its micro-batches (for the loss curve; not printed)
+
+    def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+        if self.class_weights is None: result = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                                                     **kwargs)
+        else:
+            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+            w = torch.tensor(self.class_weights, device=outputs.logits.device)
+            loss = F.cross_entropy(outputs.logits.float(), inputs["labels"].to(w.device), weight=w)
+            result = (loss, outputs) if return_outputs else loss
+        if model.training:
+            loss = result[0] if return_outputs else result
+            self.step_losses.setdefault(self.state.global_step + 1, []).append(finite_loss(self, loss))
+        return result
+
+    def training_log(self) -> list:
+        "The Trainer's log history plus the mean loss of every optimizer step (`step_loss`)."
+        return self.state.log_history + [{"step": s, "step_loss": sum(v) / len(v)}
+                                         for s, v in sorted(self.step_losses.items())]
 
 # %% ../nbs/07_train.ipynb #4edc1fcf
 class FeatureDataset(torch.utils.data.Dataset):
@@ -799,6 +802,24 @@ def _save_mode(cfg:TrainConfig, mode:str, tok, meta:dict, test, result:Experimen
     write_json(out / mode / "training_log.json", result.log_history)
     if checked is not None: metrics.update(hybrid_results(out, mode, test, probs, checked, decision["hybrid"]))
 
+# %% ../nbs/07_train.ipynb #8607b8f0
+def _setup_line(cfg:TrainConfig, res:Resolved) -> str:
+    return (f"phi_cls: mode={cfg.mode} model={cfg.model} data={cfg.data} on {res.device} ({res.cpu_kind or res.gpu}), "
+            f"precision={res.precision}, quantize={res.quantize}, optim={res.optim}, "
+            f"effective batch {res.effective_batch} = {res.processes} process(es) x {res.micro_batch_size} x "
+            f"{res.accumulation_steps} accumulation steps")
+
+def _shared_inputs(cfg:TrainConfig, res:Resolved, raw:dict, data:dict, card:dict, start:float) -> tuple:
+    "What every experiment of a run shares: (checker on test and validation, baseline p and metrics, backbone)."
+    checked = check_frame(raw["test"].to_pandas()[["index", "solution"]]) if cfg.checker else None
+    checked_val = (check_frame(raw["validation"].to_pandas()[["index", "solution"]])
+                   if cfg.checker and raw["validation"] else None)
+    card["class_weights"] = loss_weights(cfg, data["train"]["labels"]) or "none (all 1)"
+    base_probs, baselines = run_baselines(cfg, raw)
+    backbone = load_backbone(cfg.model, res.device, res.quantize, res.precision, cfg.attn_implementation)
+    card["seconds"]["load"] = round(time.perf_counter() - start, 2)
+    return checked, checked_val, base_probs, baselines, backbone
+
 # %% ../nbs/07_train.ipynb #f981d125
 def _train_all(cfg:TrainConfig, res:Resolved, start:float, prev:dict|None, tok, data:dict, facts:dict,
                raw:dict) -> dict:
@@ -806,19 +827,11 @@ def _train_all(cfg:TrainConfig, res:Resolved, start:float, prev:dict|None, tok, 
     write = (lambda f, *a: f(*a)) if main else (lambda f, *a: None)  # only the first process writes files
     card = _new_card(cfg, res, prev, facts)
     write(write_json, out / "run.json", card)
-    say(f"phi_cls: mode={cfg.mode} model={cfg.model} data={cfg.data} on {res.device} ({res.cpu_kind or res.gpu}), "
-        f"precision={res.precision}, quantize={res.quantize}, optim={res.optim}, effective batch {res.effective_batch} "
-        f"= {res.processes} process(es) x {res.micro_batch_size} x {res.accumulation_steps} accumulation steps")
+    say(_setup_line(cfg, res))
     created = False
     try:
         created = init_distributed(res.device)
-        checked = check_frame(raw["test"].to_pandas()[["index", "solution"]]) if cfg.checker else None
-        checked_val = (check_frame(raw["validation"].to_pandas()[["index", "solution"]])
-                       if cfg.checker and raw["validation"] else None)
-        card["class_weights"] = loss_weights(cfg, data["train"]["labels"]) or "none (all 1)"
-        base_probs, baselines = run_baselines(cfg, raw)
-        backbone = load_backbone(cfg.model, res.device, res.quantize, res.precision, cfg.attn_implementation)
-        card["seconds"]["load"] = round(time.perf_counter() - start, 2)
+        checked, checked_val, base_probs, baselines, backbone = _shared_inputs(cfg, res, raw, data, card, start)
         write(write_json, out / "config.json",
               dict(config=asdict(cfg), resolved=asdict(res), versions=card["versions"]))
         meta = dict(base_model=cfg.model, max_length=cfg.max_length, precision=res.precision, quantize=res.quantize,
