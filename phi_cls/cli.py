@@ -68,12 +68,12 @@ def _add_predict(sub):
     predict.add_argument("--workers", default="auto",
                          help="CPU: single-thread processes that share the rows, auto (one per core when "
                          "the rows repay starting them) or N; 1 = one process (default: auto)")
-    predict.add_argument("--threshold", type=float, help="p(flawed) at or above which a row is labelled 1 (default: "
-                                                         "the threshold fitted on validation, stored in the artifact; "
-                                                         "0.5 if none was)")
-    predict.add_argument("--checker", action="store_true", help="also run the arithmetic checker, combined with the "
-                                                                "classifier by the rule chosen on validation (stored "
-                                                                "in the artifact)")
+    predict.add_argument("--threshold", type=float,
+                         help="p(flawed) at or above which a row is labelled 1 (default: the threshold fitted on "
+                              "validation, stored in the artifact; 0.5 if none was)")
+    predict.add_argument("--checker", action="store_true",
+                         help="also run the arithmetic checker, combined with the classifier by the rule chosen on "
+                              "validation (stored in the artifact)")
     predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
     return predict
 
@@ -127,8 +127,9 @@ def _add_serve(sub):
                        help="address to listen on (default: 127.0.0.1, this machine only)")
     serve.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     serve.add_argument("--checker", action="store_true", help="combine the classifier with the arithmetic checker")
-    serve.add_argument("--threshold", type=float, help="p(flawed) at or above which a solution is called flawed "
-                                                       "(default: the artifact's fitted threshold)")
+    serve.add_argument("--threshold", type=float,
+                       help="p(flawed) at or above which a solution is called flawed (default: the artifact's fitted "
+                            "threshold)")
     serve.add_argument("--max-upload-mb", type=float, default=10,
                        help="largest file the batch tab accepts, in MB (default: 10)")
     serve.add_argument("--quantize", choices=["auto", "4bit", "none"], default="auto",

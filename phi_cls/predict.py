@@ -95,8 +95,8 @@ def extract_zip(path, dest:Path) -> Path:
             with z.open(info) as src, open(target, "wb") as out:
                 while chunk := src.read(1 << 20):
                     written += len(chunk)
-                    if written > MAX_ZIP_BYTES: _zip_refuse(path,
-                                                            f"expands to more than {MAX_ZIP_BYTES / 2**20:,.1f} MiB")
+                    if written > MAX_ZIP_BYTES:
+                        _zip_refuse(path, f"expands to more than {MAX_ZIP_BYTES / 2**20:,.1f} MiB")
                     out.write(chunk)
     return dest
 

@@ -82,8 +82,8 @@ def resolve(cfg:TrainConfig) -> Resolved:
         raise ConfigError(f"optim={optim!r} needs the package bitsandbytes: pip install bitsandbytes, "
                           "or use optim='adamw_torch' (or auto).")
     cpu_4bit = quantize == "4bit" and device.type == "cpu"
-    if cpu_4bit and "lora" in cfg.modes and not kbit_gradients_ok(): raise ConfigError(f"mode={cfg.mode!r}: "
-                                                                                       f"{cpu_4bit_lora_error()}")
+    if cpu_4bit and "lora" in cfg.modes and not kbit_gradients_ok():
+        raise ConfigError(f"mode={cfg.mode!r}: {cpu_4bit_lora_error()}")
     effective = cfg.batch_size * cfg.grad_accum
     micro = cfg.micro_batch_size or (min(cfg.batch_size, 2) if device.type == "cpu" else cfg.batch_size)
     if effective % (micro * size):
@@ -143,8 +143,8 @@ class ClassifierTrainer(_TrainableCheckpoints, Trainer):
         self.step_losses = {}  # optimizer step -> losses of its micro-batches (for the loss curve; not printed)
 
     def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
-        if self.class_weights is None: result = super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                                                     **kwargs)
+        if self.class_weights is None:
+            result = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
         else:
             outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
             w = torch.tensor(self.class_weights, device=outputs.logits.device)
@@ -303,8 +303,8 @@ class ExperimentResult:
 
 
 # %% ../nbs/07_train.ipynb #c022
-def _softmax(logits:torch.Tensor) -> np.ndarray: return finite_probabilities(torch.softmax(logits.float(), -1).numpy(),
-                                                                             "predicting the test set")
+def _softmax(logits:torch.Tensor) -> np.ndarray:
+    return finite_probabilities(torch.softmax(logits.float(), -1).numpy(), "predicting the test set")
 
 def say(*args):
     "print, on the first process only."
@@ -320,10 +320,9 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolve
     say("probe:", describe_trainable(clf))
     pad, start, show, bs = tok.pad_token_id, time.perf_counter(), cfg.progress and first_process(), res.eval_batch_size
     splits = {k: ds for k, ds in data.items() if ds is not None}
+    one = dict(processes=1, why="one process: workers read the last layer's last token only")
     pool_ctx = (inference_pool(cfg, res, backbone, sum(map(len, splits.values())), "probe features")
-                if workers_can_pool(clf)
-                else contextlib.nullcontext((None, dict(processes=1, why="one process: workers read the last layer's "
-                                                                         "last token only"))))
+                if workers_can_pool(clf) else contextlib.nullcontext((None, one)))
     with pool_ctx as (pool, used):
         raw = {k: sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res.precision, show), ds, bs)
                for k, ds in splits.items()}
@@ -504,8 +503,8 @@ def prepare_data(cfg:TrainConfig, tok) -> tuple:
     dd = load_data(cfg.data, required=("train", "test"))
     # without a validation split: train on all
     held = cfg.keep_validation and "validation" in dd and len(dd["validation"]) > 0
-    if cfg.keep_validation and not held: say(f"keep_validation: {cfg.data} has no validation split; nothing is held "
-                                             "out or fitted.")
+    if cfg.keep_validation and not held:
+        say(f"keep_validation: {cfg.data} has no validation split; nothing is held out or fitted.")
     train, val, test = training_splits(dd, held,
                                        cfg.max_train_samples, cfg.max_eval_samples, cfg.seed, cfg.allow_leakage)
     raw = dict(train=train, validation=val, test=test)
@@ -606,8 +605,8 @@ class RunLock:
         if holder is None:  # unreadable: stale unless it was created a moment ago (by a run still writing it)
             try: return time.time() - self.path.stat().st_mtime > 10
             except OSError: return True
-        return holder.get("host") == platform.node() and isinstance(holder.get("pid"),
-                                                                    int) and not _alive(holder["pid"])
+        return (holder.get("host") == platform.node() and isinstance(holder.get("pid"), int)
+                and not _alive(holder["pid"]))
 
     def acquire(self) -> "RunLock":
         "Take the lock, or `ConfigError` naming the run that holds it."
@@ -680,11 +679,12 @@ def inspect_run_folder(out:Path) -> tuple:
     if not out.exists(): return None, [], []
     if not out.is_dir(): raise ConfigError(f"output_dir {out} is a file, not a folder. Choose a folder for the run.")
     try: card = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else None
-    except (OSError, ValueError) as e: raise ConfigError(f"{out / 'run.json'} cannot be read ({e}). Pass --overwrite "
-                                                         "to move it aside, or choose another folder.") from None
-    if card is not None and not isinstance(card, dict): raise ConfigError(f"{out / 'run.json'} is not a run card. Pass "
-                                                                          "--overwrite to move it aside, or choose "
-                                                                          "another folder.")
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{out / 'run.json'} cannot be read ({e}). Pass --overwrite to move it aside, "
+                          "or choose another folder.") from None
+    if card is not None and not isinstance(card, dict):
+        raise ConfigError(f"{out / 'run.json'} is not a run card. Pass --overwrite to move it aside, "
+                          "or choose another folder.")
     listed, names = _card_files(card) if card else [], sorted(p.name for p in out.iterdir())
     earlier = {n for n in names if n.startswith("previous-") and (out / n / "run.json").exists()}
     return card, [n for n in names if n in listed], [n for n in names if n not in listed and n not in earlier
