@@ -705,6 +705,7 @@ def _move_aside(out:Path, names:list) -> Path:
     for n in names: os.replace(out / n, dest / n)
     return dest
 
+# %% ../nbs/07_train.ipynb #eb36c6a5
 def prepare_run_folder(cfg:TrainConfig, prev:dict|None=None):
     ("Make `cfg.run_dir` ready for a new run (or `prev`'s resumption) under the rules above; `ConfigError` when it is "
      "refused.")
