@@ -178,8 +178,8 @@ def _remainder(v:Fraction, w:Fraction) -> Fraction|None:
 # %% ../nbs/01_check.ipynb #c019
 class _Fail(Exception): pass
 
-class _Parser:
-    "Recursive descent over number and operator tokens, at most `LIMITS.depth` levels deep."
+class _Scanner:
+    "The parser's hold on its tokens: look at the next one, take it, fail, nest at most `LIMITS.depth` deep."
     def __init__(self, toks:list, pct:bool):
         self.glued = [i > 0 and toks[i - 1].kind != "space" for i, t in enumerate(toks) if t.kind != "space"]
         self.toks, self.i, self.pct, self.depth = [t for t in toks if t.kind != "space"], 0, pct, 0
@@ -197,6 +197,9 @@ class _Parser:
         try: return f()
         finally: self.depth -= 1
 
+# %% ../nbs/01_check.ipynb #d63b991d
+class _Parser(_Scanner):
+    "Recursive descent over number and operator tokens, at most `LIMITS.depth` levels deep."
     def expr(self):
         v = self.term()
         while self.peek() in ("+", "-"): v = _bounded(v + self.term() if self.take().s == "+" else v - self.term())
@@ -333,6 +336,7 @@ def _glued_ok_before(T:list, i:int) -> bool:
     if T[p].s == ":" and p > 0 and T[p - 1].kind == "word": return _word_ok(T[p - 1].s)  # "Total:6+12+36=54"
     return T[p].s in ("[", "⦃")
 
+# %% ../nbs/01_check.ipynb #c85fe92d
 def _left(T:list, k:int, line:str) -> _Side|None:
     "The calculation just left of the relation at k, or None."
     j = k - 1
@@ -380,6 +384,7 @@ def _follow(T:list, q:int, gap:bool) -> str|None:
     if s in ".,:;" and not gap: return "exact" if nxt.isspace() or q + 1 >= len(T) else None
     return "exact" if s in _PROSE_PUNCT else None
 
+# %% ../nbs/01_check.ipynb #af000f22
 def _right(T:list, k:int, line:str) -> _Side|None:
     "The stated value just right of the relation at k, or None."
     j = k + 1
@@ -698,6 +703,7 @@ def _tail(T:list, line:str) -> _Side|None:
     rest = [t for t in T[side.i1 + 1:] if t.kind != "space"] if side else []
     return side if side and all(t.s in ".,;" for t in rest) else None
 
+# %% ../nbs/01_check.ipynb #e7ed6440
 def _relation(T:list, k:int, line:str, n:int, ctx:_Context, tail:_Side|None, unit:Fraction|None, ex) -> str|None:
     "Check the relation at T[k] into ex; the reason when it is no calculation."
     try:

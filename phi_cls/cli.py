@@ -21,88 +21,158 @@ def add_config_flags(parser:argparse.ArgumentParser, config_cls=TrainConfig):
     hints = typing.get_type_hints(config_cls)
     for f in dataclasses.fields(config_cls):
         flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
-        kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata.get('help', '')} (default: {f.default})")  # unset: the preset's
+        # unset: the preset's
+        kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata.get('help', '')} (default: {f.default})")
         if kind is bool: parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif kind == typing.Optional[int]: parser.add_argument(flag, type=_optional_int, metavar="N", **kw)
-        else: parser.add_argument(flag, type=kind if isinstance(kind, type) else str, metavar=f.name.upper(), **kw)  # a Union: the config parses the text
+        # a Union: the config parses the text
+        else: parser.add_argument(flag, type=kind if isinstance(kind, type) else str, metavar=f.name.upper(), **kw)
     parser.add_argument("--out", dest="output_dir", default=argparse.SUPPRESS, help="same as --output-dir")
 
 def config_from_args(args:argparse.Namespace, config_cls=TrainConfig):
-    "Build the config from parsed flags: flags given win over `--preset`, the preset over the defaults (its own checks run)."
+    ("Build the config from parsed flags: flags given win over `--preset`, the preset over the defaults (its own "
+     "checks run).")
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls) if hasattr(args, f.name)}
     return config_cls(**{**preset_values(getattr(args, "preset", "recipe")), **given})
+
+# %% ../nbs/13_cli.ipynb #9a5e9ee2
+def _add_train(sub):
+    train = sub.add_parser("train", help="train a probe and/or LoRA classifier and evaluate it on the test split",
+                           description="Train and evaluate; writes predictions, metrics and artifacts to --out.")
+    train.add_argument("--preset", choices=list(PRESETS), default="recipe",
+                       help="named defaults: recipe (the reference recipe), demo (make demo's caps), smoke (a quick "
+                            "look); flags given explicitly win (default: recipe)")
+    add_config_flags(train)
+    return train
+
+# %% ../nbs/13_cli.ipynb #280eb4e6
+def _add_predict(sub):
+    predict = sub.add_parser("predict", help="score a file of questions and solutions with a trained classifier",
+                             description="Stream a CSV/JSONL/Parquet file (or JSON lines on stdin) through a trained "
+                                         "classifier.")
+    predict.add_argument("--model", required=True,
+                         help="artifact folder (probe/ or lora/), run folder, or artifacts.zip")
+    predict.add_argument("--input", required=True, help="CSV, JSONL or Parquet with question, solution (and optional "
+                                                        "index, label); - for JSON lines on stdin")
+    predict.add_argument("--output", required=True,
+                         help="predictions file (.csv, .jsonl or .parquet); - for CSV on stdout")
+    predict.add_argument("--kind", choices=["probe", "lora"],
+                         help="which classifier of a run folder or zip (default: lora if present)")
+    predict.add_argument("--base-model",
+                         help="load the classifier on this backbone instead of the one it names (e.g. a local copy)")
+    predict.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    predict.add_argument("--quantize", choices=["auto", "4bit", "none"], default="auto",
+                         help="auto: as the classifier was trained (4-bit NF4 or not); 4bit / none: choose (4-bit on "
+                              "a CPU is a test mode)")
+    predict.add_argument("--batch-size", type=int, help="examples per forward pass (default: 2 on a CPU, 8 on a GPU)")
+    predict.add_argument("--workers", default="auto",
+                         help="CPU: single-thread processes that share the rows, auto (one per core when "
+                         "the rows repay starting them) or N; 1 = one process (default: auto)")
+    predict.add_argument("--threshold", type=float,
+                         help="p(flawed) at or above which a row is labelled 1 (default: the threshold fitted on "
+                              "validation, stored in the artifact; 0.5 if none was)")
+    predict.add_argument("--checker", action="store_true",
+                         help="also run the arithmetic checker, combined with the classifier by the rule chosen on "
+                              "validation (stored in the artifact)")
+    predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
+    return predict
+
+# %% ../nbs/13_cli.ipynb #5db402d3
+def _add_evaluate(sub):
+    evaluate = sub.add_parser("evaluate",
+                              help="score a labelled file: metrics with 95%% intervals, shortcut baselines, figures",
+                              description="Score a labelled CSV/JSONL/Parquet file with a trained classifier and "
+                                          "write metrics.json (with bootstrap intervals and shortcut baselines fitted "
+                                          "by cross-validation on the file), the predictions and figures into --out.")
+    evaluate.add_argument("--model", required=True,
+                          help="artifact folder (probe/ or lora/), run folder, or artifacts.zip")
+    evaluate.add_argument("--input", required=True,
+                          help="CSV, JSONL or Parquet with question, solution, label (and optional index, source)")
+    evaluate.add_argument("--out", required=True, help="new folder for metrics.json, the predictions and figures/")
+    evaluate.add_argument("--overwrite", action="store_true",
+                          help="write into --out even if it holds files (only evaluate's own are replaced)")
+    evaluate.add_argument("--kind", choices=["probe", "lora"],
+                          help="which classifier of a run folder or zip (default: lora if present)")
+    evaluate.add_argument("--base-model",
+                          help="load the classifier on this backbone instead of the one it names (e.g. a local copy)")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    evaluate.add_argument("--batch-size", type=int, help="examples per forward pass (default: 2 on a CPU, 8 on a GPU)")
+    evaluate.add_argument("--threshold", type=float, default=0.5,
+                          help="p(flawed) at or above which a row is labelled 1 (default: 0.5)")
+    evaluate.add_argument("--checker", action="store_true", help="also score the arithmetic checker and the hybrid")
+    evaluate.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
+    return evaluate
+
+# %% ../nbs/13_cli.ipynb #f15487ed
+def _add_check(sub):
+    check = sub.add_parser("check", help="run the arithmetic checker alone on a file of solutions",
+                           description="Re-compute the calculations each solution states; name the first wrong line.")
+    check.add_argument("--input", required=True,
+                       help="CSV, JSONL or Parquet with a solution column (and optional index, label); - for stdin")
+    check.add_argument("--output", required=True, help="results file (.csv, .jsonl or .parquet); - for CSV on stdout")
+    check.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
+    check.add_argument("--explain", action="store_true",
+                       help="add a checker_explain column: per row, calculations checked, lines skipped and why")
+    return check
+
+# %% ../nbs/13_cli.ipynb #c935e767
+def _add_serve(sub):
+    serve = sub.add_parser("serve", help="start the web demo (Gradio) on a trained classifier",
+                           description="Serve a page to classify one solution or score a file, with the trained "
+                                       "classifier loaded once.")
+    serve.add_argument("--model", required=True, help="artifact folder (probe/ or lora/), run folder, or artifacts.zip")
+    serve.add_argument("--kind", choices=["probe", "lora"],
+                       help="which classifier of a run folder or zip (default: lora if present)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    serve.add_argument("--checker", action="store_true", help="combine the classifier with the arithmetic checker")
+    serve.add_argument("--threshold", type=float,
+                       help="p(flawed) at or above which a solution is called flawed (default: the artifact's fitted "
+                            "threshold)")
+    serve.add_argument("--max-upload-mb", type=float, default=10,
+                       help="largest file the batch tab accepts, in MB (default: 10)")
+    serve.add_argument("--quantize", choices=["auto", "4bit", "none"], default="auto",
+                       help="auto: as the classifier was trained (4-bit NF4 or not); 4bit / none: choose (4-bit on a "
+                            "CPU is a test mode)")
+    return serve
+
+# %% ../nbs/13_cli.ipynb #bcf01a0a
+def _add_export(sub):
+    export = sub.add_parser("export",
+                            help="write a trained classifier as a Hugging Face model folder that loads without phi_cls",
+                            description="Write the backbone's *ForSequenceClassification model (LoRA merged, head as "
+                                        "score), tokenizer, prompt helper and model card.")
+    export.add_argument("--model", required=True,
+                        help="artifact folder (probe/ or lora/), run folder, or artifacts.zip")
+    export.add_argument("--out", required=True, help="new or empty folder to write")
+    export.add_argument("--kind", choices=["probe", "lora"],
+                        help="which classifier of a run folder or zip (default: lora if present)")
+    export.add_argument("--base-model",
+                        help="the backbone to build on instead of the one the artifact names (e.g. a local copy)")
+    export.add_argument("--fp32", action="store_true", help="write float32 weights (default: the backbone's own dtype)")
+    export.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    return export
 
 # %% ../nbs/13_cli.ipynb #c006
 def build_parser() -> argparse.ArgumentParser:
     "The `phi-cls` argument parser."
-    parser = argparse.ArgumentParser(prog="phi-cls", description="Fine-tune an instruction LLM to tell correct from flawed math solutions.")
+    parser = argparse.ArgumentParser(prog="phi-cls", description="Fine-tune an instruction LLM to tell correct from "
+                                                                 "flawed math solutions.")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train a probe and/or LoRA classifier and evaluate it on the test split",
-                           description="Train and evaluate; writes predictions, metrics and artifacts to --out.")
-    train.add_argument("--preset", choices=list(PRESETS), default="recipe",
-                       help="named defaults: recipe (the reference recipe), demo (make demo's caps), smoke (a quick look); "
-                            "flags given explicitly win (default: recipe)")
-    add_config_flags(train)
-    predict = sub.add_parser("predict", help="score a file of questions and solutions with a trained classifier",
-                             description="Stream a CSV/JSONL/Parquet file (or JSON lines on stdin) through a trained classifier.")
-    predict.add_argument("--model", required=True, help="artifact folder (probe/ or lora/), run folder, or artifacts.zip")
-    predict.add_argument("--input", required=True, help="CSV, JSONL or Parquet with question, solution (and optional index, label); - for JSON lines on stdin")
-    predict.add_argument("--output", required=True, help="predictions file (.csv, .jsonl or .parquet); - for CSV on stdout")
-    predict.add_argument("--kind", choices=["probe", "lora"], help="which classifier of a run folder or zip (default: lora if present)")
-    predict.add_argument("--base-model", help="load the classifier on this backbone instead of the one it names (e.g. a local copy)")
-    predict.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    predict.add_argument("--quantize", choices=["auto", "4bit", "none"], default="auto",
-                         help="auto: as the classifier was trained (4-bit NF4 or not); 4bit / none: choose (4-bit on a CPU is a test mode)")
-    predict.add_argument("--batch-size", type=int, help="examples per forward pass (default: 2 on a CPU, 8 on a GPU)")
-    predict.add_argument("--workers", default="auto", help="CPU: single-thread processes that share the rows, auto (one per core when "
-                         "the rows repay starting them) or N; 1 = one process (default: auto)")
-    predict.add_argument("--threshold", type=float, help="p(flawed) at or above which a row is labelled 1 (default: the threshold fitted on validation, stored in the artifact; 0.5 if none was)")
-    predict.add_argument("--checker", action="store_true", help="also run the arithmetic checker, combined with the classifier by the rule chosen on validation (stored in the artifact)")
-    predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
-    evaluate = sub.add_parser("evaluate", help="score a labelled file: metrics with 95%% intervals, shortcut baselines, figures",
-                              description="Score a labelled CSV/JSONL/Parquet file with a trained classifier and write metrics.json "
-                                          "(with bootstrap intervals and shortcut baselines fitted by cross-validation on the file), "
-                                          "the predictions and figures into --out.")
-    evaluate.add_argument("--model", required=True, help="artifact folder (probe/ or lora/), run folder, or artifacts.zip")
-    evaluate.add_argument("--input", required=True, help="CSV, JSONL or Parquet with question, solution, label (and optional index, source)")
-    evaluate.add_argument("--out", required=True, help="new folder for metrics.json, the predictions and figures/")
-    evaluate.add_argument("--overwrite", action="store_true", help="write into --out even if it holds files (only evaluate's own are replaced)")
-    evaluate.add_argument("--kind", choices=["probe", "lora"], help="which classifier of a run folder or zip (default: lora if present)")
-    evaluate.add_argument("--base-model", help="load the classifier on this backbone instead of the one it names (e.g. a local copy)")
-    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    evaluate.add_argument("--batch-size", type=int, help="examples per forward pass (default: 2 on a CPU, 8 on a GPU)")
-    evaluate.add_argument("--threshold", type=float, default=0.5, help="p(flawed) at or above which a row is labelled 1 (default: 0.5)")
-    evaluate.add_argument("--checker", action="store_true", help="also score the arithmetic checker and the hybrid")
-    evaluate.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
-    check = sub.add_parser("check", help="run the arithmetic checker alone on a file of solutions",
-                           description="Re-compute the calculations each solution states; name the first wrong line.")
-    check.add_argument("--input", required=True, help="CSV, JSONL or Parquet with a solution column (and optional index, label); - for stdin")
-    check.add_argument("--output", required=True, help="results file (.csv, .jsonl or .parquet); - for CSV on stdout")
-    check.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
-    check.add_argument("--explain", action="store_true", help="add a checker_explain column: per row, calculations checked, lines skipped and why")
-    serve = sub.add_parser("serve", help="start the web demo (Gradio) on a trained classifier",
-                           description="Serve a page to classify one solution or score a file, with the trained classifier loaded once.")
-    serve.add_argument("--model", required=True, help="artifact folder (probe/ or lora/), run folder, or artifacts.zip")
-    serve.add_argument("--kind", choices=["probe", "lora"], help="which classifier of a run folder or zip (default: lora if present)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
-    serve.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
-    serve.add_argument("--checker", action="store_true", help="combine the classifier with the arithmetic checker")
-    serve.add_argument("--threshold", type=float, help="p(flawed) at or above which a solution is called flawed (default: the artifact's fitted threshold)")
-    serve.add_argument("--max-upload-mb", type=float, default=10, help="largest file the batch tab accepts, in MB (default: 10)")
-    serve.add_argument("--quantize", choices=["auto", "4bit", "none"], default="auto",
-                       help="auto: as the classifier was trained (4-bit NF4 or not); 4bit / none: choose (4-bit on a CPU is a test mode)")
-    export = sub.add_parser("export", help="write a trained classifier as a Hugging Face model folder that loads without phi_cls",
-                            description="Write the backbone's *ForSequenceClassification model (LoRA merged, head as score), tokenizer, prompt helper and model card.")
-    export.add_argument("--model", required=True, help="artifact folder (probe/ or lora/), run folder, or artifacts.zip")
-    export.add_argument("--out", required=True, help="new or empty folder to write")
-    export.add_argument("--kind", choices=["probe", "lora"], help="which classifier of a run folder or zip (default: lora if present)")
-    export.add_argument("--base-model", help="the backbone to build on instead of the one the artifact names (e.g. a local copy)")
-    export.add_argument("--fp32", action="store_true", help="write float32 weights (default: the backbone's own dtype)")
-    export.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
-    for p in sub.choices.values(): p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show Python tracebacks on errors")
+    _add_train(sub)
+    _add_predict(sub)
+    _add_evaluate(sub)
+    _add_check(sub)
+    _add_serve(sub)
+    _add_export(sub)
+    for p in sub.choices.values():
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show Python tracebacks on errors")
     return parser
 
+# %% ../nbs/13_cli.ipynb #0c44dff3
 def _train(args):
     from phi_cls.train import run
     run(config_from_args(args))
@@ -110,35 +180,42 @@ def _train(args):
 def _report(summary:dict, output:str):
     "Print row counts and metrics (to stderr when the predictions go to stdout)."
     stream = sys.stderr if output == "-" else sys.stdout
-    print(f"{summary['rows']} rows -> {output}" + (f"; the checker flagged {summary['flagged']}" if "flagged" in summary else ""), file=stream)
+    flagged = f"; the checker flagged {summary['flagged']}" if "flagged" in summary else ""
+    print(f"{summary['rows']} rows -> {output}" + flagged, file=stream)
     for name, m in summary.items():
-        if isinstance(m, dict): print(f"{name:>10}: accuracy {m['accuracy']:.3f}  F1 (flawed) {m['f1']:.3f}  precision {m['precision']:.3f}  recall {m['recall']:.3f}", file=stream)
+        if isinstance(m, dict): print(f"{name:>10}: accuracy {m['accuracy']:.3f}  F1 (flawed) {m['f1']:.3f}  "
+                                      f"precision {m['precision']:.3f}  recall {m['recall']:.3f}", file=stream)
 
 def _predict(args):
     from phi_cls.metrics import check_threshold
     from phi_cls.predict import load_classifier, predict_file
     if args.threshold is not None: check_threshold(args.threshold)
-    if args.batch_size is not None and args.batch_size < 1: raise ValueError(f"batch_size={args.batch_size} must be a positive integer.")
-    clf = load_classifier(args.model, kind=args.kind, device=args.device, quantize=args.quantize, batch_size=args.batch_size,
-                          base_model=args.base_model, workers=args.workers)
-    _report(predict_file(clf, args.input, args.output, args.threshold, args.checker, progress=args.progress), args.output)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"batch_size={args.batch_size} must be a positive integer.")
+    clf = load_classifier(args.model, kind=args.kind, device=args.device, quantize=args.quantize,
+                          batch_size=args.batch_size, base_model=args.base_model, workers=args.workers)
+    _report(predict_file(clf, args.input, args.output, args.threshold, args.checker, progress=args.progress),
+            args.output)
 
 def _evaluate(args):
     from phi_cls.metrics import check_threshold, summary_lines
     check_threshold(args.threshold)
-    if args.batch_size is not None and args.batch_size < 1: raise ValueError(f"batch_size={args.batch_size} must be a positive integer.")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"batch_size={args.batch_size} must be a positive integer.")
     from phi_cls.report import evaluate
-    metrics = evaluate(args.model, args.input, args.out, args.threshold, args.checker, args.kind, args.overwrite, args.device,
-                       args.batch_size, args.base_model, args.progress)
+    metrics = evaluate(args.model, args.input, args.out, args.threshold, args.checker, args.kind, args.overwrite,
+                       args.device, args.batch_size, args.base_model, args.progress)
     print(f"{metrics['evaluated']['rows']} rows of {args.input} -> {args.out}: metrics.json, predictions, figures/")
     print("\n".join(summary_lines(metrics)))
 
+# %% ../nbs/13_cli.ipynb #d55409b6
 def _check(args):
     from phi_cls.predict import check_file
     summary = check_file(args.input, args.output, progress=args.progress, explain=args.explain)
     _report(summary, args.output)
-    if args.explain: print(f"{summary['calculations']} calculations checked, {summary['skipped']} lines skipped, {summary['not_checked']} rows not checked "
-                           "(per row: n_checked, n_skipped, checker_reason, checker_explain)", file=sys.stderr if args.output == "-" else sys.stdout)
+    if args.explain: print(f"{summary['calculations']} calculations checked, {summary['skipped']} lines skipped, "
+                           f"{summary['not_checked']} rows not checked (per row: n_checked, n_skipped, checker_reason, "
+                           "checker_explain)", file=sys.stderr if args.output == "-" else sys.stdout)
 
 def _serve(args):
     import importlib.util
@@ -157,6 +234,7 @@ def _export(args):
 COMMANDS = {"train": _train, "predict": _predict, "evaluate": _evaluate, "check": _check, "serve": _serve,
             "export": _export}
 
+# %% ../nbs/13_cli.ipynb #0f42c1d9
 def main(argv:list|None=None) -> int:
     "Entry point of the `phi-cls` command."
     parser = build_parser()
@@ -178,7 +256,8 @@ def main(argv:list|None=None) -> int:
         return 2
     except Exception as e:
         if args.debug: raise
-        print(f"phi-cls {args.command}: unexpected error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
+        print(f"phi-cls {args.command}: unexpected error: {type(e).__name__}: {e} (run with --debug for the traceback)",
+              file=sys.stderr)
         return 1
     return 0
 

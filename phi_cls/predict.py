@@ -16,7 +16,8 @@ from .data import DataError, PromptEncoder, TableWriter, iter_table, validate_fr
 from .check import HYBRID_COLUMNS, check_frame, combine
 from .metrics import THRESHOLD, check_threshold, classification_metrics
 from .hardware import ModelError, resolve_device, resolve_precision
-from .model import (check_artifact_files, finite_probabilities, forward_batch_size, load_backbone, load_tokenizer,
+from .model import (check_artifact_files, finite_probabilities, forward_batch_size, load_backbone,
+                           load_tokenizer,
                            read_classifier_info, restore_classifier)
 from .workers import WorkerPool, choose_workers, model_bytes, pooled_features, workers_can_pool
 from .config import parse_workers
@@ -33,21 +34,24 @@ def _unzip(path:Path) -> Path:
     except BaseException as e:
         shutil.rmtree(dest, ignore_errors=True)
         if isinstance(e, (zipfile.BadZipFile, EOFError, NotImplementedError, zlib.error)):
-            raise ModelError(f"{path} is not a readable zip file (truncated or corrupted?). Download or copy it again.") from None
+            raise ModelError(f"{path} is not a readable zip file (truncated or corrupted?). "
+                             "Download or copy it again.") from None
         raise
     return dest
 
 def find_artifact(path:str|Path, kind:str|None=None) -> Path:
     "The artifact folder (with classifier.json) in an artifact folder, run folder or zip; `kind` = probe | lora."
     path = Path(path).expanduser()
-    if not path.exists(): raise ModelError(f"classifier '{path}' does not exist. Pass a run's probe/ or lora/ folder, the run folder, or its artifacts.zip.")
+    if not path.exists(): raise ModelError(f"classifier '{path}' does not exist. Pass a run's probe/ or lora/ folder, "
+                                           "the run folder, or its artifacts.zip.")
     root = _unzip(path) if path.is_file() else path
     if (root / "classifier.json").exists():
         found = read_classifier_info(root).get("kind")
         if kind and kind != found: raise ModelError(f"{path} holds a {found} classifier, not {kind}.")
         return root
     kinds = [k for k in ("lora", "probe") if (root / k / "classifier.json").exists()]
-    if not kinds: raise ModelError(f"{path} holds no trained classifier (no classifier.json in it, or in probe/ or lora/).")
+    if not kinds: raise ModelError(f"{path} holds no trained classifier (no classifier.json in it, or in probe/ or "
+                                   "lora/).")
     if kind and kind not in kinds: raise ModelError(f"{path} has no {kind} classifier; it has {', '.join(kinds)}.")
     return root / (kind or kinds[0])
 
@@ -60,20 +64,24 @@ MAX_ZIP_ENTRIES = 10_000   # files and folders in it (a run's zip holds a few do
 MAX_ZIP_RATIO = 200        # how much one entry over 1 MiB may expand (weights and tokenizers: under 10-fold)
 
 def _zip_refuse(path, why:str):
-    raise ModelError(f"{path} {why}; a phi_cls artifact never does, so it is not extracted. Use the artifacts.zip a run wrote.")
+    raise ModelError(f"{path} {why}; a phi_cls artifact never does, so it is not extracted. Use the artifacts.zip a "
+                     "run wrote.")
 
 def check_zip(path, z:zipfile.ZipFile) -> list:
-    "The entries of `z` if their count, declared sizes, expansion and names are within the limits above; `ModelError` otherwise."
+    ("The entries of `z` if their count, declared sizes, expansion and names are within the limits above; "
+     "`ModelError` otherwise.")
     infos = z.infolist()
     if len(infos) > MAX_ZIP_ENTRIES: _zip_refuse(path, f"has {len(infos):,} entries, more than {MAX_ZIP_ENTRIES:,}")
     total = sum(i.file_size for i in infos)
-    if total > MAX_ZIP_BYTES: _zip_refuse(path, f"would expand to {total / 2**20:,.1f} MiB, more than {MAX_ZIP_BYTES / 2**20:,.1f} MiB")
+    if total > MAX_ZIP_BYTES: _zip_refuse(path, f"would expand to {total / 2**20:,.1f} MiB, more than "
+                                                f"{MAX_ZIP_BYTES / 2**20:,.1f} MiB")
     for i in infos:
         name = PurePosixPath(i.filename.replace("\\", "/"))
         if name.is_absolute() or ".." in name.parts or PureWindowsPath(i.filename).drive:
             _zip_refuse(path, f"has an entry named {i.filename!r}, which points outside the folder it is extracted to")
         if i.file_size > 2**20 and i.file_size > MAX_ZIP_RATIO * max(i.compress_size, 1):
-            _zip_refuse(path, f"has an entry {i.filename!r} that expands {i.file_size / max(i.compress_size, 1):,.0f}-fold, more than {MAX_ZIP_RATIO}-fold")
+            _zip_refuse(path, f"has an entry {i.filename!r} that expands "
+                              f"{i.file_size / max(i.compress_size, 1):,.0f}-fold, more than {MAX_ZIP_RATIO}-fold")
     return infos
 
 def extract_zip(path, dest:Path) -> Path:
@@ -87,7 +95,8 @@ def extract_zip(path, dest:Path) -> Path:
             with z.open(info) as src, open(target, "wb") as out:
                 while chunk := src.read(1 << 20):
                     written += len(chunk)
-                    if written > MAX_ZIP_BYTES: _zip_refuse(path, f"expands to more than {MAX_ZIP_BYTES / 2**20:,.1f} MiB")
+                    if written > MAX_ZIP_BYTES:
+                        _zip_refuse(path, f"expands to more than {MAX_ZIP_BYTES / 2**20:,.1f} MiB")
                     out.write(chunk)
     return dest
 
@@ -95,11 +104,13 @@ def extract_zip(path, dest:Path) -> Path:
 def _texts(questions, solutions) -> tuple:
     if isinstance(questions, pd.DataFrame):
         missing = [c for c in ("question", "solution") if c not in questions]
-        if missing: raise DataError(f"the DataFrame has no column {missing} (columns found: {list(questions.columns)}).")
+        if missing:
+            raise DataError(f"the DataFrame has no column {missing} (columns found: {list(questions.columns)}).")
         questions, solutions = questions["question"], questions["solution"]
     if isinstance(questions, str): questions, solutions = [questions], [solutions]
     questions, solutions = list(questions), list(solutions)
-    if len(questions) != len(solutions): raise DataError(f"got {len(questions)} questions but {len(solutions)} solutions.")
+    if len(questions) != len(solutions): raise DataError(f"got {len(questions)} questions but {len(solutions)} "
+                                                         "solutions.")
     for name, col in (("question", questions), ("solution", solutions)):
         bad = [i for i, t in enumerate(col) if not isinstance(t, str) or not t.strip()]
         if bad: raise DataError(f"{name} is empty or not text in rows {bad[:5]}{' ...' if len(bad) > 5 else ''}.")
@@ -109,20 +120,28 @@ class Classifier:
     "A trained classifier: `predict_proba` gives p(correct), p(flawed) per (question, solution)."
     def __init__(self, clf, tokenizer, info:dict, precision:str, batch_size:int|None=None, path:Path|None=None,
                  workers="auto", base_model:str|None=None):
-        self.clf, self.tokenizer, self.info, self.precision, self.batch_size, self.path = clf, tokenizer, info, precision, batch_size, path
-        self.temperature, self.threshold = float(info.get("temperature", 1.0)), float(info.get("threshold", THRESHOLD))  # fitted on validation
-        self.hybrid = info.get("decision", {}).get("hybrid", dict(rule="checker_or_classifier", threshold=self.threshold))
-        self.workers, self.base_model, self._pool, self._in_job = parse_workers(workers), base_model or info["base_model"], None, False
+        self.clf, self.tokenizer, self.info, self.precision = clf, tokenizer, info, precision
+        self.batch_size, self.path = batch_size, path
+        # fitted on validation
+        self.temperature, self.threshold = float(info.get("temperature", 1.0)), float(info.get("threshold", THRESHOLD))
+        self.hybrid = info.get("decision", {}).get("hybrid", dict(rule="checker_or_classifier",
+                                                                  threshold=self.threshold))
+        self.workers, self.base_model = parse_workers(workers), base_model or info["base_model"]
+        self._pool, self._in_job = None, False
         self.encoder = PromptEncoder(tokenizer, info["max_length"])
 
-    def __repr__(self): return f"Classifier({self.info['kind']} on {self.info['base_model']}, max_length={self.info['max_length']}, {self.precision})"
+    def __repr__(self): return (f"Classifier({self.info['kind']} on {self.info['base_model']}, "
+                                f"max_length={self.info['max_length']}, {self.precision})")
 
-    def predict_proba(self, questions, solutions=None, batch_size:int|None=None, progress:bool=False, calibrated:bool=True) -> np.ndarray:
-        "(n, 2) calibrated (with the artifact's temperature, unless `calibrated=False`) p(class=0) (correct), p(class=1) (flawed); `questions` may be a DataFrame."
+    def predict_proba(self, questions, solutions=None, batch_size:int|None=None, progress:bool=False,
+                      calibrated:bool=True) -> np.ndarray:
+        ("(n, 2) calibrated (with the artifact's temperature, unless `calibrated=False`) p(class=0) (correct), "
+         "p(class=1) (flawed); `questions` may be a DataFrame.")
         questions, solutions = _texts(questions, solutions)
         ds = Dataset.from_dict(self.encoder(questions, solutions))
         logits = self.logits(ds, batch_size or self.batch_size, progress)  # in the worker processes when there are any
-        return finite_probabilities(torch.softmax(logits.double() / (self.temperature if calibrated else 1.0), -1).numpy(), "predicting")
+        return finite_probabilities(torch.softmax(logits.double() / (self.temperature if calibrated else 1.0),
+                                                  -1).numpy(), "predicting")
 
     def predict(self, questions, solutions=None, threshold:float|None=None, **kwargs) -> np.ndarray:
         "Labels: 1 (flawed) where p(flawed) >= `threshold` (default: the artifact's fitted threshold), else 0."
@@ -134,14 +153,17 @@ def _recorded_quantize(quantize:str, info:dict) -> str:
     if quantize != "auto": return quantize
     recorded = info.get("quantize", "auto")  # artifacts from before it was recorded: the machine's auto
     if recorded != "4bit" or importlib.util.find_spec("bitsandbytes"): return recorded
-    print("phi_cls: this classifier was trained on a 4-bit backbone, but bitsandbytes is not installed: the backbone loads "
-          "unquantized, so its probabilities are close to, not equal to, the run's (pip install bitsandbytes).", file=sys.stderr)
+    print("phi_cls: this classifier was trained on a 4-bit backbone, but bitsandbytes is not installed: the backbone "
+          "loads unquantized, so its probabilities are close to, not equal to, the run's (pip install "
+          "bitsandbytes).", file=sys.stderr)
     return "none"
 
 def load_classifier(path:str|Path, kind:str|None=None, device:str="auto", quantize:str="auto", precision:str|None=None,
                     batch_size:int|None=None, base_model:str|None=None, workers="auto") -> Classifier:
-    "Load a trained probe or LoRA classifier from its folder, a run folder or the run's zip (on `base_model` if given, else the one it names)."
-    workers, art = parse_workers(workers), check_artifact_files(find_artifact(path, kind))  # a bad setting stops before anything loads
+    ("Load a trained probe or LoRA classifier from its folder, a run folder or the run's zip (on `base_model` if "
+     "given, else the one it names).")
+    # a bad setting stops before anything loads
+    workers, art = parse_workers(workers), check_artifact_files(find_artifact(path, kind))
     info = read_classifier_info(art)
     dev = resolve_device(device)
     precision = resolve_precision(precision or info.get("precision", "auto"), dev)
@@ -152,7 +174,8 @@ def load_classifier(path:str|Path, kind:str|None=None, device:str="auto", quanti
 # %% ../nbs/08_predict.ipynb #c009b
 @contextlib.contextmanager
 def _job(self:Classifier):
-    "Within it, every `predict_proba` shares one pool of workers, started by the first call that repays it, stopped at the end."
+    ("Within it, every `predict_proba` shares one pool of workers, started by the first call that repays it, stopped "
+     "at the end.")
     self._in_job = True
     try: yield self
     except BaseException:
@@ -177,7 +200,8 @@ def _logits(self:Classifier, ds, batch_size:int|None=None, progress:bool=False) 
         pool, own = _start_pool(self, len(ds)), not self._in_job
         if self._in_job: self._pool = pool or False  # decided once per job
     bs = forward_batch_size(self.clf.backbone.device, batch_size)
-    try: feats = pooled_features(pool or None, self.clf, ds, self.tokenizer.pad_token_id, bs, self.precision, progress, "Predicting")
+    try: feats = pooled_features(pool or None, self.clf, ds, self.tokenizer.pad_token_id, bs, self.precision, progress,
+                                 "Predicting")
     finally:
         if own and pool: pool.close()
     with torch.inference_mode(): return self.clf(features=feats.to(self.clf.head.weight.device)).logits.cpu()
@@ -185,10 +209,13 @@ def _logits(self:Classifier, ds, batch_size:int|None=None, progress:bool=False) 
 Classifier.job, Classifier.logits = _job, _logits
 
 # %% ../nbs/08_predict.ipynb #c014
-def _predict_frame(self:Classifier, df:pd.DataFrame, threshold:float|None=None, checker:bool=False, batch_size:int|None=None,
+def _predict_frame(self:Classifier, df:pd.DataFrame, threshold:float|None=None, checker:bool=False,
+                   batch_size:int|None=None,
                    source:str="input") -> pd.DataFrame:
-    "Prediction rows for a DataFrame with question, solution (and optional index, label) columns; `threshold=None`: the artifact's."
-    rule = self.hybrid if threshold is None else dict(self.hybrid, threshold=check_threshold(threshold))  # a given threshold wins
+    ("Prediction rows for a DataFrame with question, solution (and optional index, label) columns; `threshold=None`: "
+     "the artifact's.")
+    # a given threshold wins
+    rule = self.hybrid if threshold is None else dict(self.hybrid, threshold=check_threshold(threshold))
     threshold = self.threshold if threshold is None else threshold
     df = validate_frame(df, source, label_required=False)
     probs = self.predict_proba(df["question"].tolist(), df["solution"].tolist(), batch_size=batch_size)
@@ -206,39 +233,49 @@ Classifier.predict_frame = _predict_frame
 
 # %% ../nbs/08_predict.ipynb #c016a
 def check_output_path(input, output):
-    "`DataError` when `output`, or the temporary file written before it, is the `input` file (through `./`, a symlink or a hard link too)."
+    ("`DataError` when `output`, or the temporary file written before it, is the `input` file (through `./`, a "
+     "symlink or a hard link too).")
     if "-" in (str(input), str(output)): return
     for target in (Path(output), Path(str(output) + ".tmp")):
         try: same = os.path.samefile(input, target)
         except OSError: continue  # not there yet: a new file
-        if same: raise DataError(f"output '{output}' is the input file '{input}'{' (as its temporary file ' + str(target) + ')' if target != Path(output) else ''}: "
-                                 "writing there would destroy the input. Choose another output file name.")
+        temp = f" (as its temporary file {target})" if target != Path(output) else ""
+        if same: raise DataError(f"output '{output}' is the input file '{input}'{temp}: writing there would destroy "
+                                 "the input. Choose another output file name.")
 
 # %% ../nbs/08_predict.ipynb #c017
+def _total_rows(path) -> int|None:
+    if str(path) == "-" or Path(path).suffix.lower() != ".parquet": return None
+    import pyarrow.parquet as pq
+    return pq.ParquetFile(path).metadata.num_rows
+
+def _check_unique(path, out:pd.DataFrame, seen:set):
+    if (dup := set(out["index"]) & seen) or out["index"].duplicated().any():
+        raise DataError(f"{path}: index {sorted(dup)[:3] or out.loc[out['index'].duplicated(), 'index'].tolist()[:3]} "
+                        "appears more than once; each row needs its own index.")
+
+# %% ../nbs/08_predict.ipynb #01d77e57
 def _stream(path, rows_fn, output, chunk_rows:int, progress:bool, desc:str) -> pd.DataFrame:
     "Run `rows_fn` over the chunks of `path`, writing to `output`; return the columns needed for metrics."
     from tqdm.auto import tqdm
     check_output_path(path, output)
     writer, keep, seen = TableWriter(output), [], set()
-    total = None
-    if str(path) != "-" and Path(path).suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-        total = pq.ParquetFile(path).metadata.num_rows
     try:
-        with tqdm(total=total, unit="rows", desc=desc, disable=not progress, file=sys.stderr) as bar:
+        with tqdm(total=_total_rows(path), unit="rows", desc=desc, disable=not progress, file=sys.stderr) as bar:
             for chunk in iter_table(path, chunk_rows):
                 out = rows_fn(chunk)
-                if (dup := set(out["index"]) & seen) or out["index"].duplicated().any():
-                    raise DataError(f"{path}: index {sorted(dup)[:3] or out.loc[out['index'].duplicated(), 'index'].tolist()[:3]} appears more than once; each row needs its own index.")
+                _check_unique(path, out, seen)
                 seen |= set(out["index"])
                 writer.write(out)
-                keep.append(out.drop(columns=[c for c in out.columns if c in ("index", "error_text", "stated", "computed", "checker_reason")]))
+                keep.append(out.drop(columns=[c for c in out.columns
+                                              if c in ("index", "error_text", "stated", "computed", "checker_reason")]))
                 bar.update(len(chunk))
     except BaseException:
         writer.close(ok=False); raise
     writer.close()
     return pd.concat(keep, ignore_index=True)
 
+# %% ../nbs/08_predict.ipynb #b32fb983
 def _summary(done:pd.DataFrame, signals:dict) -> dict:
     summary = {"rows": len(done)}
     if "true_label" in done:
@@ -249,21 +286,27 @@ def _summary(done:pd.DataFrame, signals:dict) -> dict:
 
 def predict_file(clf:Classifier, path, output, threshold:float|None=None, checker:bool=False, batch_size:int|None=None,
                  chunk_rows:int=512, progress:bool=True) -> dict:
-    "Stream `path` through the classifier (and checker) into `output`; return row count and, with labels, metrics (`threshold=None`: the artifact's)."
+    ("Stream `path` through the classifier (and checker) into `output`; return row count and, with labels, metrics "
+     "(`threshold=None`: the artifact's).")
     if threshold is not None: check_threshold(threshold)  # before the output file is touched
     rows = lambda chunk: clf.predict_frame(chunk, threshold, checker, batch_size, source=str(path))
-    with clf.job(): done = _stream(path, rows, output, chunk_rows, progress, "Predicting")  # one pool of workers for every chunk
-    done["classifier"] = (done["p(class=1)"] >= (clf.threshold if threshold is None else threshold)).astype(int)  # the classifier's own labels at the chosen threshold
+    # one pool of workers for every chunk
+    with clf.job(): done = _stream(path, rows, output, chunk_rows, progress, "Predicting")
+    # the classifier's own labels at the chosen threshold
+    done["classifier"] = (done["p(class=1)"] >= (clf.threshold if threshold is None else threshold)).astype(int)
     signals = {"classifier": "classifier"}
     if checker:
         done["checker"] = (done["decided_by"] == "checker").astype(int)
         signals.update(checker="checker", hybrid="label")
     return _summary(done, signals)
 
+# %% ../nbs/08_predict.ipynb #e60c5495
 def check_file(path, output, chunk_rows:int=4096, progress:bool=True, explain:bool=False) -> dict:
-    "Run the arithmetic checker alone over `path` into `output` (index, checker_flawed, error and status columns; `explain`: checker_explain)."
+    ("Run the arithmetic checker alone over `path` into `output` (index, checker_flawed, error and status columns; "
+     "`explain`: checker_explain).")
     def rows(chunk):
-        df = validate_frame(chunk.drop(columns=["question"], errors="ignore").assign(question="-"), str(path), label_required=False)
+        df = validate_frame(chunk.drop(columns=["question"], errors="ignore").assign(question="-"), str(path),
+                            label_required=False)
         out = check_frame(df[["index", "solution"]], explain=explain)
         return out.assign(true_label=df["label"].to_numpy()) if "label" in df else out
     done = _stream(path, rows, output, chunk_rows, progress, "Checking")

@@ -16,7 +16,8 @@ from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainingArguments, set_seed
 
 from .config import ConfigError, TrainConfig
-from .data import (PROMPT, Collator, PromptEncoder, WriteError, is_write_failure, load_data, tokenize, training_splits,
+from .data import (PROMPT, Collator, PromptEncoder, WriteError, is_write_failure, load_data, tokenize,
+                          training_splits,
                           write_csv, write_error, write_json, zip_run)
 from .check import check_frame, combine
 from .metrics import (PRED_FILES, baseline_metrics, classification_metrics, headline_metrics, predictions_frame,
@@ -24,7 +25,8 @@ from .metrics import (PRED_FILES, baseline_metrics, classification_metrics, head
 from .metrics import NOT_FITTED, class_weights, ece, fit_decision, fit_hybrid, softmax_t
 from .hardware import (CPU_4BIT_NOTE, bitsandbytes_version, cpu_4bit_lora_error, cpu_kind, kbit_gradients_ok,
                               malloc_tuning_enabled, resolve_device, resolve_precision, resolve_quantize)
-from .model import (PhiClassifier, add_lora, context_length, describe_trainable, forward_batch_size, freeze, load_backbone,
+from .model import (PhiClassifier, add_lora, context_length, describe_trainable, forward_batch_size, freeze,
+                           load_backbone,
                            load_tokenizer, save_classifier)
 from .workers import (WorkerPool, choose_workers, model_bytes, pooled_features, shard_rows, unshard,
                              workers_can_pool)
@@ -69,6 +71,7 @@ class Resolved:
     bitsandbytes: str|None  # its version, when 4-bit or an 8-bit optimizer uses it
     note: str|None  # a caveat to record with the results (4-bit on a CPU)
 
+# %% ../nbs/07_train.ipynb #2ad41151
 def resolve(cfg:TrainConfig) -> Resolved:
     "The concrete device, precision, quantization, optimizer and batching this machine uses for `cfg`."
     device, (_, size) = resolve_device(cfg.device), world()
@@ -79,16 +82,19 @@ def resolve(cfg:TrainConfig) -> Resolved:
         raise ConfigError(f"optim={optim!r} needs the package bitsandbytes: pip install bitsandbytes, "
                           "or use optim='adamw_torch' (or auto).")
     cpu_4bit = quantize == "4bit" and device.type == "cpu"
-    if cpu_4bit and "lora" in cfg.modes and not kbit_gradients_ok(): raise ConfigError(f"mode={cfg.mode!r}: {cpu_4bit_lora_error()}")
+    if cpu_4bit and "lora" in cfg.modes and not kbit_gradients_ok():
+        raise ConfigError(f"mode={cfg.mode!r}: {cpu_4bit_lora_error()}")
     effective = cfg.batch_size * cfg.grad_accum
     micro = cfg.micro_batch_size or (min(cfg.batch_size, 2) if device.type == "cpu" else cfg.batch_size)
     if effective % (micro * size):
         raise ConfigError(f"micro_batch_size={micro} on {size} process(es) does not divide the effective batch "
-                          f"batch_size x grad_accum = {effective}; pick a micro_batch_size that divides {effective // size}.")
+                          f"batch_size x grad_accum = {effective}; pick a micro_batch_size that divides "
+                          f"{effective // size}.")
     return Resolved(device=str(device), precision=precision, quantize=quantize, optim=optim,
                 cpu_kind=cpu_kind() if device.type == "cpu" else None,
                 gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                effective_batch=effective, micro_batch_size=micro, accumulation_steps=effective // (micro * size), processes=size,
+                effective_batch=effective, micro_batch_size=micro, accumulation_steps=effective // (micro * size),
+                processes=size,
                 eval_batch_size=forward_batch_size(device, cfg.eval_batch_size),
                 cpu_malloc=("tuned" if malloc_tuning_enabled() else "default") if device.type == "cpu" else None,
                 bitsandbytes=bitsandbytes_version() if quantize == "4bit" or "8bit" in optim else None,
@@ -99,29 +105,9 @@ def trainable_state_dict(model:torch.nn.Module) -> dict:
     "The parameters that train (LoRA and head), detached on the CPU."
     return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
-class ClassifierTrainer(Trainer):
-    "A Trainer whose checkpoints hold only the trainable weights, as safetensors, and which keeps every step's loss."
-    def __init__(self, *args, class_weights:list|None=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.class_weights = class_weights  # loss weight per class; None: the model's own (unweighted) loss
-        self.step_losses = {}  # optimizer step -> losses of its micro-batches (for the loss curve; not printed)
-
-    def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
-        if self.class_weights is None: result = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
-        else:
-            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
-            w = torch.tensor(self.class_weights, device=outputs.logits.device)
-            loss = F.cross_entropy(outputs.logits.float(), inputs["labels"].to(w.device), weight=w)
-            result = (loss, outputs) if return_outputs else loss
-        if model.training:
-            loss = result[0] if return_outputs else result
-            self.step_losses.setdefault(self.state.global_step + 1, []).append(finite_loss(self, loss))
-        return result
-
-    def training_log(self) -> list:
-        "The Trainer's log history plus the mean loss of every optimizer step (`step_loss`)."
-        return self.state.log_history + [{"step": s, "step_loss": sum(v) / len(v)} for s, v in sorted(self.step_losses.items())]
-
+# %% ../nbs/07_train.ipynb #905707ad
+class _TrainableCheckpoints:
+    "Trainer checkpoints of the trainable weights only (LoRA and head), as safetensors."
     def _save(self, output_dir=None, state_dict=None):
         if not self.args.should_save: return
         out = Path(output_dir or self.args.output_dir); out.mkdir(parents=True, exist_ok=True)
@@ -137,14 +123,44 @@ class ClassifierTrainer(Trainer):
         model = model or self.model
         state = load_checkpoint_weights(resume_from_checkpoint)
         missing = set(trainable_state_dict(model)) - set(state)
-        if missing: raise ValueError(f"checkpoint {resume_from_checkpoint} lacks {len(missing)} trainable weights, e.g. {sorted(missing)[:3]}")
+        if missing: raise ValueError(f"checkpoint {resume_from_checkpoint} lacks {len(missing)} trainable weights, "
+                                     f"e.g. {sorted(missing)[:3]}")
         extra = set(state) - set(trainable_state_dict(model))  # e.g. head.bias, from a phi_cls whose heads had one
-        if extra: raise ValueError(f"checkpoint {resume_from_checkpoint} holds weights this model does not train, e.g. {sorted(extra)[:3]}: "
-                                   "it was written by another phi_cls version. Start the run again without --resume.")
+        if extra: raise ValueError(f"checkpoint {resume_from_checkpoint} holds weights this model does not train, e.g. "
+                                   f"{sorted(extra)[:3]}: it was written by another phi_cls version. Start the run "
+                                   "again without --resume.")
         model.load_state_dict(state, strict=False)
 
-    def _load_best_model(self): self._load_from_checkpoint(self.state.best_model_checkpoint)  # our safetensors, trainable weights
+    # our safetensors, trainable weights
+    def _load_best_model(self): self._load_from_checkpoint(self.state.best_model_checkpoint)
 
+# %% ../nbs/07_train.ipynb #5496ab72
+class ClassifierTrainer(_TrainableCheckpoints, Trainer):
+    "A Trainer whose checkpoints hold only the trainable weights, as safetensors, and which keeps every step's loss."
+    def __init__(self, *args, class_weights:list|None=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.class_weights = class_weights  # loss weight per class; None: the model's own (unweighted) loss
+        self.step_losses = {}  # optimizer step -> losses of its micro-batches (for the loss curve; not printed)
+
+    def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+        if self.class_weights is None:
+            result = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+        else:
+            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+            w = torch.tensor(self.class_weights, device=outputs.logits.device)
+            loss = F.cross_entropy(outputs.logits.float(), inputs["labels"].to(w.device), weight=w)
+            result = (loss, outputs) if return_outputs else loss
+        if model.training:
+            loss = result[0] if return_outputs else result
+            self.step_losses.setdefault(self.state.global_step + 1, []).append(finite_loss(self, loss))
+        return result
+
+    def training_log(self) -> list:
+        "The Trainer's log history plus the mean loss of every optimizer step (`step_loss`)."
+        return self.state.log_history + [{"step": s, "step_loss": sum(v) / len(v)}
+                                         for s, v in sorted(self.step_losses.items())]
+
+# %% ../nbs/07_train.ipynb #4edc1fcf
 class FeatureDataset(torch.utils.data.Dataset):
     "Precomputed features with their labels, as the Trainer wants rows."
     def __init__(self, features:torch.Tensor, labels): self.features, self.labels = features, list(labels)
@@ -153,14 +169,16 @@ class FeatureDataset(torch.utils.data.Dataset):
 
 def _accuracy(pred) -> dict: return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
 
-def training_args(cfg:TrainConfig, output_dir:Path, res:Resolved, precision:str, evaluate:bool, by_length:bool) -> TrainingArguments:
+def training_args(cfg:TrainConfig, output_dir:Path, res:Resolved, precision:str, evaluate:bool,
+                  by_length:bool) -> TrainingArguments:
     "TrainingArguments for one experiment: the recipe's schedule on this machine's device and precision."
     return TrainingArguments(
         output_dir=str(output_dir), num_train_epochs=cfg.epochs, per_device_train_batch_size=res.micro_batch_size,
         per_device_eval_batch_size=res.eval_batch_size, gradient_accumulation_steps=res.accumulation_steps,
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay, optim=res.optim, bf16=precision == "bf16", use_cpu=res.device == "cpu",
-        logging_steps=cfg.logging_steps, logging_first_step=True, save_strategy="epoch", save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps, logging_first_step=True, save_strategy="epoch",
+        save_total_limit=cfg.save_total_limit,
         eval_strategy="epoch" if evaluate else "no", load_best_model_at_end=evaluate, metric_for_best_model="eval_loss",
         greater_is_better=False, seed=cfg.seed, data_seed=cfg.seed, report_to="none",
         train_sampling_strategy="group_by_length" if by_length else "random", length_column_name="length",
@@ -174,8 +192,9 @@ def finite_loss(trainer:Trainer, loss:torch.Tensor) -> float:
     "The loss as a float, or `NotFiniteError` naming the experiment, step and epoch where training diverged."
     value = float(loss.detach())
     if not math.isfinite(value):
-        raise NotFiniteError(f"{Path(trainer.args.output_dir).name}: the training loss is {value} at step {trainer.state.global_step + 1} "
-                             f"(epoch {trainer.state.epoch or 0:.2f}): training diverged. Lower learning_rate, use precision='fp32', or check the data.")
+        raise NotFiniteError(f"{Path(trainer.args.output_dir).name}: the training loss is {value} at step "
+                             f"{trainer.state.global_step + 1} (epoch {trainer.state.epoch or 0:.2f}): training "
+                             "diverged. Lower learning_rate, use precision='fp32', or check the data.")
     return value
 
 def load_checkpoint_weights(checkpoint) -> dict:
@@ -183,12 +202,14 @@ def load_checkpoint_weights(checkpoint) -> dict:
     file = Path(checkpoint) / "model.safetensors"
     try: return load_file(file)
     except Exception as e:
-        raise ValueError(f"checkpoint {file} is incomplete or corrupted ({type(e).__name__}: {e}). Delete {Path(checkpoint).name} "
-                         "to resume from an earlier checkpoint, or start the run again without resume.") from None
+        raise ValueError(f"checkpoint {file} is incomplete or corrupted ({type(e).__name__}: {e}). Delete "
+                         f"{Path(checkpoint).name} to resume from an earlier checkpoint, or start the run again "
+                         "without resume.") from None
 
 # %% ../nbs/07_train.ipynb #t002
 def loss_weights(cfg:TrainConfig, labels) -> list|None:
-    "Per-class loss weights for `cfg.class_weight`: inverse class frequency of `labels` with auto; None when all are 1 (balanced)."
+    ("Per-class loss weights for `cfg.class_weight`: inverse class frequency of `labels` with auto; None when all are "
+     "1 (balanced).")
     if cfg.class_weight == "none": return None
     w = class_weights(labels)
     return None if all(abs(x - 1) < 1e-9 for x in w) else w
@@ -202,21 +223,24 @@ def best_epoch(state) -> dict|None:
 
 # %% ../nbs/07_train.ipynb #c014
 def init_distributed(device:str) -> bool:
-    "Join the process group (gloo on CPU, nccl on GPU) when launched with several processes; True if this call created it."
+    ("Join the process group (gloo on CPU, nccl on GPU) when launched with several processes; True if this call "
+     "created it.")
     import torch.distributed as dist
     if world()[1] == 1 or dist.is_initialized(): return False
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return True
 
 def finish_distributed(created:bool, ok:bool=True):
-    "Leave a process group that `init_distributed` created: wait for every process when all went well, then tear it down."
+    ("Leave a process group that `init_distributed` created: wait for every process when all went well, then tear it "
+     "down.")
     import torch.distributed as dist
     if not (created and dist.is_initialized()): return
     if ok: dist.barrier()  # the first process may still be writing files; no process exits while others communicate
     dist.destroy_process_group()
 
 def sharded(fn, ds, batch_size:int=1) -> torch.Tensor:
-    "`fn(dataset) -> tensor` on this process's share of `ds` (whole length-sorted batches: `shard_rows`), gathered in row order."
+    ("`fn(dataset) -> tensor` on this process's share of `ds` (whole length-sorted batches: `shard_rows`), gathered "
+     "in row order.")
     rank, size = world()
     if size == 1: return fn(ds)
     import torch.distributed as dist
@@ -242,7 +266,8 @@ def inference_pool(cfg:TrainConfig, res:Resolved, backbone, rows:int, job:str, *
 # %% ../nbs/07_train.ipynb #c020
 @torch.no_grad()
 def probe_scaling(train:torch.Tensor) -> tuple:
-    "(s, u, k) for `standardize` from the training features: per-feature std `s`, unit mean direction `u` of x/s, shrink `k`."
+    ("(s, u, k) for `standardize` from the training features: per-feature std `s`, unit mean direction `u` of x/s, "
+     "shrink `k`.")
     s = train.std(0).clamp_min(1e-6)
     m = (train / s).mean(0)
     n = m.norm()
@@ -269,7 +294,8 @@ class ExperimentResult:
     log_history: list
     train_seconds: float
     feature_seconds: float|None = None  # the probe's one pass of feature extraction
-    details: dict = field(default_factory=dict)  # more facts for metrics.json and classifier.json (the probe's layer and pooling)
+    # more facts for metrics.json and classifier.json (the probe's layer and pooling)
+    details: dict = field(default_factory=dict)
     inference_workers: dict = field(default_factory=dict)  # inference job -> processes it ran in, and why
     logits: np.ndarray|None = None  # test-set logits (n, 2), before any temperature
     val_logits: np.ndarray|None = None  # held-out validation logits, for the decisions fitted there
@@ -277,41 +303,54 @@ class ExperimentResult:
 
 
 # %% ../nbs/07_train.ipynb #c022
-def _softmax(logits:torch.Tensor) -> np.ndarray: return finite_probabilities(torch.softmax(logits.float(), -1).numpy(), "predicting the test set")
+def _softmax(logits:torch.Tensor) -> np.ndarray:
+    return finite_probabilities(torch.softmax(logits.float(), -1).numpy(), "predicting the test set")
 
 def say(*args):
     "print, on the first process only."
     if first_process(): print(*args)
 
-def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved, resume_from:str|None=None) -> ExperimentResult:
-    "Freeze the backbone, extract features once (of every candidate layer for `probe_layer='best'`), train the head on them, predict the test set."
+# %% ../nbs/07_train.ipynb #3c7ae37a
+def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved,
+                resume_from:str|None=None) -> ExperimentResult:
+    ("Freeze the backbone, extract features once (of every candidate layer for `probe_layer='best'`), train the head "
+     "on them, predict the test set.")
     set_seed(cfg.seed)
     clf = PhiClassifier(freeze(backbone), layer=probe_layers(cfg.probe_layer, backbone), pooling=cfg.pooling)
     say("probe:", describe_trainable(clf))
     pad, start, show, bs = tok.pad_token_id, time.perf_counter(), cfg.progress and first_process(), res.eval_batch_size
     splits = {k: ds for k, ds in data.items() if ds is not None}
-    pool_ctx = (inference_pool(cfg, res, backbone, sum(map(len, splits.values())), "probe features") if workers_can_pool(clf)
-                else contextlib.nullcontext((None, dict(processes=1, why="one process: workers read the last layer's last token only"))))
+    one = dict(processes=1, why="one process: workers read the last layer's last token only")
+    pool_ctx = (inference_pool(cfg, res, backbone, sum(map(len, splits.values())), "probe features")
+                if workers_can_pool(clf) else contextlib.nullcontext((None, one)))
     with pool_ctx as (pool, used):
-        raw = {k: sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res.precision, show), ds, bs) for k, ds in splits.items()}
+        raw = {k: sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res.precision, show), ds, bs)
+               for k, ds in splits.items()}
     feature_seconds = time.perf_counter() - start
     if isinstance(clf.layer, tuple): clf, raw, trainer, details = select_layer(cfg, clf, raw, data, out, res)
-    else: trainer, details = fit_probe(cfg, clf, raw, data, out / "checkpoints" / "probe", res, resume_from), feature_settings(clf)
+    else: trainer, details = fit_probe(cfg, clf, raw, data, out / "checkpoints" / "probe", res,
+                                       resume_from), feature_settings(clf)
     with torch.no_grad():
-        logits = {k: clf(features=f.to(clf.head.weight.device)).logits.float().cpu() for k, f in raw.items() if k != "train"}
+        logits = {k: clf(features=f.to(clf.head.weight.device)).logits.float().cpu() for k, f in raw.items()
+                  if k != "train"}
     return ExperimentResult(clf=clf, probs=_softmax(logits["test"]), log_history=trainer.training_log(),
                 train_seconds=time.perf_counter() - start, feature_seconds=feature_seconds, details=details,
                 inference_workers={"probe features": used}, logits=logits["test"].numpy(),
-                val_logits=logits["validation"].numpy() if "validation" in logits else None, best_epoch=best_epoch(trainer.state))
+                val_logits=logits["validation"].numpy() if "validation" in logits else None,
+                best_epoch=best_epoch(trainer.state))
 
-def fit_probe(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, output_dir:Path, res:Resolved, resume_from:str|None=None) -> ClassifierTrainer:
-    "Train `clf`'s head on standardized features `raw` (per split), then fold the standardization into it; the Trainer comes back."
+# %% ../nbs/07_train.ipynb #48d2b46d
+def fit_probe(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, output_dir:Path, res:Resolved,
+              resume_from:str|None=None) -> ClassifierTrainer:
+    ("Train `clf`'s head on standardized features `raw` (per split), then fold the standardization into it; the "
+     "Trainer comes back.")
     scaling = probe_scaling(raw["train"])
     feats = {k: standardize(f, *scaling) for k, f in raw.items()}  # the head trains on standardized features
     trainer = ClassifierTrainer(
         model=clf, args=training_args(cfg, output_dir, res, "fp32", "validation" in feats, by_length=False),
         train_dataset=FeatureDataset(feats["train"], data["train"]["labels"]), data_collator=Collator(0),
-        eval_dataset=FeatureDataset(feats["validation"], data["validation"]["labels"]) if "validation" in feats else None,
+        eval_dataset=FeatureDataset(feats["validation"], data["validation"]["labels"]) if "validation" in feats
+        else None,
         compute_metrics=_accuracy, class_weights=loss_weights(cfg, data["train"]["labels"]))
     trainer.train(resume_from_checkpoint=resume_from)
     clf.eval()
@@ -320,12 +359,14 @@ def fit_probe(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, output_di
 
 # %% ../nbs/07_train.ipynb #l302
 def candidate_layers(n_layers:int, every:int=4) -> tuple:
-    "The layers `probe_layer='best'` compares: every `every`-th and the last (every layer of a backbone under 2 x `every` layers)."
+    ("The layers `probe_layer='best'` compares: every `every`-th and the last (every layer of a backbone under 2 x "
+     "`every` layers).")
     step = every if n_layers >= 2 * every else 1
     return tuple(sorted(set(range(step, n_layers + 1, step)) | {n_layers}))
 
 def probe_layers(spec:str, backbone):
-    "What the probe reads for `probe_layer`: None (last_hidden_state, the recipe), a layer number, or the candidate layers of `best`."
+    ("What the probe reads for `probe_layer`: None (last_hidden_state, the recipe), a layer number, or the candidate "
+     "layers of `best`.")
     if spec == "last": return None
     n = len(decoder_layers(backbone)[0])
     return candidate_layers(n) if spec == "best" else resolve_layer(int(spec), n)
@@ -344,20 +385,24 @@ def validation_metrics(clf:PhiClassifier, features:torch.Tensor, labels) -> dict
 
 # %% ../nbs/07_train.ipynb #l304
 def select_layer(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, out:Path, res:Resolved) -> tuple:
-    "Fit a head per layer of `clf.layer` on train, keep the best on validation: (classifier, its features, its Trainer, details)."
+    ("Fit a head per layer of `clf.layer` on train, keep the best on validation: (classifier, its features, its "
+     "Trainer, details).")
     rows, best = [], None
     for j, layer in enumerate(clf.layer):
         set_seed(cfg.seed)  # every layer's head starts as a single-layer probe's would
-        cand, feats = PhiClassifier(clf.backbone, layer=layer, pooling=clf.pooling), {k: f[:, j] for k, f in raw.items()}
+        cand, feats = PhiClassifier(clf.backbone, layer=layer,
+                                    pooling=clf.pooling), {k: f[:, j] for k, f in raw.items()}
         trainer = fit_probe(cfg, cand, feats, data, out / "checkpoints" / "probe" / f"layer-{layer}", res)
         rows.append(dict(layer=layer, **validation_metrics(cand, feats["validation"], data["validation"]["labels"])))
-        say(f"probe layer {layer}: validation balanced accuracy {rows[-1]['balanced_accuracy']:.3f}, loss {rows[-1]['loss']:.4f}")
+        say(f"probe layer {layer}: validation balanced accuracy {rows[-1]['balanced_accuracy']:.3f}, loss "
+            f"{rows[-1]['loss']:.4f}")
         key = (rows[-1]["balanced_accuracy"], -rows[-1]["loss"])
         if best is None or key > best[0]: best = (key, cand, feats, trainer)
     _, cand, feats, trainer = best
     say(f"probe: layer {cand.layer} of {list(clf.layer)} chosen on validation")
     details = dict(feature_settings(cand), layer=cand.layer, pooling=cand.pooling,
-                   layer_selection=dict(rule="highest validation balanced accuracy, then lowest validation loss", layers=rows))
+                   layer_selection=dict(rule="highest validation balanced accuracy, then lowest validation loss",
+                                        layers=rows))
     return cand, feats, trainer, details
 
 # %% ../nbs/07_train.ipynb #c024
@@ -366,28 +411,35 @@ def lora_trainer(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolv
     set_seed(cfg.seed)
     clf = PhiClassifier(add_lora(backbone, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing))
     say("lora:", describe_trainable(clf))
-    args = training_args(cfg, out / "checkpoints" / "lora", res, res.precision, data.get("validation") is not None, by_length=True)
+    args = training_args(cfg, out / "checkpoints" / "lora", res, res.precision, data.get("validation") is not None,
+                         by_length=True)
     return ClassifierTrainer(model=clf, args=args, train_dataset=data["train"], eval_dataset=data.get("validation"),
                              data_collator=Collator(tok.pad_token_id), compute_metrics=_accuracy,
                              class_weights=loss_weights(cfg, data["train"]["labels"]))
 
-def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved, resume_from:str|None=None) -> ExperimentResult:
+def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved,
+               resume_from:str|None=None) -> ExperimentResult:
     "Add LoRA adapters to the backbone, train them with a fresh head, predict the test set."
     trainer, start = lora_trainer(cfg, backbone, tok, data, out, res), time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     train_seconds, clf = time.perf_counter() - start, trainer.model
     clf.eval()
-    show, bs, pad, job = cfg.progress and first_process(), res.eval_batch_size, tok.pad_token_id, "lora test predictions"
-    lora = dict(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)  # the workers wrap their backbone the same way
-    splits = {k: data[k] for k in ("test", "validation") if data.get(k) is not None}  # the best epoch's weights (load_best_model_at_end)
+    show, bs, pad = cfg.progress and first_process(), res.eval_batch_size, tok.pad_token_id
+    job = "lora test predictions"
+    # the workers wrap their backbone the same way
+    lora = dict(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
+    # the best epoch's weights (load_best_model_at_end)
+    splits = {k: data[k] for k in ("test", "validation") if data.get(k) is not None}
     n = sum(map(len, splits.values()))
     with inference_pool(cfg, res, clf.backbone, n, job, lora=lora, state=trainable_state_dict(clf)) as (pool, used):
         feats = {k: sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res.precision, show, "Predicting"), ds, bs)
                  for k, ds in splits.items()}
     with torch.inference_mode():  # the head, here
         logits = {k: clf(features=f.to(clf.head.weight.device)).logits.float().cpu() for k, f in feats.items()}
-    return ExperimentResult(clf=clf, probs=_softmax(logits["test"]), log_history=trainer.training_log(), train_seconds=train_seconds,
-                            inference_workers={job: used}, logits=logits["test"].numpy(), best_epoch=best_epoch(trainer.state),
+    return ExperimentResult(clf=clf, probs=_softmax(logits["test"]), log_history=trainer.training_log(),
+                            train_seconds=train_seconds,
+                            inference_workers={job: used}, logits=logits["test"].numpy(),
+                            best_epoch=best_epoch(trainer.state),
                             val_logits=logits["validation"].numpy() if "validation" in logits else None)
 
 
@@ -399,16 +451,19 @@ def git_commit() -> dict|None:
     try:
         sha = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         if sha.returncode: return None
-        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
         return dict(commit=sha.stdout.strip(), dirty=bool(dirty.stdout.strip()))
     except (OSError, subprocess.TimeoutExpired): return None
 
 def data_fingerprint(splits:dict) -> str:
-    "SHA-256 over the rows a run uses (split, index, label, question, solution), so two runs can tell they saw the same data."
+    ("SHA-256 over the rows a run uses (split, index, label, question, solution), so two runs can tell they saw the "
+     "same data.")
     h = hashlib.sha256()
     for name in sorted(k for k, v in splits.items() if v is not None):
         ds = splits[name]
-        for row in zip(ds["index"], ds["label"], ds["question"], ds["solution"]): h.update(json.dumps([name, *row]).encode())
+        for row in zip(ds["index"], ds["label"], ds["question"],
+                       ds["solution"]): h.update(json.dumps([name, *row]).encode())
     return h.hexdigest()
 
 def package_versions() -> dict:
@@ -419,7 +474,8 @@ def package_versions() -> dict:
 
 # %% ../nbs/07_train.ipynb #t011
 def fit_decisions(cfg:TrainConfig, result:ExperimentResult, validation, checked_val:pd.DataFrame|None) -> dict:
-    "Temperature, threshold and (with the checker) hybrid rule fitted on the held-out `validation` rows; defaults without them."
+    ("Temperature, threshold and (with the checker) hybrid rule fitted on the held-out `validation` rows; defaults "
+     "without them.")
     y = np.asarray(validation["labels"]) if validation is not None and result.val_logits is not None else None
     d = fit_decision(result.val_logits if y is not None else None, y, cfg.threshold_objective, cfg.calibrate)
     if y is not None and checked_val is not None:
@@ -430,21 +486,25 @@ def fit_decisions(cfg:TrainConfig, result:ExperimentResult, validation, checked_
     return d
 
 def decision_metrics(y_test, result:ExperimentResult, decision:dict, validation=None) -> dict:
-    "Test metrics with the fitted decision (calibrated p, fitted threshold), the raw ones (softmax, 0.5), and ECE before/after."
+    ("Test metrics with the fitted decision (calibrated p, fitted threshold), the raw ones (softmax, 0.5), and ECE "
+     "before/after.")
     raw, cal = softmax_t(result.logits)[:, 1], softmax_t(result.logits, decision["temperature"])[:, 1]
     out = dict(classification_metrics(y_test, cal, decision["threshold"]), raw=classification_metrics(y_test, raw),
                ece=dict(test=dict(before=ece(y_test, raw), after=ece(y_test, cal))), decision=decision)
     if validation is not None and result.val_logits is not None:
         yv, v = validation["labels"], result.val_logits
-        out["ece"]["validation"] = dict(before=ece(yv, softmax_t(v)[:, 1]), after=ece(yv, softmax_t(v, decision["temperature"])[:, 1]))
+        out["ece"]["validation"] = dict(before=ece(yv, softmax_t(v)[:, 1]),
+                                        after=ece(yv, softmax_t(v, decision["temperature"])[:, 1]))
     return out
 
 # %% ../nbs/07_train.ipynb #c027
 def prepare_data(cfg:TrainConfig, tok) -> tuple:
     "Load, check, subsample and tokenize the data: ({train, validation or None, test}, facts for the run card)."
     dd = load_data(cfg.data, required=("train", "test"))
-    held = cfg.keep_validation and "validation" in dd and len(dd["validation"]) > 0  # without a validation split: train on all
-    if cfg.keep_validation and not held: say(f"keep_validation: {cfg.data} has no validation split; nothing is held out or fitted.")
+    # without a validation split: train on all
+    held = cfg.keep_validation and "validation" in dd and len(dd["validation"]) > 0
+    if cfg.keep_validation and not held:
+        say(f"keep_validation: {cfg.data} has no validation split; nothing is held out or fitted.")
     train, val, test = training_splits(dd, held,
                                        cfg.max_train_samples, cfg.max_eval_samples, cfg.seed, cfg.allow_leakage)
     raw = dict(train=train, validation=val, test=test)
@@ -452,12 +512,16 @@ def prepare_data(cfg:TrainConfig, tok) -> tuple:
     data = {k: tokenize(ds, enc) if ds is not None else None for k, ds in raw.items()}
     truncated = {k: sum(ds["truncated"]) for k, ds in data.items() if ds is not None}
     for k, n in truncated.items():
-        if n: say(f"{k}: {n} of {len(data[k])} rows are longer than max_length={cfg.max_length}; kept the start of the prompt and the end of the solution.")
-    facts = dict(fingerprint=data_fingerprint(raw), rows={k: len(ds) for k, ds in data.items() if ds is not None}, truncated=truncated)
+        if n: say(f"{k}: {n} of {len(data[k])} rows are longer than max_length={cfg.max_length}; kept the start of the "
+                  "prompt and the end of the solution.")
+    facts = dict(fingerprint=data_fingerprint(raw), rows={k: len(ds) for k, ds in data.items() if ds is not None},
+                 truncated=truncated)
     return data, facts, raw
 
+# %% ../nbs/07_train.ipynb #bdcee94c
 def hybrid_results(out:Path, mode:str, test, probs, checked:pd.DataFrame, rule:dict|None=None) -> dict:
-    "Write `<mode>_hybrid_predictions.csv` and return checker-alone and hybrid metrics (`rule`: `combine`'s rule and threshold)."
+    ("Write `<mode>_hybrid_predictions.csv` and return checker-alone and hybrid metrics (`rule`: `combine`'s rule and "
+     "threshold).")
     rule = rule or dict(rule="checker_or_classifier", threshold=0.5)
     hybrid = combine(probs[:, 1], checked, rule["threshold"], rule["rule"])
     frame = predictions_frame(test["index"], test["labels"], probs).join(hybrid)
@@ -467,22 +531,29 @@ def hybrid_results(out:Path, mode:str, test, probs, checked:pd.DataFrame, rule:d
                 hybrid=dict(scores(hybrid["label"].astype(float)), rule=rule["rule"]))
 
 def run_baselines(cfg:TrainConfig, raw:dict) -> tuple:
-    "The shortcut baselines, fitted on the rows the classifier trains on and scored on the test rows: (p(flawed) by name, metrics)."
+    ("The shortcut baselines, fitted on the rows the classifier trains on and scored on the test rows: (p(flawed) by "
+     "name, metrics).")
     train, test = raw["train"].to_pandas(), raw["test"].to_pandas()
     probs = shortcut_baselines(train, test)
-    return probs, dict(fitted_on=f"the classifier's training rows ({len(train)})", scored_on=f"test ({len(test)} rows)", results=baseline_metrics(test["label"], probs))
+    return probs, dict(fitted_on=f"the classifier's training rows ({len(train)})", scored_on=f"test ({len(test)} rows)",
+                       results=baseline_metrics(test["label"], probs))
 
+# %% ../nbs/07_train.ipynb #9fae40b0
 def last_checkpoint(folder:Path) -> str|None:
     "The newest complete Trainer checkpoint (weights and trainer state written) in `folder`."
-    done = [c for c in Path(folder).glob("checkpoint-*") if (c / "model.safetensors").exists() and (c / "trainer_state.json").exists()]
+    done = [c for c in Path(folder).glob("checkpoint-*") if (c / "model.safetensors").exists()
+            and (c / "trainer_state.json").exists()]
     return str(max(done, key=lambda c: int(c.name.rsplit("-", 1)[1]))) if done else None
 
+# %% ../nbs/07_train.ipynb #07ac1f95
 def previous_run(cfg:TrainConfig) -> dict:
     "The run card of the run `cfg` resumes, checked to have been started with the same settings."
     card = cfg.run_dir / "run.json"
-    if not card.exists(): raise ConfigError(f"resume=True, but {cfg.run_dir} holds no run to resume (no run.json). Start it without resume.")
+    if not card.exists(): raise ConfigError(f"resume=True, but {cfg.run_dir} holds no run to resume (no run.json). "
+                                            "Start it without resume.")
     prev = json.loads(card.read_text())
-    same_anyway = {"resume", "overwrite", "progress", "output_dir", "run_name", "workers"}  # workers change speed, never results
+    # workers change speed, never results
+    same_anyway = {"resume", "overwrite", "progress", "output_dir", "run_name", "workers"}
     diff = [k for k, v in asdict(cfg).items() if k not in same_anyway and prev["config"].get(k) != v]
     if diff:
         raise ConfigError(f"resume=True, but the run in {cfg.run_dir} used other settings: "
@@ -491,21 +562,25 @@ def previous_run(cfg:TrainConfig) -> dict:
     return prev
 
 def check_same_data(prev:dict, facts:dict, out:Path):
-    "`ConfigError` unless a resumed run reads the data it started with (the run card's fingerprint of the rows it uses)."
+    ("`ConfigError` unless a resumed run reads the data it started with (the run card's fingerprint of the rows it "
+     "uses).")
     then = prev.get("data") or {}
     if then.get("fingerprint") and then["fingerprint"] != facts["fingerprint"]:
-        rows = f"rows then {then.get('rows')}, now {facts['rows']}" if then.get("rows") != facts["rows"] else "same row counts, other contents"
-        raise ConfigError(f"resume=True, but the data is not what the run in {out} started with (fingerprint {then['fingerprint'][:12]} "
-                          f"then, {facts['fingerprint'][:12]} now; {rows}). Resume with the same data, or start a new run in another folder.")
+        rows = (f"rows then {then.get('rows')}, now {facts['rows']}" if then.get("rows") != facts["rows"]
+                else "same row counts, other contents")
+        raise ConfigError(f"resume=True, but the data is not what the run in {out} started with (fingerprint "
+                          f"{then['fingerprint'][:12]} then, {facts['fingerprint'][:12]} now; {rows}). Resume with the "
+                          "same data, or start a new run in another folder.")
 
+# %% ../nbs/07_train.ipynb #b3d27504
 def check_max_length(cfg:TrainConfig):
     "Stop early if `max_length` exceeds the model's context."
     limit = context_length(cfg.model)
     if limit and cfg.max_length > limit:
-        raise ConfigError(f"max_length={cfg.max_length} is more than model '{cfg.model}' can read ({limit} positions). Use at most {limit}.")
+        raise ConfigError(f"max_length={cfg.max_length} is more than model '{cfg.model}' can read ({limit} positions). "
+                          f"Use at most {limit}.")
 
 def _now() -> str: return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-
 
 # %% ../nbs/07_train.ipynb #c027b
 _LOCK = ".phi_cls.lock"
@@ -516,8 +591,10 @@ def _alive(pid:int) -> bool:
     except PermissionError: return True  # another user's process
     return True
 
+# %% ../nbs/07_train.ipynb #2830879f
 class RunLock:
-    "One run at a time in a folder: `<folder>/.phi_cls.lock`, created exclusively, holds the pid, host and start time of the run."
+    ("One run at a time in a folder: `<folder>/.phi_cls.lock`, created exclusively, holds the pid, host and start "
+     "time of the run.")
     def __init__(self, folder:Path): self.path, self.held = Path(folder) / _LOCK, False
 
     def _holder(self) -> dict|None:
@@ -528,7 +605,8 @@ class RunLock:
         if holder is None:  # unreadable: stale unless it was created a moment ago (by a run still writing it)
             try: return time.time() - self.path.stat().st_mtime > 10
             except OSError: return True
-        return holder.get("host") == platform.node() and isinstance(holder.get("pid"), int) and not _alive(holder["pid"])
+        return (holder.get("host") == platform.node() and isinstance(holder.get("pid"), int)
+                and not _alive(holder["pid"]))
 
     def acquire(self) -> "RunLock":
         "Take the lock, or `ConfigError` naming the run that holds it."
@@ -539,9 +617,9 @@ class RunLock:
                 holder = self._holder()
                 if not self._stale(holder):
                     h = holder or {}
-                    raise ConfigError(f"{self.path.parent} is in use by another training run (pid {h.get('pid', '?')} on {h.get('host', '?')}, "
-                                      f"started {h.get('started', '?')}). Wait for it to end or choose another folder; if that run is gone, "
-                                      f"delete {self.path}.") from None
+                    raise ConfigError(f"{self.path.parent} is in use by another training run (pid {h.get('pid', '?')} "
+                                      f"on {h.get('host', '?')}, started {h.get('started', '?')}). Wait for it to end "
+                                      f"or choose another folder; if that run is gone, delete {self.path}.") from None
                 say(f"phi_cls: taking over {self.path} from a run that is gone (pid {(holder or {}).get('pid', '?')}, "
                     f"started {(holder or {}).get('started', '?')}).")
                 self.path.unlink(missing_ok=True)
@@ -549,13 +627,15 @@ class RunLock:
             with os.fdopen(fd, "w") as f: f.write(json.dumps(me))
             self.held = True
             return self
-        raise ConfigError(f"could not take {self.path}: other runs keep taking it. Run one training per folder at a time.")
+        raise ConfigError(f"could not take {self.path}: other runs keep taking it. Run one training per folder at a "
+                          "time.")
 
     def release(self):
         "Remove the lock if this process holds it."
         if self.held and (self._holder() or {}).get("pid") == os.getpid(): self.path.unlink(missing_ok=True)
         self.held = False
 
+# %% ../nbs/07_train.ipynb #eb48bd6a
 class Interrupted(KeyboardInterrupt):
     "A run stopped by SIGTERM (or SIGHUP), handled like Ctrl-C."
     def __init__(self, signum:int):
@@ -574,12 +654,16 @@ def stop_on_signals():
         for s, h in old.items(): signal.signal(s, h)
 
 # %% ../nbs/07_train.ipynb #c027d
-_OWN = ("run.json", "config.json", "checkpoints", "metrics.json", "artifacts.zip", "probe", "lora", *PRED_FILES.values(),
-        *(f"{m}_hybrid_predictions.csv" for m in PRED_FILES), "figures", "executed_notebook.ipynb")  # what a run may write (all a run card without `files` can mean)
+# what a run may write (all a run card without `files` can mean)
+_OWN = ("run.json", "config.json", "checkpoints", "metrics.json", "artifacts.zip", "probe", "lora",
+        *PRED_FILES.values(), *(f"{m}_hybrid_predictions.csv" for m in PRED_FILES), "figures",
+        "executed_notebook.ipynb")
 
 def run_files(cfg:TrainConfig) -> list:
-    "The names, in the run folder, that a run of `cfg` writes: its run card lists them, and only they are zipped or replaced."
-    files = ["run.json", "config.json", "checkpoints", "metrics.json", "artifacts.zip", "figures", "executed_notebook.ipynb"]  # the last two: nbs/train.ipynb
+    ("The names, in the run folder, that a run of `cfg` writes: its run card lists them, and only they are zipped or "
+     "replaced.")
+    files = ["run.json", "config.json", "checkpoints", "metrics.json", "artifacts.zip", "figures",
+             "executed_notebook.ipynb"]  # the last two: nbs/train.ipynb
     for m in cfg.modes: files += [m, PRED_FILES[m]] + ([f"{m}_hybrid_predictions.csv"] if cfg.checker else [])
     return files
 
@@ -589,16 +673,22 @@ def _card_files(card:dict) -> list:
     return ["run.json", *(f for f in files if isinstance(f, str) and Path(f).name == f and f not in ("", ".", ".."))]
 
 def inspect_run_folder(out:Path) -> tuple:
-    "(run card or None, the names in `out` it lists, the other names) of a run folder; earlier runs moved aside and the lock aside."
+    ("(run card or None, the names in `out` it lists, the other names) of a run folder; earlier runs moved aside and "
+     "the lock aside.")
     out = Path(out)
     if not out.exists(): return None, [], []
     if not out.is_dir(): raise ConfigError(f"output_dir {out} is a file, not a folder. Choose a folder for the run.")
     try: card = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else None
-    except (OSError, ValueError) as e: raise ConfigError(f"{out / 'run.json'} cannot be read ({e}). Pass --overwrite to move it aside, or choose another folder.") from None
-    if card is not None and not isinstance(card, dict): raise ConfigError(f"{out / 'run.json'} is not a run card. Pass --overwrite to move it aside, or choose another folder.")
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{out / 'run.json'} cannot be read ({e}). Pass --overwrite to move it aside, "
+                          "or choose another folder.") from None
+    if card is not None and not isinstance(card, dict):
+        raise ConfigError(f"{out / 'run.json'} is not a run card. Pass --overwrite to move it aside, "
+                          "or choose another folder.")
     listed, names = _card_files(card) if card else [], sorted(p.name for p in out.iterdir())
     earlier = {n for n in names if n.startswith("previous-") and (out / n / "run.json").exists()}
-    return card, [n for n in names if n in listed], [n for n in names if n not in listed and n not in earlier and n != _LOCK]
+    return card, [n for n in names if n in listed], [n for n in names if n not in listed and n not in earlier
+                                                     and n != _LOCK]
 
 # %% ../nbs/07_train.ipynb #c027e
 def _worth_keeping(card:dict, out:Path) -> bool:
@@ -615,40 +705,39 @@ def _move_aside(out:Path, names:list) -> Path:
     for n in names: os.replace(out / n, dest / n)
     return dest
 
+# %% ../nbs/07_train.ipynb #eb36c6a5
 def prepare_run_folder(cfg:TrainConfig, prev:dict|None=None):
-    "Make `cfg.run_dir` ready for a new run (or `prev`'s resumption) under the rules above; `ConfigError` when it is refused."
+    ("Make `cfg.run_dir` ready for a new run (or `prev`'s resumption) under the rules above; `ConfigError` when it is "
+     "refused.")
     out = cfg.run_dir
     card, ours, others = inspect_run_folder(out)
     if prev: return  # the same run goes on
-    fix = f"Choose a new or empty folder, or pass --overwrite (overwrite=True) to move the earlier results to {out}/previous-<time>/"
+    fix = ("Choose a new or empty folder, or pass --overwrite (overwrite=True) to move the earlier results to "
+           f"{out}/previous-<time>/")
     if not cfg.overwrite:
-        if others: raise ConfigError(f"{out} holds files no phi_cls run card lists: {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}. "
-                                     f"{fix} (other files stay where they are).")
+        if others: raise ConfigError(f"{out} holds files no phi_cls run card lists: "
+                                     f"{', '.join(others[:5])}{' ...' if len(others) > 5 else ''}. {fix} (other files "
+                                     "stay where they are).")
         if card and (card.get("status") == "finished" or _worth_keeping(card, out)):
-            what = "a finished run" if card.get("status") == "finished" else "an unfinished run with results or checkpoints (continue it with --resume)"
+            what = ("a finished run" if card.get("status") == "finished"
+                    else "an unfinished run with results or checkpoints (continue it with --resume)")
             raise ConfigError(f"{out} holds {what}: {_describe(card)}. {fix}.")
         for n in ours: shutil.rmtree(out / n) if (out / n).is_dir() else (out / n).unlink()
-        if card: say(f"phi_cls: replaced the unfinished run in {out} ({_describe(card)}), which had no results or checkpoints.")
+        if card: say(f"phi_cls: replaced the unfinished run in {out} ({_describe(card)}), which had no results or "
+                     "checkpoints.")
         return
-    move = ours + [n for n in others if n in _OWN or n in run_files(cfg)]  # the earlier run's files, and files named like ours
+    # the earlier run's files, and files named like ours
+    move = ours + [n for n in others if n in _OWN or n in run_files(cfg)]
     if move:
-        dest = _move_aside(out, move)
+        dest, kept = _move_aside(out, move), [n for n in others if n not in move]
         say(f"phi_cls: --overwrite: moved {', '.join(move)} to {dest}; delete that folder when you no longer need it. "
-            f"{'Other files stay where they are: ' + ', '.join(n for n in others if n not in move) if set(others) - set(move) else ''}")
+            f"{'Other files stay where they are: ' + ', '.join(kept) if kept else ''}")
 
-# %% ../nbs/07_train.ipynb #c027g
-def run(cfg:TrainConfig) -> dict:
-    "Train and evaluate the experiments of `cfg`; write predictions, metrics, artifacts and a run card to `cfg.run_dir`."
-    out, res, start = cfg.run_dir, resolve(cfg), time.perf_counter()
-    prev = previous_run(cfg) if cfg.resume else None
-    if prev and prev.get("status") == "finished" and (out / "metrics.json").exists():
-        say(f"phi_cls: the run in {out} has already finished; nothing to resume.")
-        return json.loads((out / "metrics.json").read_text())
-    tok = load_tokenizer(cfg.model)  # settings and data are checked before the run folder is touched
-    check_max_length(cfg)
-    data, facts, raw = prepare_data(cfg, tok)
-    if prev: check_same_data(prev, facts, out)
-    if not first_process(): return _train_all(cfg, res, start, prev, tok, data, facts, raw)  # rank 0 owns the folder
+# %% ../nbs/07_train.ipynb #c46e124f
+@contextlib.contextmanager
+def _run_folder(cfg:TrainConfig, prev:dict|None):
+    "`cfg.run_dir`, locked and made ready for the run while the block runs; a refused folder is left as it was."
+    out = cfg.run_dir
     inspect_run_folder(out)  # a file in the folder's place is named before anything is made
     made = [p for p in (out, *out.parents) if not p.exists()]
     lock = None
@@ -662,32 +751,90 @@ def run(cfg:TrainConfig) -> dict:
                 for p in made:  # refused: leave no folder this run made
                     with contextlib.suppress(OSError): p.rmdir()
                 raise
-            return _train_all(cfg, res, start, prev, tok, data, facts, raw)
+            yield out
     finally:
         if lock: lock.release()
 
-def _train_all(cfg:TrainConfig, res:Resolved, start:float, prev:dict|None, tok, data:dict, facts:dict, raw:dict) -> dict:
-    out, main = cfg.run_dir, first_process()
-    write = (lambda f, *a: f(*a)) if main else (lambda f, *a: None)  # only the first process writes files
+# %% ../nbs/07_train.ipynb #ab77c844
+def _new_card(cfg:TrainConfig, res:Resolved, prev:dict|None, facts:dict) -> dict:
+    "The run card of a run starting now (`prev`: the card of the run it resumes)."
     files = list(dict.fromkeys([*(prev.get("files", []) if prev else []), *run_files(cfg)]))
-    card = dict(status="running", started=_now(), config=asdict(cfg), resolved=asdict(res), versions=package_versions(), git=git_commit(),
-                host=platform.node(), pid=os.getpid(), files=files, data=facts, seconds={}, done=dict(prev.get("done", {})) if prev else {})
+    card = dict(status="running", started=_now(), config=asdict(cfg), resolved=asdict(res), versions=package_versions(),
+                git=git_commit(), host=platform.node(), pid=os.getpid(), files=files, data=facts, seconds={},
+                done=dict(prev.get("done", {})) if prev else {})
     if prev: card["resumed_from"] = dict(started=prev.get("started"), status=prev.get("status"))
     card["resolved"]["inference_workers"] = dict(prev["resolved"].get("inference_workers", {})) if prev else {}
+    return card
+
+# %% ../nbs/07_train.ipynb #8e341502
+def _train_mode(cfg:TrainConfig, mode:str, res:Resolved, backbone, tok, data:dict, prev:dict|None,
+                checked_val:pd.DataFrame|None, card:dict) -> tuple:
+    "Train experiment `mode` (resuming its last checkpoint) and fit its decision: (result, decision, calibrated probs)."
+    out = cfg.run_dir
+    resume_from = last_checkpoint(out / "checkpoints" / mode) if prev else None
+    if resume_from: say(f"{mode}: resuming from {resume_from}")
+    result = (train_probe if mode == "probe" else train_lora)(cfg, backbone, tok, data, out, res, resume_from)
+    card["resolved"]["inference_workers"].update(result.inference_workers)
+    decision = fit_decisions(cfg, result, data["validation"], checked_val)
+    probs = softmax_t(result.logits, decision["temperature"])  # calibrated: what the CSVs and the artifact give
+    return result, decision, probs
+
+def _mode_metrics(mode:str, result:ExperimentResult, decision:dict, probs:np.ndarray, data:dict, base_probs:dict,
+                  baselines:dict) -> dict:
+    "Test metrics of one experiment with its fitted decision, next to the shortcut baselines."
+    test = data["test"]
+    metrics = dict(decision_metrics(test["labels"], result, decision, data["validation"]), n_train=len(data["train"]),
+                   train_seconds=round(result.train_seconds, 2),
+                   **({"feature_seconds": round(result.feature_seconds, 2)}
+                      if result.feature_seconds is not None else {}),
+                   **result.details)
+    metrics.update(versus_baselines(test["labels"], probs[:, 1], decision["threshold"], base_probs,
+                                    baselines["results"], f"{mode} classifier"))  # the fitted decision
+    return metrics
+
+# %% ../nbs/07_train.ipynb #f298e807
+def _save_mode(cfg:TrainConfig, mode:str, tok, meta:dict, test, result:ExperimentResult, decision:dict,
+               probs:np.ndarray, checked:pd.DataFrame|None, metrics:dict):
+    "Write one experiment's test predictions, artifact and training log (and, with the checker, the hybrid's)."
+    out = cfg.run_dir
+    write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], probs))
+    save_classifier(result.clf, tok, out / mode, dict(meta, **result.details, threshold=decision["threshold"],
+                                                      temperature=decision["temperature"], decision=decision))
+    write_json(out / mode / "training_log.json", result.log_history)
+    if checked is not None: metrics.update(hybrid_results(out, mode, test, probs, checked, decision["hybrid"]))
+
+# %% ../nbs/07_train.ipynb #8607b8f0
+def _setup_line(cfg:TrainConfig, res:Resolved) -> str:
+    return (f"phi_cls: mode={cfg.mode} model={cfg.model} data={cfg.data} on {res.device} ({res.cpu_kind or res.gpu}), "
+            f"precision={res.precision}, quantize={res.quantize}, optim={res.optim}, "
+            f"effective batch {res.effective_batch} = {res.processes} process(es) x {res.micro_batch_size} x "
+            f"{res.accumulation_steps} accumulation steps")
+
+def _shared_inputs(cfg:TrainConfig, res:Resolved, raw:dict, data:dict, card:dict, start:float) -> tuple:
+    "What every experiment of a run shares: (checker on test and validation, baseline p and metrics, backbone)."
+    checked = check_frame(raw["test"].to_pandas()[["index", "solution"]]) if cfg.checker else None
+    checked_val = (check_frame(raw["validation"].to_pandas()[["index", "solution"]])
+                   if cfg.checker and raw["validation"] else None)
+    card["class_weights"] = loss_weights(cfg, data["train"]["labels"]) or "none (all 1)"
+    base_probs, baselines = run_baselines(cfg, raw)
+    backbone = load_backbone(cfg.model, res.device, res.quantize, res.precision, cfg.attn_implementation)
+    card["seconds"]["load"] = round(time.perf_counter() - start, 2)
+    return checked, checked_val, base_probs, baselines, backbone
+
+# %% ../nbs/07_train.ipynb #f981d125
+def _train_all(cfg:TrainConfig, res:Resolved, start:float, prev:dict|None, tok, data:dict, facts:dict,
+               raw:dict) -> dict:
+    out, main = cfg.run_dir, first_process()
+    write = (lambda f, *a: f(*a)) if main else (lambda f, *a: None)  # only the first process writes files
+    card = _new_card(cfg, res, prev, facts)
     write(write_json, out / "run.json", card)
-    say(f"phi_cls: mode={cfg.mode} model={cfg.model} data={cfg.data} on {res.device} ({res.cpu_kind or res.gpu}), "
-        f"precision={res.precision}, quantize={res.quantize}, optim={res.optim}, effective batch {res.effective_batch} "
-        f"= {res.processes} process(es) x {res.micro_batch_size} x {res.accumulation_steps} accumulation steps")
+    say(_setup_line(cfg, res))
     created = False
     try:
         created = init_distributed(res.device)
-        checked = check_frame(raw["test"].to_pandas()[["index", "solution"]]) if cfg.checker else None
-        checked_val = check_frame(raw["validation"].to_pandas()[["index", "solution"]]) if cfg.checker and raw["validation"] else None
-        card["class_weights"] = loss_weights(cfg, data["train"]["labels"]) or "none (all 1)"
-        base_probs, baselines = run_baselines(cfg, raw)
-        backbone = load_backbone(cfg.model, res.device, res.quantize, res.precision, cfg.attn_implementation)
-        card["seconds"]["load"] = round(time.perf_counter() - start, 2)
-        write(write_json, out / "config.json", dict(config=asdict(cfg), resolved=asdict(res), versions=card["versions"]))
+        checked, checked_val, base_probs, baselines, backbone = _shared_inputs(cfg, res, raw, data, card, start)
+        write(write_json, out / "config.json",
+              dict(config=asdict(cfg), resolved=asdict(res), versions=card["versions"]))
         meta = dict(base_model=cfg.model, max_length=cfg.max_length, precision=res.precision, quantize=res.quantize,
                     prompt=PROMPT, batch_size=cfg.eval_batch_size)
         metrics, test = {}, data["test"]
@@ -696,40 +843,43 @@ def _train_all(cfg:TrainConfig, res:Resolved, start:float, prev:dict|None, tok, 
                 metrics[mode] = card["done"][mode]
                 say(f"{mode}: finished before the interruption; kept its results.")
                 continue
-            t0, resume_from = time.perf_counter(), last_checkpoint(out / "checkpoints" / mode) if prev else None
-            if resume_from: say(f"{mode}: resuming from {resume_from}")
-            result = (train_probe if mode == "probe" else train_lora)(cfg, backbone, tok, data, out, res, resume_from)
-            card["resolved"]["inference_workers"].update(result.inference_workers)
-            decision = fit_decisions(cfg, result, data["validation"], checked_val)
-            probs = softmax_t(result.logits, decision["temperature"])  # calibrated: what the CSVs and the artifact give
-            metrics[mode] = dict(decision_metrics(test["labels"], result, decision, data["validation"]), n_train=len(data["train"]),
-                                 train_seconds=round(result.train_seconds, 2),
-                                 **({"feature_seconds": round(result.feature_seconds, 2)} if result.feature_seconds is not None else {}),
-                                 **result.details)
-            metrics[mode].update(versus_baselines(test["labels"], probs[:, 1], decision["threshold"], base_probs,
-                                                 baselines["results"], f"{mode} classifier"))  # the fitted decision
-            if main:
-                write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], probs))
-                save_classifier(result.clf, tok, out / mode, dict(meta, **result.details, threshold=decision["threshold"],
-                                                                   temperature=decision["temperature"], decision=decision))
-                write_json(out / mode / "training_log.json", result.log_history)
-                if checked is not None: metrics[mode].update(hybrid_results(out, mode, test, probs, checked, decision["hybrid"]))
+            t0 = time.perf_counter()
+            result, decision, probs = _train_mode(cfg, mode, res, backbone, tok, data, prev, checked_val, card)
+            metrics[mode] = _mode_metrics(mode, result, decision, probs, data, base_probs, baselines)
+            if main: _save_mode(cfg, mode, tok, meta, test, result, decision, probs, checked, metrics[mode])
             card["seconds"][mode] = round(time.perf_counter() - t0, 2)
             card["done"][mode] = metrics[mode]
             card.setdefault("best_epoch", {})[mode] = result.best_epoch or "last (no held-out validation)"
             write(write_json, out / "run.json", card)
-            say(f"{mode}: test accuracy {metrics[mode]['accuracy']:.3f}, F1 (flawed) {metrics[mode]['f1']:.3f} on {len(test)} rows")
+            say(f"{mode}: test accuracy {metrics[mode]['accuracy']:.3f}, F1 (flawed) {metrics[mode]['f1']:.3f} on "
+                f"{len(test)} rows")
         metrics["baselines"] = baselines
         write(write_json, out / "metrics.json", metrics)
         for line in summary_lines(metrics): say(line)
     except BaseException as e:
-        card.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed", finished=_now(), error=f"{type(e).__name__}: {e}")
+        card.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed", finished=_now(),
+                    error=f"{type(e).__name__}: {e}")
         write(write_json, out / "run.json", card)
         finish_distributed(created, ok=False)
         raise
     card["seconds"]["total"] = round(time.perf_counter() - start, 2)
     write(write_json, out / "run.json", dict(card, status="finished", finished=_now()))
-    write(zip_run, out, "artifacts.zip", files)
+    write(zip_run, out, "artifacts.zip", card["files"])
     finish_distributed(created)
     return metrics
 
+# %% ../nbs/07_train.ipynb #c027g
+def run(cfg:TrainConfig) -> dict:
+    ("Train and evaluate the experiments of `cfg`; write predictions, metrics, artifacts and a run card to "
+     "`cfg.run_dir`.")
+    out, res, start = cfg.run_dir, resolve(cfg), time.perf_counter()
+    prev = previous_run(cfg) if cfg.resume else None
+    if prev and prev.get("status") == "finished" and (out / "metrics.json").exists():
+        say(f"phi_cls: the run in {out} has already finished; nothing to resume.")
+        return json.loads((out / "metrics.json").read_text())
+    tok = load_tokenizer(cfg.model)  # settings and data are checked before the run folder is touched
+    check_max_length(cfg)
+    data, facts, raw = prepare_data(cfg, tok)
+    if prev: check_same_data(prev, facts, out)
+    if not first_process(): return _train_all(cfg, res, start, prev, tok, data, facts, raw)  # rank 0 owns the folder
+    with _run_folder(cfg, prev): return _train_all(cfg, res, start, prev, tok, data, facts, raw)
