@@ -15,7 +15,7 @@ import pandas as pd
 # %% auto #0
 __all__ = ['LIMITS', 'CHECK_COLUMNS', 'ERROR_COLUMNS', 'HYBRID_COLUMNS', 'HYBRID_RULES', 'Limits', 'Finding', 'Checked',
            'normalize', 'evaluate', 'Explanation', 'explain_solution', 'check_solution', 'explanations_frame',
-           'check_frame', 'combine']
+           'check_frame', 'combine', 'checker_flagged']
 
 # %% ../nbs/01_check.ipynb #c004b
 @dataclass(frozen=True)
@@ -854,3 +854,10 @@ def combine(p_flawed,                      # the classifier's p(flawed), one per
     decided = np.where(fired | (rule == "checker"), "checker", "classifier")
     return pd.DataFrame({"label": label, "decided_by": decided, **rest})
 
+
+# %% ../nbs/01_check.ipynb #c906
+def checker_flagged(hybrid:pd.DataFrame) -> np.ndarray:
+    "1 where the checker itself proved an arithmetic error, from `combine`'s columns (or a CSV of them), else 0."
+    found = hybrid["error_line"].notna().to_numpy()
+    status = hybrid["checker_status"].to_numpy() if "checker_status" in hybrid else np.full(len(hybrid), None)
+    return (found & (status != "not checked")).astype(int)

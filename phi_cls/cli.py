@@ -97,8 +97,12 @@ def _add_evaluate(sub):
                           help="load the classifier on this backbone instead of the one it names (e.g. a local copy)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     evaluate.add_argument("--batch-size", type=int, help="examples per forward pass (default: 2 on a CPU, 8 on a GPU)")
-    evaluate.add_argument("--threshold", type=float, default=0.5,
-                          help="p(flawed) at or above which a row is labelled 1 (default: 0.5)")
+    evaluate.add_argument("--workers", default="auto",
+                          help="CPU: single-thread processes that share the rows, auto (one per core when "
+                          "the rows repay starting them) or N; 1 = one process (default: auto)")
+    evaluate.add_argument("--threshold", type=float,
+                          help="p(flawed) at or above which a row is labelled 1 (default: the threshold fitted on "
+                               "validation, stored in the artifact; 0.5 if none was)")
     evaluate.add_argument("--checker", action="store_true", help="also score the arithmetic checker and the hybrid")
     evaluate.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
     return evaluate
@@ -199,12 +203,12 @@ def _predict(args):
 
 def _evaluate(args):
     from phi_cls.metrics import check_threshold, summary_lines
-    check_threshold(args.threshold)
+    if args.threshold is not None: check_threshold(args.threshold)
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"batch_size={args.batch_size} must be a positive integer.")
     from phi_cls.report import evaluate
     metrics = evaluate(args.model, args.input, args.out, args.threshold, args.checker, args.kind, args.overwrite,
-                       args.device, args.batch_size, args.base_model, args.progress)
+                       args.device, args.batch_size, args.base_model, args.progress, workers=args.workers)
     print(f"{metrics['evaluated']['rows']} rows of {args.input} -> {args.out}: metrics.json, predictions, figures/")
     print("\n".join(summary_lines(metrics)))
 

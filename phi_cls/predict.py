@@ -13,7 +13,7 @@ import torch
 from datasets import Dataset
 
 from .data import DataError, PromptEncoder, TableWriter, iter_table, validate_frame
-from .check import HYBRID_COLUMNS, check_frame, combine
+from .check import HYBRID_COLUMNS, check_frame, checker_flagged, combine
 from .metrics import THRESHOLD, check_threshold, classification_metrics
 from .hardware import ModelError, resolve_device, resolve_precision
 from .model import (check_artifact_files, finite_probabilities, forward_batch_size, load_backbone,
@@ -296,7 +296,7 @@ def predict_file(clf:Classifier, path, output, threshold:float|None=None, checke
     done["classifier"] = (done["p(class=1)"] >= (clf.threshold if threshold is None else threshold)).astype(int)
     signals = {"classifier": "classifier"}
     if checker:
-        done["checker"] = (done["decided_by"] == "checker").astype(int)
+        done["checker"] = checker_flagged(done)
         signals.update(checker="checker", hybrid="label")
     return _summary(done, signals)
 

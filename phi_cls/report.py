@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
+from .check import checker_flagged
 from .data import DataError, read_table, table_path, validate_frame, write_json
 from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, check_threshold, classification_metrics, ece,
                              headline_metrics, cross_validated_baselines, raw_probability, versus_baselines)
@@ -359,28 +360,30 @@ def labelled_rows(path:Path) -> pd.DataFrame:
     return validate_frame(df, str(path)).reset_index(drop=True)
 
 # %% ../nbs/10_report.ipynb #r106
-def evaluate(model, input_path, out, threshold:float=THRESHOLD, checker:bool=False, kind:str|None=None,
-             overwrite:bool=False,
-             device:str="auto", batch_size:int|None=None, base_model:str|None=None, progress:bool=True,
-             folds:int=5) -> dict:
+def evaluate(model, input_path, out, threshold:float|None=None, checker:bool=False, kind:str|None=None,
+             overwrite:bool=False, device:str="auto", batch_size:int|None=None, base_model:str|None=None,
+             progress:bool=True, folds:int=5, workers="auto") -> dict:
     ("Score a labelled file with a trained classifier into `out`: metrics.json (intervals, baselines), predictions, "
-     "figures.")
+     "figures (`threshold=None`: the artifact's, fitted on validation).")
     from phi_cls.predict import load_classifier, predict_file
-    check_threshold(threshold)
+    if threshold is not None: check_threshold(threshold)
     src, out = check_evaluate_paths(input_path, out, overwrite)
     df = labelled_rows(src)
     probs = cross_validated_baselines(df, folds)  # every check before the model loads
-    clf = load_classifier(model, kind=kind, device=device, batch_size=batch_size, base_model=base_model)
+    clf = load_classifier(model, kind=kind, device=device, batch_size=batch_size, base_model=base_model,
+                          workers=workers)
     mode = clf.info["kind"]
     out.mkdir(parents=True, exist_ok=True)
+    # None: the artifact's threshold, and its hybrid rule with the rule's own threshold
     predict_file(clf, src, out / PRED_FILES[mode], threshold, checker, progress=progress)
+    threshold = clf.threshold if threshold is None else threshold
     scored = df[["index"]].merge(pd.read_csv(out / PRED_FILES[mode]), on="index", how="left", validate="one_to_one")
     y, p = scored["true_label"].to_numpy(), scored["p(class=1)"].to_numpy()
     results = baseline_metrics(y, probs)
     m = dict(classification_metrics(y, p, threshold),
              **versus_baselines(y, p, threshold, probs, results, f"{mode} classifier"))
     if checker:
-        signals = {"checker": (scored["decided_by"] == "checker"), "hybrid": scored["label"]}
+        signals = {"checker": pd.Series(checker_flagged(scored)), "hybrid": scored["label"]}
         m.update({k: dict(classification_metrics(y, v.astype(float)), **headline_metrics(y, v.astype(float)))
                   for k, v in signals.items()})
     k = min(folds, df["question"].nunique())

@@ -65,7 +65,12 @@ def test_evaluate_writes_metrics_predictions_and_figures(tiny_run, labelled):
     m = metrics["probe"]
     assert {"accuracy", "f1", "balanced_accuracy", "auroc", "intervals", "lift", "warning", "checker", "hybrid"} <= set(m)
     preds = pd.read_csv(out / "probe_baseline_predictions.csv")
-    assert len(preds) == 16 and m["accuracy"] == pytest.approx(((preds["p(class=1)"] >= 0.5) == preds["true_label"]).mean())
+    fitted = json.loads((tiny_run / "probe" / "classifier.json").read_text())["threshold"]  # the artifact's, by default
+    assert metrics["evaluated"]["threshold"] == fitted
+    assert len(preds) == 16 and m["accuracy"] == pytest.approx(((preds["p(class=1)"] >= fitted) == preds["true_label"]).mean())
+    # the checker alone is what it found, whichever hybrid rule the artifact holds
+    found = preds["error_line"].notna() & (preds["checker_status"] != "not checked")
+    assert m["checker"]["confusion_matrix"][0][1] + m["checker"]["confusion_matrix"][1][1] == found.sum()
     assert {"probe_roc.png", "probe_confusion.png"} <= {p.name for p in (out / "figures").iterdir()}
     from phi_cls.report import baseline_table, load_experiments
     assert [e.mode for e in load_experiments(out)] == ["probe"]
