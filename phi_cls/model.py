@@ -348,6 +348,7 @@ def is_causal_backbone(model) -> bool:
     config = model.config
     return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not getattr(config, "is_encoder_decoder", False)
 
+# %% ../nbs/04_model.ipynb #cf39f74
 @torch.inference_mode()
 def batched_apply(fn, ds, pad_token_id:int, batch_size:int=8, desc:str="", progress:bool=True, padding_side:str="left",
                   keys:tuple=("input_ids", "attention_mask")) -> torch.Tensor:
@@ -362,8 +363,7 @@ def batched_apply(fn, ds, pad_token_id:int, batch_size:int=8, desc:str="", progr
     return result[torch.argsort(torch.tensor(order))]
 
 def extract_features(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=None, precision:str="fp32",
-                     progress:bool=True,
-                     desc:str="Features") -> torch.Tensor:
+                     progress:bool=True, desc:str="Features") -> torch.Tensor:
     ("Pooled states of every row of `ds` (n, hidden), or (n, layers, hidden) for a classifier reading several layers, "
      "computed once, in float32.")
     dev, causal = clf.backbone.device, is_causal_backbone(clf.backbone)
@@ -454,6 +454,7 @@ def read_classifier_info(path:str|Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelError(f"{file} is corrupted ({e}). Copy the artifact again or retrain.") from None
 
+# %% ../nbs/04_model.ipynb #c1b421f
 def load_head(path:str|Path) -> nn.Linear:
     "The saved linear head (safetensors only)."
     file = Path(path) / "head.safetensors"
@@ -467,6 +468,7 @@ def load_head(path:str|Path) -> nn.Linear:
     head.load_state_dict(sd)
     return head
 
+# %% ../nbs/04_model.ipynb #ca6b894
 def restore_classifier(path:str|Path, backbone) -> PhiClassifier:
     ("A saved classifier on a freshly loaded base `backbone` (adapter applied for LoRA), "
      "after checking they belong together.")
