@@ -103,6 +103,44 @@ def _check_run_dir(cfg):
                           "pass only one of them.")
 
 
+# %% ../nbs/06_config.ipynb #c6e4fa5
+def _check_config(cfg):
+    "Validate a `TrainConfig` in place (probe_layer and workers normalised); `ConfigError` naming the parameter."
+    if isinstance(cfg.probe_layer, int) and not isinstance(cfg.probe_layer, bool):
+        cfg.probe_layer = str(cfg.probe_layer)
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        if not _type_ok(getattr(cfg, f.name), hints[f.name]):
+            raise ConfigError(f"{f.name}={getattr(cfg, f.name)!r} has the wrong type; "
+                              f"it must be {_type_name(hints[f.name])}.")
+    _check_limits(cfg)
+    for name, allowed in _CHOICES.items():
+        if getattr(cfg, name) not in allowed:
+            raise ConfigError(f"{name}={getattr(cfg, name)!r} is not allowed; use one of {', '.join(allowed)}.")
+    for name in _POSITIVE:
+        if not getattr(cfg, name) > 0:
+            raise ConfigError(f"{name}={getattr(cfg, name)!r} must be a positive number.")
+    if not 0 <= cfg.warmup_ratio < 1: raise ConfigError(f"warmup_ratio={cfg.warmup_ratio!r} must be in [0, 1).")
+    if not 0 <= cfg.lora_dropout < 1: raise ConfigError(f"lora_dropout={cfg.lora_dropout!r} must be in [0, 1).")
+    for name, none in (("max_train_samples", "all rows"), ("max_eval_samples", "all rows"),
+                       ("micro_batch_size", "auto"), ("eval_batch_size", "auto")):
+        v = getattr(cfg, name)
+        if v is not None and not (isinstance(v, int) and v > 0):
+            raise ConfigError(f"{name}={v!r} must be a positive integer or None ({none}).")
+    cfg.workers = parse_workers(cfg.workers)
+    if cfg.workers != "auto" and cfg.workers > 1024:
+        raise ConfigError(f"workers={cfg.workers!r} is more than 1024, the largest value allowed.")
+    if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
+        raise ConfigError(f"device={cfg.device!r} is not allowed; use auto, cpu, cuda or cuda:N.")
+    if Path(cfg.run_name).name != cfg.run_name or cfg.run_name in (".", ".."):
+        raise ConfigError(f"run_name={cfg.run_name!r} must be a plain folder name (no '/').")
+    _check_run_dir(cfg)
+    if cfg.data not in EMBEDDED_DATA and not Path(cfg.data).expanduser().exists():
+        raise ConfigError(f"data={cfg.data!r}: no such file or folder. "
+                          "Pass a save_to_disk folder, a CSV/JSONL/Parquet "
+                          f"file or folder, or one of {', '.join(EMBEDDED_DATA)}.")
+    _check_probe_layer(cfg)
+
 # %% ../nbs/06_config.ipynb #c030
 @dataclass
 class TrainConfig:
@@ -174,41 +212,7 @@ class TrainConfig:
     class_weight: str = _help("loss weights per class: auto (inverse class frequency on train; none on balanced data) "
                               "or none", "auto")
 
-    def __post_init__(self):
-        if isinstance(self.probe_layer, int) and not isinstance(self.probe_layer, bool):
-            self.probe_layer = str(self.probe_layer)
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            if not _type_ok(getattr(self, f.name), hints[f.name]):
-                raise ConfigError(f"{f.name}={getattr(self, f.name)!r} has the wrong type; "
-                                  f"it must be {_type_name(hints[f.name])}.")
-        _check_limits(self)
-        for name, allowed in _CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}={getattr(self, name)!r} is not allowed; use one of {', '.join(allowed)}.")
-        for name in _POSITIVE:
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name}={getattr(self, name)!r} must be a positive number.")
-        if not 0 <= self.warmup_ratio < 1: raise ConfigError(f"warmup_ratio={self.warmup_ratio!r} must be in [0, 1).")
-        if not 0 <= self.lora_dropout < 1: raise ConfigError(f"lora_dropout={self.lora_dropout!r} must be in [0, 1).")
-        for name, none in (("max_train_samples", "all rows"), ("max_eval_samples", "all rows"),
-                           ("micro_batch_size", "auto"), ("eval_batch_size", "auto")):
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, int) and v > 0):
-                raise ConfigError(f"{name}={v!r} must be a positive integer or None ({none}).")
-        self.workers = parse_workers(self.workers)
-        if self.workers != "auto" and self.workers > 1024:
-            raise ConfigError(f"workers={self.workers!r} is more than 1024, the largest value allowed.")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise ConfigError(f"device={self.device!r} is not allowed; use auto, cpu, cuda or cuda:N.")
-        if Path(self.run_name).name != self.run_name or self.run_name in (".", ".."):
-            raise ConfigError(f"run_name={self.run_name!r} must be a plain folder name (no '/').")
-        _check_run_dir(self)
-        if self.data not in EMBEDDED_DATA and not Path(self.data).expanduser().exists():
-            raise ConfigError(f"data={self.data!r}: no such file or folder. "
-                              "Pass a save_to_disk folder, a CSV/JSONL/Parquet "
-                              f"file or folder, or one of {', '.join(EMBEDDED_DATA)}.")
-        _check_probe_layer(self)
+    def __post_init__(self): _check_config(self)
 
     @property
     def modes(self) -> list: return ["probe", "lora"] if self.mode == "both" else [self.mode]

@@ -49,6 +49,7 @@ def _label_mask(labels:pd.Series) -> pd.Series:
 def _text_mask(texts:pd.Series) -> pd.Series:
     return ~texts.map(lambda t: isinstance(t, str) and t.strip() != "")
 
+# %% ../nbs/00_data.ipynb #c50d91c
 def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_required:bool=True) -> pd.DataFrame:
     ("Check one split or input file (columns, labels, texts, index) and return it with clean dtypes; "
      "raise `DataError` otherwise.")
