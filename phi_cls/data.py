@@ -49,7 +49,7 @@ def _label_mask(labels:pd.Series) -> pd.Series:
 def _text_mask(texts:pd.Series) -> pd.Series:
     return ~texts.map(lambda t: isinstance(t, str) and t.strip() != "")
 
-# %% ../nbs/00_data.ipynb #c50d91c
+# %% ../nbs/00_data.ipynb #c45ba45
 def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_required:bool=True) -> pd.DataFrame:
     ("Check one split or input file (columns, labels, texts, index) and return it with clean dtypes; "
      "raise `DataError` otherwise.")
@@ -321,6 +321,23 @@ def zip_run(out:Path, name:str="artifacts.zip", files:list|None=None) -> Path:
             if f.is_file() and rel.parts[0] != "checkpoints" and not f.name.startswith(name): z.write(f, rel)
     return out / name
 
+# %% ../nbs/00_data.ipynb #c3e170d
+def _output_kind(path) -> str:
+    "The format of output file `path` from its suffix; `DataError` for another suffix or a folder."
+    kind = Path(path).suffix.lower()
+    if kind not in (".csv", ".jsonl", ".json", ".parquet"):
+        raise DataError(f"output '{path}': use a .csv, .jsonl or .parquet name (or - for stdout).")
+    if Path(path).is_dir():
+        raise DataError(f"output '{path}' is a folder; give a file name, such as "
+                        f"{Path(path) / ('predictions' + kind)}.")
+    return kind
+
+def _remove_folders(folders:list):
+    "Remove `folders` (deepest first) made for a file that was not written, up to the first that is not empty."
+    for folder in folders:
+        try: folder.rmdir()
+        except OSError: break
+
 # %% ../nbs/00_data.ipynb #c052
 class TableWriter:
     ("Append DataFrames to a CSV, JSONL or Parquet file (by suffix; `-` is CSV on stdout); "
@@ -328,12 +345,7 @@ class TableWriter:
     def __init__(self, path):
         self.path, self.first, self.parquet, self.target, self.f, self.made = str(path), True, None, None, None, []
         if self.path == "-": self.kind, self.f = ".csv", sys.stdout; return
-        self.kind = Path(self.path).suffix.lower()
-        if self.kind not in (".csv", ".jsonl", ".json", ".parquet"):
-            raise DataError(f"output '{path}': use a .csv, .jsonl or .parquet name (or - for stdout).")
-        if Path(self.path).is_dir():
-            raise DataError(f"output '{path}' is a folder; give a file name, such as "
-                            f"{Path(path) / ('predictions' + self.kind)}.")
+        self.kind = _output_kind(path)
 
     def _open(self):
         parent = Path(self.path).parent
@@ -368,10 +380,7 @@ class TableWriter:
             if self.target is not None: self._finish(ok)
         except BaseException: ok = False; raise
         finally:
-            if not ok:
-                for folder in self.made:
-                    try: folder.rmdir()
-                    except OSError: break
+            if not ok: _remove_folders(self.made)
 
     def _finish(self, ok:bool):
         try:
