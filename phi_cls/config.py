@@ -103,7 +103,7 @@ def _check_run_dir(cfg):
                           "pass only one of them.")
 
 
-# %% ../nbs/06_config.ipynb #c6e4fa5
+# %% ../nbs/06_config.ipynb #c446fb1
 def _check_config(cfg):
     "Validate a `TrainConfig` in place (probe_layer and workers normalised); `ConfigError` naming the parameter."
     if isinstance(cfg.probe_layer, int) and not isinstance(cfg.probe_layer, bool):
@@ -136,9 +136,8 @@ def _check_config(cfg):
         raise ConfigError(f"run_name={cfg.run_name!r} must be a plain folder name (no '/').")
     _check_run_dir(cfg)
     if cfg.data not in EMBEDDED_DATA and not Path(cfg.data).expanduser().exists():
-        raise ConfigError(f"data={cfg.data!r}: no such file or folder. "
-                          "Pass a save_to_disk folder, a CSV/JSONL/Parquet "
-                          f"file or folder, or one of {', '.join(EMBEDDED_DATA)}.")
+        raise ConfigError(f"data={cfg.data!r}: no such file or folder. Pass a save_to_disk folder, "
+                          f"a CSV/JSONL/Parquet file or folder, or one of {', '.join(EMBEDDED_DATA)}.")
     _check_probe_layer(cfg)
 
 # %% ../nbs/06_config.ipynb #c030
@@ -179,8 +178,8 @@ class TrainConfig:
     max_train_samples: typing.Optional[int] = _help("use at most this many training rows (seeded sample)", None)
     max_eval_samples: typing.Optional[int] = _help("use at most this many test (and validation) rows", None)
     keep_validation: bool = _help("hold validation out (if the data has it) instead of training on it: "
-                                  "it is evaluated each epoch, "
-                                  "picks the best epoch and fits the threshold, temperature and hybrid rule", True)
+                                  "it is evaluated each epoch, picks the best epoch and fits the threshold, "
+                                  "temperature and hybrid rule", True)
     eval_batch_size: typing.Optional[int] = _help("rows per forward pass in feature extraction and prediction; "
                                                   "None = auto (2 on a CPU, 8 on a GPU)", None)
     workers: typing.Union[str, int] = _help("CPU inference (probe features, test predictions) "
@@ -199,8 +198,8 @@ class TrainConfig:
     progress: bool = _help("show progress bars", True)
     resume: bool = _help("continue an interrupted run in the same folder from its last checkpoint", False)
     overwrite: bool = _help("start afresh in a folder that holds a finished run or other files: "
-                            "the earlier run's files move to "
-                            "<out>/previous-<time>/, other files stay where they are", False)
+                            "the earlier run's files move to <out>/previous-<time>/, other files stay where they are",
+                            False)
     allow_leakage: bool = _help("train even if test questions also appear in the training data "
                                 "(warns instead of stopping)", False)
     checker: bool = _help("also evaluate the arithmetic checker and the hybrid "

@@ -49,7 +49,7 @@ def _label_mask(labels:pd.Series) -> pd.Series:
 def _text_mask(texts:pd.Series) -> pd.Series:
     return ~texts.map(lambda t: isinstance(t, str) and t.strip() != "")
 
-# %% ../nbs/00_data.ipynb #c45ba45
+# %% ../nbs/00_data.ipynb #c0b10cb
 def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_required:bool=True) -> pd.DataFrame:
     ("Check one split or input file (columns, labels, texts, index) and return it with clean dtypes; "
      "raise `DataError` otherwise.")
@@ -68,13 +68,12 @@ def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_requi
     for col in ("question", "solution"):
         if (bad := _text_mask(df[col])).any():
             raise DataError(f"{where}, column '{col}' is empty or not text in {_count(bad)}: "
-                            f"{_examples(df, bad, col)}. "
-                            "Remove those rows or fill in the text.")
+                            f"{_examples(df, bad, col)}. Remove those rows or fill in the text.")
     if "index" not in df: df = df.assign(index=df["_row"])
     if (bad := _index_mask(df["index"])).any():
         raise DataError(f"{where}, column 'index' is missing, not a whole number or beyond 64-bit integers in "
-                        f"{_count(bad)}: "
-                        f"{_examples(df, bad, 'index')}. Use whole numbers between -2**63 and 2**63 - 1.")
+                        f"{_count(bad)}: {_examples(df, bad, 'index')}. "
+                        "Use whole numbers between -2**63 and 2**63 - 1.")
     if (bad := df["index"].duplicated(keep=False)).any():
         raise DataError(f"{where}, column 'index' repeats in {_count(bad)}: {_examples(df, bad, 'index')}. "
                         "Each row needs its own index, which names it in the predictions file.")
@@ -321,7 +320,7 @@ def zip_run(out:Path, name:str="artifacts.zip", files:list|None=None) -> Path:
             if f.is_file() and rel.parts[0] != "checkpoints" and not f.name.startswith(name): z.write(f, rel)
     return out / name
 
-# %% ../nbs/00_data.ipynb #c3e170d
+# %% ../nbs/00_data.ipynb #c5b484c
 def _output_kind(path) -> str:
     "The format of output file `path` from its suffix; `DataError` for another suffix or a folder."
     kind = Path(path).suffix.lower()
