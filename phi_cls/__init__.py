@@ -11,10 +11,10 @@ __all__ = ['load_classifier', 'Classifier', 'TrainConfig', 'run', 'load_data', '
 import importlib
 
 _LAZY = {"load_classifier": "predict", "Classifier": "predict", "TrainConfig": "config", "run": "train",
-         "load_data": "data", "build_prompt": "data", "PROMPT": "data", "load_backbone": "model", "PhiClassifier": "model",
-         "export": "export"}
-_all_ = ["load_classifier", "Classifier", "TrainConfig", "run", "load_data", "build_prompt", "PROMPT", "load_backbone", "PhiClassifier",
-         "export"]
+         "load_data": "data", "build_prompt": "data", "PROMPT": "data",
+         "load_backbone": "model", "PhiClassifier": "model", "export": "export"}
+_all_ = ["load_classifier", "Classifier", "TrainConfig", "run", "load_data", "build_prompt", "PROMPT",
+         "load_backbone", "PhiClassifier", "export"]
 
 def __getattr__(name:str):
     if name not in _LAZY: raise AttributeError(f"module 'phi_cls' has no attribute {name!r}")

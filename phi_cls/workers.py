@@ -119,6 +119,7 @@ def _without_main_module():
         main.__dict__.pop("__spec__", None)
         main.__dict__.update(saved)
 
+# %% ../nbs/05_workers.ipynb #ca5725e
 def _load(spec:dict) -> PhiClassifier:
     with contextlib.redirect_stderr(io.StringIO()):  # the parent already said which device and precision run
         attn = spec.get("attn_implementation", "auto")
@@ -161,6 +162,7 @@ def _died(k:int, p, doing:str) -> WorkerError:
     return WorkerError(f"inference worker {k} (pid {p.pid}) {how} while {doing}; the job stopped and wrote nothing "
                        "for its rows. Run again, or with workers=1 for one process.")
 
+# %% ../nbs/05_workers.ipynb #c62ddcf
 class WorkerPool:
     "`n` single-thread CPU processes, each with its own copy of the classifier `spec` describes, started once per job."
     def __init__(self, spec:dict, n:int, start_timeout:float=600):
