@@ -45,7 +45,9 @@ def unshard(parts:list, results:list) -> torch.Tensor:
 # bytes a worker needs beyond its weights (a SmolLM2-135M worker, 0.27 GB of weights: 0.8 GB resident, 1.2 GB peak)
 WORKER_OVERHEAD = 1 << 30
 MIN_ROWS = 16  # auto: fewer rows than this run in one process, whatever the model
-MIN_WORK = 32 * 269_000_000  # auto: rows x backbone bytes below this run in one process (32 rows of SmolLM2-135M)
+# auto: rows x backbone bytes below this run in one process: 256 rows of SmolLM2-135M, about a minute of work for one
+# process, so the workers' start (3-4 s) costs at most a few percent where one process already uses every core well
+MIN_WORK = 256 * 269_000_000
 
 def usable_cores() -> int:
     "CPU cores this process may run on."
