@@ -39,7 +39,7 @@ levers: install
 	  -p out_dir $(CURDIR)/outputs/levers -p table $(CURDIR)/benchmarks/levers_$(notdir $(LEVERS_DATA)) $(LEVERS_FLAGS)
 
 # The README's quality table (section "How good is it"): shortcut baselines, checker, probe, LoRA and hybrid on the fair
-# test splits of gsm8k-pairs and CHAMP, embedded backbone (about 40 minutes on 2 idle CPU cores); writes benchmarks/quality.{md,csv}.
+# test splits of gsm8k-pairs and CHAMP, embedded backbone (about 25 minutes on 2 idle CPU cores); writes benchmarks/quality.{md,csv}.
 quality: install
 	$(BIN)/python benchmarks/quality.py
 

@@ -1,6 +1,9 @@
 """benchmarks/quality.py (make quality): the table it builds from a run's metrics.json, without training anything."""
 import importlib.util
 
+import pandas as pd
+import pytest
+
 from conftest import REPO
 
 spec = importlib.util.spec_from_file_location("quality", REPO / "benchmarks" / "quality.py")
@@ -42,3 +45,23 @@ def test_settings_keep_validation_and_take_overrides():
     s = quality.settings(a, "champ")
     assert s["keep_validation"] and s["checker"] and s["mode"] == "both" and s["max_train_samples"] == 8
     assert s["max_length"] == 512 and s["output_dir"].endswith("somewhere/champ") and s["overwrite"]
+
+
+def test_from_runs_builds_the_table_without_training(tmp_path):
+    import json
+    for data in ("gsm8k-pairs", "champ"):
+        run = tmp_path / "runs" / data; run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps(METRICS))
+        (run / "run.json").write_text(json.dumps({"config": {"mode": "both", "max_length": 384, "output_dir": "x"},
+                                                  "seconds": {"load": 5, "probe": 50, "total": 100}}))
+    quality.main(["--from-runs", "--out-dir", str(tmp_path / "runs"), "--table", str(tmp_path / "q")])
+    md = (tmp_path / "q.md").read_text()
+    assert "| gsm8k-pairs | **probe** |" in md and "| champ | checker |" in md
+    assert '- champ: 100 s in all; test rows 10; settings {"mode": "both", "max_length": 384}' in md
+    assert "probe layer chosen on validation: 20" in md and "output_dir" not in md
+    assert len(pd.read_csv(tmp_path / "q.csv")) == 14
+
+
+def test_from_runs_needs_finished_runs(tmp_path):
+    with pytest.raises(SystemExit, match="holds no finished run"):
+        quality.main(["--from-runs", "--data", "champ", "--out-dir", str(tmp_path), "--table", str(tmp_path / "q")])
