@@ -262,7 +262,7 @@ def table(s, r):
     rows = [("probe, 3 epochs end to end (s)", r["ref_probe"]["seconds"], r["ours_probe"]["seconds"], s["probe_speedup"]),
             ("LoRA training (tokens/s)", r["ref_lora"]["tokens"] / r["ref_lora"]["seconds"], r["ours_lora"]["tokens"] / r["ours_lora"]["seconds"], s["lora_speedup"]),
             ("prediction (examples/s)", r["ref_predict"]["examples"] / r["ref_predict"]["seconds"], r["ours_predict"]["examples"] / r["ours_predict"]["seconds"], s["predict_speedup"]),
-            (f"probe, {s['workers']['probe']} workers (s)", r["ref_probe"]["seconds"], r["ours_probe_workers"]["seconds"], s["probe_speedup_workers"]),
+            (f"probe, workers=auto: {s['workers']['probe']} process(es) (s)", r["ref_probe"]["seconds"], r["ours_probe_workers"]["seconds"], s["probe_speedup_workers"]),
             (f"prediction, {s['workers']['predict']} workers (examples/s)", r["ref_predict"]["examples"] / r["ref_predict"]["seconds"],
              r["ours_predict_workers"]["examples"] / r["ours_predict_workers"]["seconds"], s["predict_speedup_workers"]),
             ("LoRA training peak RSS (MB)", r["ref_lora"]["peak_rss_mb"], r["ours_lora"]["peak_rss_mb"], s["peak_rss_ratio"]),
