@@ -1,11 +1,12 @@
-"""Training from each supported data format, and the data checks at the process boundary."""
+"""Training from each supported data format, and the data checks at the process boundary.
+`phi-cls train` runs in this process (`phi_cls_here`): the real command is run by conftest's `tiny_run`."""
 import json
 
 import pandas as pd
 import pytest
 from datasets import Dataset, DatasetDict
 
-from conftest import TINY_FLAGS, phi_cls
+from conftest import TINY_FLAGS, phi_cls_here
 from phi_cls.data import load_champ
 
 
@@ -38,7 +39,8 @@ def _write(kind, frames, folder):
 def test_train_from_each_format(tmp_path, frames, kind):
     data = _write(kind, frames, tmp_path)
     out = tmp_path / "run"
-    phi_cls("train", *TINY_FLAGS, "--mode", "probe", "--data", data, "--out", out)
+    proc = phi_cls_here("train", *TINY_FLAGS, "--mode", "probe", "--data", data, "--out", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     preds = pd.read_csv(out / "probe_baseline_predictions.csv")
     assert sorted(preds["index"]) == sorted(frames["test"]["index"])  # evaluated on the test split
     assert json.loads((out / "metrics.json").read_text())["probe"]["n_train"] == 12  # validation is held out by default (keep_validation), to fit the decisions on
@@ -47,7 +49,8 @@ def test_train_from_each_format(tmp_path, frames, kind):
 def test_keep_validation_evaluates_each_epoch(tmp_path, frames):
     data = _write("one_csv", frames, tmp_path)
     out = tmp_path / "run"
-    phi_cls("train", *TINY_FLAGS, "--mode", "probe", "--data", data, "--out", out, "--keep-validation")
+    proc = phi_cls_here("train", *TINY_FLAGS, "--mode", "probe", "--data", data, "--out", out, "--keep-validation")
+    assert proc.returncode == 0, proc.stderr[-3000:]
     log = json.loads((out / "probe" / "training_log.json").read_text())
     assert any("eval_accuracy" in e for e in log)
     assert json.loads((out / "metrics.json").read_text())["probe"]["n_train"] == 12
@@ -62,5 +65,5 @@ def test_keep_validation_evaluates_each_epoch(tmp_path, frames):
 def test_bad_rows_stop_before_training(tmp_path, frames, mutate, message):
     bad = dict(frames, train=mutate(frames))
     data = _write("jsonl_per_split", bad, tmp_path)
-    proc = phi_cls("train", *TINY_FLAGS, "--mode", "probe", "--data", data, "--out", tmp_path / "run", check=False)
+    proc = phi_cls_here("train", *TINY_FLAGS, "--mode", "probe", "--data", data, "--out", tmp_path / "run")
     assert proc.returncode == 2 and message in proc.stderr and "train.jsonl" in proc.stderr, proc.stderr[-1500:]

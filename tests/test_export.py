@@ -7,7 +7,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from conftest import phi_cls
+from conftest import phi_cls, phi_cls_here
 from phi_cls.data import PROMPT, load_champ
 from phi_cls.export import export
 from phi_cls.model import ModelError
@@ -174,7 +174,7 @@ def test_cli(run, tmp_path):
     shutil.copy(run / "artifacts.zip", zipped)
     proc = phi_cls("export", "--model", zipped, "--kind", "probe", "--out", tmp_path / "hf")
     assert "exported to" in proc.stdout and (tmp_path / "hf" / "model.safetensors").exists()
-    phi_cls("export", "--model", run, "--kind", "lora", "--out", tmp_path / "hf", "--overwrite", "--fp32")
+    assert phi_cls_here("export", "--model", run, "--kind", "lora", "--out", tmp_path / "hf", "--overwrite", "--fp32").returncode == 0
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["phi_cls"]["kind"] == "lora"
 
 

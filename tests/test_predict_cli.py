@@ -1,11 +1,12 @@
-"""`phi-cls predict` and `phi-cls check` on files, stdin and zips, with and without labels, and their bad inputs."""
+"""`phi-cls predict` and `phi-cls check` on files, stdin and zips, with and without labels, and their bad inputs.
+The real command (`cli`, a subprocess) for a CSV, stdin to stdout and `check`; the rest in this process (`here`)."""
 import io, json, subprocess, sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, phi_cls as cli
+from conftest import REPO, phi_cls as cli, phi_cls_here as here
 from phi_cls.data import load_champ, training_splits
 
 WRONG = "We need 7 * 8.\n7 * 8 = 54\nSo the answer is 54."
@@ -31,8 +32,9 @@ def test_csv_with_labels_matches_training_csv(tiny_run, rows, tmp_path):
 
 def test_jsonl_without_labels_and_threshold(tiny_run, rows, tmp_path):
     rows.drop(columns=["label", "index"]).to_json(tmp_path / "in.jsonl", orient="records", lines=True)
-    proc = cli("predict", "--model", tiny_run / "probe", "--input", tmp_path / "in.jsonl", "--output", tmp_path / "out.jsonl",
-               "--threshold", "0", "--batch-size", "2", "--no-progress")
+    proc = here("predict", "--model", tiny_run / "probe", "--input", tmp_path / "in.jsonl", "--output", tmp_path / "out.jsonl",
+                "--threshold", "0", "--batch-size", "2", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
     out = pd.read_json(tmp_path / "out.jsonl", lines=True)
     assert list(out.columns) == ["index", "p(class=0)", "p(class=1)", "label"] and out["index"].tolist() == list(range(6))
     assert (out["label"] == 1).all() and "accuracy" not in proc.stdout
@@ -50,7 +52,8 @@ def test_stdin_to_stdout_from_zip(tiny_run, rows):
 def test_parquet_with_checker(tiny_run, rows, tmp_path):
     data = pd.concat([rows, pd.DataFrame([{"index": 999, "question": "What is 7 times 8?", "solution": WRONG, "label": 1}])])
     data.to_parquet(tmp_path / "in.parquet")
-    proc = cli("predict", "--model", tiny_run, "--input", tmp_path / "in.parquet", "--output", tmp_path / "out.csv", "--checker", "--no-progress")
+    proc = here("predict", "--model", tiny_run, "--input", tmp_path / "in.parquet", "--output", tmp_path / "out.csv", "--checker", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
     out = pd.read_csv(tmp_path / "out.csv", dtype={"error_line": "Int64", "stated": str, "computed": str}).set_index("index")
     assert list(out.columns) == ["p(class=0)", "p(class=1)", "label", "true_label", "decided_by", "error_line", "error_text", "stated", "computed",
                                  "checker_status", "checker_reason"]
@@ -80,11 +83,11 @@ def test_check_command(tmp_path):
 ])
 def test_predict_bad_input(tiny_run, tmp_path, make, args, message):
     make(tmp_path)
-    proc = cli("predict", "--model", tiny_run / "lora", "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress", *args, check=False)
+    proc = here("predict", "--model", tiny_run / "lora", "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress", *args)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-1500:]
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "out.csv.tmp").exists()
 
 
 def test_predict_missing_model(tmp_path):
-    proc = cli("predict", "--model", tmp_path / "nope", "--input", "x.csv", "--output", tmp_path / "o.csv", check=False)
+    proc = here("predict", "--model", tmp_path / "nope", "--input", "x.csv", "--output", tmp_path / "o.csv")
     assert proc.returncode == 2 and "does not exist" in proc.stderr

@@ -1,4 +1,5 @@
-"""Every bad input gets one clear message; a killed run resumes to the same result; runs repeat exactly."""
+"""Every bad input gets one clear message; a killed run resumes to the same result; runs repeat exactly.
+The CLI runs in this process (`here`), but for the run that is killed and the run it is compared with."""
 import re, json, os, shutil, signal, subprocess, sys, time, zipfile
 
 import numpy as np
@@ -6,7 +7,7 @@ import pandas as pd
 import pytest
 
 import phi_cls
-from conftest import REPO, TINY_FLAGS, phi_cls as cli
+from conftest import REPO, TINY_FLAGS, phi_cls_here as here
 from phi_cls.data import load_champ
 from phi_cls.hardware import ModelError
 
@@ -60,7 +61,7 @@ def _bad_data(kind, tmp):
 ])
 def test_bad_data(tmp_path, kind, parts):
     data = _bad_data(kind, tmp_path)
-    proc = cli("train", *TINY_FLAGS, "--mode", "probe", "--data", data, "--out", tmp_path / "run", check=False)
+    proc = here("train", *TINY_FLAGS, "--mode", "probe", "--data", data, "--out", tmp_path / "run")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and proc.stderr.count("error:") == 1
     for part in parts: assert part in proc.stderr, (part, proc.stderr)
@@ -71,14 +72,14 @@ def test_bad_data(tmp_path, kind, parts):
 
 def test_allow_leakage_trains_with_a_warning(tmp_path):
     data = _bad_data("leakage", tmp_path)
-    proc = cli("train", *TINY_FLAGS, "--mode", "probe", "--data", data, "--out", tmp_path / "run", "--allow-leakage")
-    assert "warning: 1 of 6 test rows" in proc.stdout
+    proc = here("train", *TINY_FLAGS, "--mode", "probe", "--data", data, "--out", tmp_path / "run", "--allow-leakage")
+    assert proc.returncode == 0 and "warning: 1 of 6 test rows" in proc.stdout
     assert (tmp_path / "run" / "metrics.json").exists()
 
 
 def test_long_rows_warn_with_count(tmp_path):
-    proc = cli("train", "--mode", "probe", "--out", tmp_path / "run", *TINY_FLAGS[:-1], "--max-length", "96")
-    assert "12 of 12 rows are longer than max_length=96" in proc.stdout
+    proc = here("train", "--mode", "probe", "--out", tmp_path / "run", *TINY_FLAGS[:-1], "--max-length", "96")
+    assert proc.returncode == 0 and "12 of 12 rows are longer than max_length=96" in proc.stdout
     card = json.loads((tmp_path / "run" / "run.json").read_text())
     assert card["data"]["truncated"]["test"] == 12
 
@@ -97,7 +98,7 @@ def test_long_rows_warn_with_count(tmp_path):
     (["--model", str(REPO / "nbs")], "has no config.json, so it is not a transformers model"),
 ])
 def test_bad_settings(tmp_path, flags, message):
-    proc = cli("train", "--out", tmp_path / "run", *TINY_FLAGS, *flags, check=False)
+    proc = here("train", "--out", tmp_path / "run", *TINY_FLAGS, *flags)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "run" / "metrics.json").exists()
 
@@ -136,7 +137,8 @@ def test_artifact_on_other_backbone(tiny_run):
         phi_cls.load_classifier(tiny_run / "lora", base_model="embedded")
 
 
-RESUME_FLAGS = ["--mode", "lora", "--model", "tiny", "--max-train-samples", "400", "--max-eval-samples", "16", "--max-length", "512",
+# 12 optimizer steps an epoch: the kill comes after epoch 1's checkpoint, with epochs 2-3 (about 60% of the run) still to go
+RESUME_FLAGS = ["--mode", "lora", "--model", "tiny", "--max-train-samples", "96", "--max-eval-samples", "16", "--max-length", "256",
                 "--epochs", "3", "--batch-size", "4", "--grad-accum", "2", "--no-progress", "--seed", "7"]
 
 
@@ -146,7 +148,7 @@ def _last_complete_checkpoint(run):
 
 
 def test_kill_and_resume_matches_uninterrupted(tmp_path):
-    cli("train", "--out", tmp_path / "ref", *RESUME_FLAGS)
+    assert here("train", "--out", tmp_path / "ref", *RESUME_FLAGS).returncode == 0
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "phi_cls.cli", "train", "--out", str(run), *RESUME_FLAGS], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -157,8 +159,8 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     assert json.loads((run / "run.json").read_text())["status"] == "running"  # what a kill leaves
     assert not (run / "metrics.json").exists()
     first = _last_complete_checkpoint(run)
-    resumed = cli("train", "--out", run, *RESUME_FLAGS, "--resume")
-    assert f"resuming from {first}" in resumed.stdout
+    resumed = here("train", "--out", run, *RESUME_FLAGS, "--resume")
+    assert resumed.returncode == 0 and f"resuming from {first}" in resumed.stdout
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
     a, b = pd.read_csv(tmp_path / "ref" / "lora_finetuned_predictions.csv"), pd.read_csv(run / "lora_finetuned_predictions.csv")
     assert a["index"].tolist() == b["index"].tolist()
@@ -167,17 +169,17 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
 
 def test_resume_refuses_other_settings(tmp_path, tiny_run):
     shutil.copytree(tiny_run, tmp_path / "run")
-    proc = cli("train", "--mode", "both", "--out", tmp_path / "run", *TINY_FLAGS, "--learning-rate", "0.001", "--resume", check=False)
+    proc = here("train", "--mode", "both", "--out", tmp_path / "run", *TINY_FLAGS, "--learning-rate", "0.001", "--resume")
     assert proc.returncode == 2 and "used other settings: learning_rate=0.0002 (now 0.001)" in proc.stderr
 
 
 def test_resume_without_run(tmp_path):
-    proc = cli("train", "--out", tmp_path / "new", *TINY_FLAGS, "--resume", check=False)
+    proc = here("train", "--out", tmp_path / "new", *TINY_FLAGS, "--resume")
     assert proc.returncode == 2 and "holds no run to resume" in proc.stderr
 
 
 def test_same_seed_same_predictions(tiny_run, tmp_path):
-    cli("train", "--mode", "both", "--out", tmp_path / "again", *TINY_FLAGS)
+    assert here("train", "--mode", "both", "--out", tmp_path / "again", *TINY_FLAGS).returncode == 0  # in this process, tiny_run in another
     for name in ("probe_baseline_predictions.csv", "lora_finetuned_predictions.csv"):
         assert (tiny_run / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
     a, b = (json.loads((d / "run.json").read_text()) for d in (tiny_run, tmp_path / "again"))

@@ -2,7 +2,8 @@
 text read as missing, JSON lines, damaged artifacts and checkpoints, the web app's temporary folders, and the run folder
 (what a new run may replace, --overwrite, the lock, SIGTERM, write errors, folders left behind).
 
-Each case checks the exit code, a message naming the problem, no traceback, the user's files unchanged and nothing left behind."""
+Each case checks the exit code, a message naming the problem, no traceback, the user's files unchanged and nothing left behind.
+Refusals run `phi_cls.cli.main` in this process (`here`); a subprocess only where the process itself is the point (SIGTERM)."""
 import dataclasses, hashlib, json, os, platform, shutil, signal, subprocess, sys, time, zipfile
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import REPO, TINY_FLAGS, phi_cls as cli
+from conftest import REPO, TINY_FLAGS, phi_cls_here as here
 
 WRONG = "We need 7 * 8.\n7 * 8 = 54\nSo the answer is 54."
 
@@ -40,12 +41,6 @@ def _refused(proc, *parts, code=2):
     for part in parts: assert part in proc.stderr, (part, proc.stderr[-2000:])
 
 
-def _cli_patched(patch, *args, **kw):
-    "`phi-cls ARGS` in a subprocess after running the Python statements `patch` (to set a small limit, or to break training)."
-    code = f"import sys\n{patch}\nfrom phi_cls.cli import main\nsys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, cwd=REPO, stdin=subprocess.DEVNULL, **kw)
-
-
 @pytest.fixture(scope="module")
 def rows():
     return pd.DataFrame({"index": [1, 2, 3], "question": ["What is 7 times 8?", "What is 2 + 2?", "What is 3 * 3?"],
@@ -66,7 +61,7 @@ def test_output_is_input(tiny_run, tmp_path, rows, command, output):
         inp, output = "out.csv.tmp", "out.csv"
     before = _tree(data)
     model = ["--model", tiny_run / "probe"] if command == "predict" else []
-    proc = cli(command, *model, "--input", inp, "--output", output, "--no-progress", check=False, cwd=data, env=_env(tmp_path / "tmp"))
+    proc = here(command, *model, "--input", inp, "--output", output, "--no-progress", cwd=data, env=_env(tmp_path / "tmp"))
     _refused(proc, f"output '{output}' is the input file '{inp}'", "Choose another output file name")
     assert _tree(data) == before and not _left_in(tmp_path / "tmp")
 
@@ -94,8 +89,8 @@ def test_artifact_with_code_is_refused(tiny_run, tmp_path, damage, message):
     damage(art, marker)
     pd.DataFrame({"question": ["q"], "solution": ["s"]}).to_csv(tmp_path / "in.csv", index=False)
     before = _tree(tmp_path)
-    proc = cli("predict", "--model", art, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress",
-               check=False, stdin=subprocess.DEVNULL, env=_env(tmp_path / "tmp"))
+    proc = here("predict", "--model", art, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress",
+                env=_env(tmp_path / "tmp"))  # a prompt would read pytest's stdin, which refuses to be read
     _refused(proc, message, "never runs code")
     assert "[y/N]" not in proc.stdout + proc.stderr and not marker.exists()
     assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
@@ -109,21 +104,21 @@ def _zip(path, entries:dict):
     return path
 
 
-@pytest.mark.parametrize("make, patch, message", [
-    (lambda p, run: _zip(p, {"probe/classifier.json": "{}", "probe/zeros.safetensors": bytes(16 * 2**20)}), "",
+@pytest.mark.parametrize("make, limit, message", [
+    (lambda p, run: _zip(p, {"probe/classifier.json": "{}", "probe/zeros.safetensors": bytes(16 * 2**20)}), None,
      "has an entry 'probe/zeros.safetensors' that expands"),
-    (lambda p, run: _zip(p, {f"probe/{i}.json": "" for i in range(10_001)}), "", "has 10,001 entries, more than 10,000"),
-    (lambda p, run: _zip(p, {"probe/classifier.json": "{}", "../../evil.json": "{}"}), "", "entry named '../../evil.json', which points outside"),
-    (lambda p, run: shutil.copy(run / "artifacts.zip", p), "import phi_cls.predict as p; p.MAX_ZIP_BYTES = 100_000",
-     "MiB, more than 0.1 MiB"),
+    (lambda p, run: _zip(p, {f"probe/{i}.json": "" for i in range(10_001)}), None, "has 10,001 entries, more than 10,000"),
+    (lambda p, run: _zip(p, {"probe/classifier.json": "{}", "../../evil.json": "{}"}), None, "entry named '../../evil.json', which points outside"),
+    (lambda p, run: shutil.copy(run / "artifacts.zip", p), 100_000, "MiB, more than 0.1 MiB"),  # a small MAX_ZIP_BYTES
 ])
-def test_zip_bomb_is_refused(tiny_run, tmp_path, make, patch, message):
+def test_zip_bomb_is_refused(tiny_run, tmp_path, make, limit, message):
     data = tmp_path / "data"; data.mkdir()
     make(data / "a.zip", tiny_run)
     pd.DataFrame({"question": ["q"], "solution": ["s"]}).to_csv(data / "in.csv", index=False)
     before = _tree(tmp_path)
-    proc = _cli_patched(patch, "predict", "--model", data / "a.zip", "--kind", "probe", "--input", data / "in.csv", "--output", data / "out.csv",
-                        "--no-progress", env=_env(tmp_path / "tmp"))
+    patch = (lambda mp: mp.setattr("phi_cls.predict.MAX_ZIP_BYTES", limit)) if limit else None
+    proc = here("predict", "--model", data / "a.zip", "--kind", "probe", "--input", data / "in.csv", "--output", data / "out.csv",
+                "--no-progress", env=_env(tmp_path / "tmp"), patch=patch)
     _refused(proc, str(data / "a.zip"), message, "not extracted")
     assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")  # no extraction folder left
 
@@ -141,25 +136,26 @@ def test_zip_bomb_is_refused(tiny_run, tmp_path, make, patch, message):
     (["--seed", "-1"], "seed=-1 must not be negative"),
 ])
 def test_unbounded_settings(tmp_path, flags, message):
-    proc = cli("train", "--out", tmp_path / "run", *TINY_FLAGS, *flags, check=False, env=_env(tmp_path / "tmp"))
+    proc = here("train", "--out", tmp_path / "run", *TINY_FLAGS, *flags, env=_env(tmp_path / "tmp"))
     _refused(proc, message)
     assert not (tmp_path / "run").exists() and not _left_in(tmp_path / "tmp")
 
 
-NAN_LOSS = """import functools, phi_cls.model as m
-forward = m.PhiClassifier.forward
-@functools.wraps(forward)  # the Trainer keeps the columns forward names
-def nan_forward(self, *a, **kw):
-    out = forward(self, *a, **kw)
-    if self.training:  # the logits too: with class weights the Trainer computes the loss from them
-        out.logits = out.logits * float("nan")
-        if out.loss is not None: out.loss = out.loss * float("nan")
-    return out
-m.PhiClassifier.forward = nan_forward"""
+def _nan_loss(mp):
+    import functools, phi_cls.model as m
+    forward = m.PhiClassifier.forward
+    @functools.wraps(forward)  # the Trainer keeps the columns forward names
+    def nan_forward(self, *a, **kw):
+        out = forward(self, *a, **kw)
+        if self.training:  # the logits too: with class weights the Trainer computes the loss from them
+            out.logits = out.logits * float("nan")
+            if out.loss is not None: out.loss = out.loss * float("nan")
+        return out
+    mp.setattr(m.PhiClassifier, "forward", nan_forward)
 
 
 def test_nan_loss_fails_the_run(tmp_path):
-    proc = _cli_patched(NAN_LOSS, "train", "--mode", "lora", "--out", tmp_path / "run", *TINY_FLAGS, env=_env(tmp_path / "tmp"))
+    proc = here("train", "--mode", "lora", "--out", tmp_path / "run", *TINY_FLAGS, env=_env(tmp_path / "tmp"), patch=_nan_loss)
     _refused(proc, "lora: the training loss is nan at step 1 (epoch 0.00): training diverged", "Lower learning_rate")
     card = json.loads((tmp_path / "run" / "run.json").read_text())
     assert card["status"] == "failed" and "nan at step 1" in card["error"]
@@ -173,8 +169,8 @@ def test_nan_weights_fail_prediction(tiny_run, tmp_path, rows):
     save_file({k: v * float("nan") if k == "weight" else v for k, v in head.items()}, art / "head.safetensors")  # heads are bias-free
     rows.to_csv(tmp_path / "in.csv", index=False)
     before = _tree(tmp_path)
-    proc = cli("predict", "--model", art, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress",
-               check=False, env=_env(tmp_path / "tmp"))
+    proc = here("predict", "--model", art, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress",
+                env=_env(tmp_path / "tmp"))
     _refused(proc, "predicting gave NaN or infinite probabilities for 3 of 3 rows (rows [0, 1, 2])")
     assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
 
@@ -188,15 +184,15 @@ def test_nan_weights_fail_prediction(tiny_run, tmp_path, rows):
 def test_bad_index(tmp_path, rows, index, message):
     rows.assign(index=index).to_csv(tmp_path / "in.csv", index=False)
     before = _tree(tmp_path)
-    proc = cli("check", "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress", check=False, env=_env(tmp_path / "tmp"))
+    proc = here("check", "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress", env=_env(tmp_path / "tmp"))
     _refused(proc, "in.csv", message)
     assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
 
 
 def test_text_none_and_na_are_text(tmp_path):
     pd.DataFrame({"question": ["None", "q"], "solution": ["NA", "7 * 8 = 54"], "label": [0, 1]}).to_csv(tmp_path / "in.csv", index=False)
-    proc = cli("check", "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress")  # streaming reader
-    assert "2 rows" in proc.stdout and pd.read_csv(tmp_path / "out.csv")["checker_flawed"].tolist() == [0, 1]
+    proc = here("check", "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress")  # streaming reader
+    assert proc.returncode == 0 and "2 rows" in proc.stdout and pd.read_csv(tmp_path / "out.csv")["checker_flawed"].tolist() == [0, 1]
     from phi_cls.data import read_table, validate_frame  # the whole-file reader (training data)
     df = validate_frame(read_table(tmp_path / "in.csv"), "in.csv")
     assert df[["question", "solution"]].values.tolist()[0] == ["None", "NA"]
@@ -205,7 +201,7 @@ def test_text_none_and_na_are_text(tmp_path):
 def test_blank_text_is_still_empty(tmp_path):
     (tmp_path / "in.csv").write_text("question,solution\nq,\nq,s\n")
     before = _tree(tmp_path)
-    proc = cli("check", "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress", check=False, env=_env(tmp_path / "tmp"))
+    proc = here("check", "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress", env=_env(tmp_path / "tmp"))
     _refused(proc, "column 'solution' is empty or not text in 1 row: row 0 (nan)")
     assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
 
@@ -218,7 +214,7 @@ def test_jsonl_error_names_the_line(tmp_path, command):
     before = _tree(tmp_path)
     args = (["--input", tmp_path / "in.jsonl", "--output", tmp_path / "out.csv"] if command == "check"
             else [*TINY_FLAGS, "--data", tmp_path / "in.jsonl", "--out", tmp_path / "run"])  # --data after TINY_FLAGS' champ
-    proc = cli(command, *args, "--no-progress", check=False, env=_env(tmp_path / "tmp"))
+    proc = here(command, *args, "--no-progress", env=_env(tmp_path / "tmp"))
     _refused(proc, "in.jsonl, line 4500: not valid JSON (Expecting ',' delimiter at column 31)")
     assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")  # train checks the data before it makes the run folder
 
@@ -242,8 +238,8 @@ def test_damaged_classifier_json(tiny_run, tmp_path, rows, change, message):
     _edit_info(art, change)
     rows.to_csv(tmp_path / "in.csv", index=False)
     before = _tree(tmp_path)
-    proc = cli("predict", "--model", art, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress",
-               check=False, env=_env(tmp_path / "tmp"))
+    proc = here("predict", "--model", art, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress",
+                env=_env(tmp_path / "tmp"))
     _refused(proc, str(art / "classifier.json"), message)
     assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
 
@@ -257,7 +253,7 @@ def test_truncated_checkpoint_on_resume(tiny_run, tmp_path):
     ckpt = next((run / "checkpoints" / "lora").glob("checkpoint-*"))
     (ckpt / "model.safetensors").write_bytes((ckpt / "model.safetensors").read_bytes()[:100])
     before = _tree(run / "checkpoints")
-    proc = cli("train", "--mode", "both", "--out", run, *TINY_FLAGS, "--resume", check=False, env=_env(tmp_path / "tmp"))
+    proc = here("train", "--mode", "both", "--out", run, *TINY_FLAGS, "--resume", env=_env(tmp_path / "tmp"))
     _refused(proc, f"checkpoint {ckpt / 'model.safetensors'} is incomplete or corrupted", f"Delete {ckpt.name}")
     assert _tree(run / "checkpoints") == before and not list(run.rglob("*.tmp")) and not _left_in(tmp_path / "tmp")
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
@@ -309,7 +305,7 @@ def test_bad_data_leaves_the_run_folder_alone(tiny_run, tmp_path, holds):
     else: shutil.copytree(tiny_run, out)
     (tmp_path / "bad.csv").write_text("question,solution,label,split\nq,s,2,train\nq2,s,0,test\n")
     before = _tree(tmp_path)
-    proc = cli("train", *TINY_FLAGS, "--data", tmp_path / "bad.csv", "--out", out, check=False, env=_env(tmp_path / "tmp"))
+    proc = here("train", *TINY_FLAGS, "--data", tmp_path / "bad.csv", "--out", out, env=_env(tmp_path / "tmp"))
     _refused(proc, "bad.csv, split 'train', column 'label' is not 0 or 1")
     assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
 
@@ -321,7 +317,7 @@ def test_out_must_be_a_folder_of_its_own(tmp_path, out, message):
     env = dict(_env(tmp_path / "tmp"), HOME=str(home))
     root_card = Path("/run.json").exists()
     before = _tree(tmp_path)
-    proc = cli("train", "--out", str(home) if out == "~" else out, *TINY_FLAGS, check=False, cwd=home, env=env)
+    proc = here("train", "--out", str(home) if out == "~" else out, *TINY_FLAGS, cwd=home, env=env)
     _refused(proc, message, "a folder of its own" if out else "Give the run a folder")
     assert _tree(tmp_path) == before and Path("/run.json").exists() == root_card and not _left_in(tmp_path / "tmp")
 
@@ -329,7 +325,7 @@ def test_out_must_be_a_folder_of_its_own(tmp_path, out, message):
 def test_folder_with_other_files_is_refused(tmp_path):
     out = tmp_path / "run"; out.mkdir(); _results(out); (out / "notes.txt").write_text("mine")
     before = _tree(tmp_path)
-    proc = cli("train", "--out", out, *TINY_FLAGS, check=False, env=_env(tmp_path / "tmp"))
+    proc = here("train", "--out", out, *TINY_FLAGS, env=_env(tmp_path / "tmp"))
     _refused(proc, f"{out} holds files no phi_cls run card lists: artifacts.zip, checkpoints, metrics.json, notes.txt", "--overwrite")
     assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
 
@@ -338,7 +334,7 @@ def test_finished_run_is_refused(tiny_run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(tiny_run, out)
     before = _tree(tmp_path)
-    proc = cli("train", "--mode", "probe", "--out", out, *TINY_FLAGS, check=False, env=_env(tmp_path / "tmp"))
+    proc = here("train", "--mode", "probe", "--out", out, *TINY_FLAGS, env=_env(tmp_path / "tmp"))
     _refused(proc, f"{out} holds a finished run: mode=both, model=tiny", "--overwrite")
     assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
 
@@ -348,7 +344,8 @@ def test_overwrite_moves_the_old_run_aside_and_zips_only_the_new_run(tiny_run, t
     shutil.copytree(tiny_run, out)
     _champ_files(out)
     old_run, data = _tree(tiny_run), {k: v for k, v in _tree(out).items() if k in ("train.csv", "test.csv")}
-    proc = cli("train", "--mode", "probe", *TINY_FLAGS, "--data", out, "--out", out, "--overwrite", env=_env(tmp_path / "tmp"))
+    proc = here("train", "--mode", "probe", *TINY_FLAGS, "--data", out, "--out", out, "--overwrite", env=_env(tmp_path / "tmp"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
     (moved,) = out.glob("previous-*")
     assert "--overwrite: moved artifacts.zip, checkpoints, config.json, lora" in proc.stdout and str(moved) in proc.stdout and "Other files stay where they are: test.csv, train.csv" in proc.stdout
     assert _tree(moved) == old_run  # the old run, lora/ and all, byte for byte
@@ -370,18 +367,19 @@ def test_resume_refuses_other_data(tmp_path):
     (out / "run.json").write_text(json.dumps(dict(status="interrupted", config=dataclasses.asdict(cfg), files=["run.json"], done={},
                                                   data=dict(fingerprint="0" * 64, rows={"train": 24, "test": 12}))))
     before = _tree(tmp_path)
-    proc = cli("train", *TINY_FLAGS, "--data", data, "--out", out, "--resume", check=False, env=_env(tmp_path / "tmp"))
+    proc = here("train", *TINY_FLAGS, "--data", data, "--out", out, "--resume", env=_env(tmp_path / "tmp"))
     _refused(proc, f"resume=True, but the data is not what the run in {out} started with (fingerprint 000000000000 then",
              "same row counts, other contents")
     assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
 
 
 def test_second_run_is_refused_while_the_first_holds_the_folder(tmp_path):
-    out = tmp_path / "run"; out.mkdir()
-    (out / ".phi_cls.lock").write_text(json.dumps(dict(pid=os.getpid(), host=platform.node(), started="2026-01-01T10:00:00+00:00")))
+    out, holder = tmp_path / "run", os.getppid()  # a live process other than this one (which runs the refused command)
+    out.mkdir()
+    (out / ".phi_cls.lock").write_text(json.dumps(dict(pid=holder, host=platform.node(), started="2026-01-01T10:00:00+00:00")))
     before = _tree(tmp_path)
-    proc = cli("train", "--out", out, *TINY_FLAGS, check=False, env=_env(tmp_path / "tmp"))
-    _refused(proc, f"{out} is in use by another training run (pid {os.getpid()} on {platform.node()}, started 2026-01-01T10:00:00+00:00)")
+    proc = here("train", "--out", out, *TINY_FLAGS, env=_env(tmp_path / "tmp"))
+    _refused(proc, f"{out} is in use by another training run (pid {holder} on {platform.node()}, started 2026-01-01T10:00:00+00:00)")
     assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
 
 
@@ -404,17 +402,17 @@ def test_sigterm_marks_the_run_interrupted_and_frees_the_folder(tmp_path):
     assert card["status"] == "interrupted" and not (out / ".phi_cls.lock").exists() and not list(out.rglob("*.tmp"))
 
 
-DISK_FULL = """import torch
-save = torch.save
-def full(obj, f, *a, **kw):  # what a full disk looks like from torch.save
-    if str(f).endswith("optimizer.pt"): raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 1088 vs 1024")
-    return save(obj, f, *a, **kw)
-torch.save = full"""
+def _disk_full(mp):
+    save = torch.save
+    def full(obj, f, *a, **kw):  # what a full disk looks like from torch.save
+        if str(f).endswith("optimizer.pt"): raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 1088 vs 1024")
+        return save(obj, f, *a, **kw)
+    mp.setattr(torch, "save", full)
 
 
 def test_disk_full_during_a_checkpoint_is_named(tmp_path):
     out = tmp_path / "run"
-    proc = _cli_patched(DISK_FULL, "train", "--mode", "probe", "--out", out, *TINY_FLAGS, "--epochs", "1", env=_env(tmp_path / "tmp"))
+    proc = here("train", "--mode", "probe", "--out", out, *TINY_FLAGS, "--epochs", "1", env=_env(tmp_path / "tmp"), patch=_disk_full)
     _refused(proc, f"could not write {out / 'checkpoints' / 'probe' / 'checkpoint-'}", "a write error (is the disk full?)",
              "Free some disk space")
     assert "unexpected error" not in proc.stderr
@@ -428,8 +426,8 @@ def test_output_that_is_a_folder(tiny_run, tmp_path, rows, command):
     rows.to_csv(tmp_path / "in.csv", index=False); (tmp_path / "out.csv").mkdir()
     before = _tree(tmp_path)
     model = ["--model", tiny_run / "probe"] if command == "predict" else []
-    proc = cli(command, *model, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress", check=False,
-               env=_env(tmp_path / "tmp"))
+    proc = here(command, *model, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", "--no-progress",
+                env=_env(tmp_path / "tmp"))
     _refused(proc, f"output '{tmp_path / 'out.csv'}' is a folder; give a file name")
     assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")
 
@@ -439,7 +437,7 @@ def test_bad_input_makes_no_output_folders(tiny_run, tmp_path, command):
     pd.DataFrame({"question": ["q"], "text": ["s"]}).to_csv(tmp_path / "in.csv", index=False)
     before = _tree(tmp_path)
     model = ["--model", tiny_run / "probe"] if command == "predict" else []
-    proc = cli(command, *model, "--input", tmp_path / "in.csv", "--output", tmp_path / "new" / "dir" / "x.csv", "--no-progress",
-               check=False, env=_env(tmp_path / "tmp"))
+    proc = here(command, *model, "--input", tmp_path / "in.csv", "--output", tmp_path / "new" / "dir" / "x.csv", "--no-progress",
+                env=_env(tmp_path / "tmp"))
     _refused(proc, "in.csv has no column 'solution'")
     assert _tree(tmp_path) == before and not _left_in(tmp_path / "tmp")

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from safetensors import safe_open
 
-from conftest import TINY_FLAGS, phi_cls
+from conftest import TINY_FLAGS, phi_cls, phi_cls_here
 
 COLUMNS = ["index", "true_label", "p(class=0)", "p(class=1)"]
 CSV = {"probe": "probe_baseline_predictions.csv", "lora": "lora_finetuned_predictions.csv"}
@@ -96,12 +96,12 @@ def test_training_log_has_losses(tiny_run):
     (["--epochs", "0"], "epochs=0.0 must be a positive number"),
     (["--data", "no/such/data.csv"], "data='no/such/data.csv': no such file"),
     (["--model", "./no-such-model"], "model folder './no-such-model' does not exist"),
-    (["--quantize", "8bit"], "quantize='8bit' is not allowed; use one of auto, 4bit, none"),  # 4bit runs on a CPU now
     (["--optim", "lion"], "optim='lion' is not allowed"),  # 8-bit optimizers run on a CPU with bitsandbytes
     (["--max-length", "20"], "max_length=20 is too small"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, flags, message):
-    proc = phi_cls("train", "--out", tmp_path / "run", *TINY_FLAGS, *flags, check=False)
+    "In this process (--quantize 8bit: test_reliability.py::test_bad_settings); the real command's answer: the next test."
+    proc = phi_cls_here("train", "--out", tmp_path / "run", *TINY_FLAGS, *flags)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "run" / "metrics.json").exists()
@@ -110,10 +110,17 @@ def test_bad_input_is_one_clear_line(tmp_path, flags, message):
 def test_bad_data_names_file_split_column_row(tmp_path):
     bad = pd.DataFrame({"question": ["a", "b", "c"], "solution": ["x", "y", "z"], "label": [0, 1, 7], "split": ["train", "test", "train"]})
     bad.to_csv(tmp_path / "bad.csv", index=False)
-    proc = phi_cls("train", *TINY_FLAGS, "--data", tmp_path / "bad.csv", "--out", tmp_path / "run", check=False)
+    proc = phi_cls_here("train", *TINY_FLAGS, "--data", tmp_path / "bad.csv", "--out", tmp_path / "run")
     assert proc.returncode == 2
     for part in ("bad.csv", "split 'train'", "column 'label'", "row 2 (7)"):
         assert part in proc.stderr, proc.stderr
+
+
+def test_real_command_answers_bad_input_on_stderr(tmp_path):
+    "`python -m phi_cls.cli train` itself: exit code 2, the message on stderr only, no traceback, no run folder."
+    proc = phi_cls("train", "--out", tmp_path / "run", *TINY_FLAGS, "--mode", "lorra", check=False)
+    assert proc.returncode == 2 and "mode='lorra' is not allowed; use one of probe, lora, both" in proc.stderr, proc.stderr[-2000:]
+    assert "lorra" not in proc.stdout and "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
 
 
 def test_debug_shows_traceback(tmp_path):
