@@ -118,6 +118,8 @@ def _note(run_dir:Path, data:str, metrics:dict) -> str:
     n = (metrics.get("probe") or metrics.get("lora", {})).get("n")
     layer = metrics.get("probe", {}).get("layer")
     chosen = f"; probe layer chosen on validation: {layer}" if layer is not None else ""
+    git = card.get("git") or {}
+    chosen += f"; commit {str(git.get('commit'))[:7]}{' (with local changes)' if git.get('dirty') else ''}"
     return (f"- {data}: {card.get('seconds', {}).get('total', 0):.0f} s in all; test rows {n}; "
             f"settings {json.dumps(shown)}{chosen}")
 
@@ -143,7 +145,7 @@ def main(argv=None):
     Path(a.table).parent.mkdir(parents=True, exist_ok=True)
     frame(rows).to_csv(f"{a.table}.csv", index=False)
     when = time.strftime("%Y-%m-%d")
-    title = f"# Quality on the fair test splits (`make quality`, {when}, commit {_commit()}, {_machine()})"
+    title = f"# Quality on the fair test splits (`make quality`; table built {when}, commit {_commit()}; {_machine()})"
     Path(f"{a.table}.md").write_text(f"{title}\n\n{md}\n\nRuns:\n" + "\n".join(notes) + "\n")
     print(f"quality: wrote {a.table}.md and {a.table}.csv")
 
