@@ -30,13 +30,16 @@ demo: install
 full: install
 	$(BIN)/phi-cls train --mode both --data gsm8k-pairs --model embedded --out outputs/full --overwrite
 
-# Probe levers (layer, pooling) chosen on validation, on the embedded backbone and CHAMP (minutes on 2 idle CPU cores);
+# Probe levers (layer, pooling) chosen on validation, on the embedded backbone and gsm8k-pairs (LEVERS_DATA=champ for CHAMP;
+# minutes on 2 idle CPU cores);
 # the tables go to benchmarks/levers_$(LEVERS_DATA).{md,csv}. LEVERS_DATA may be a data folder or file too.
-LEVERS_DATA ?= champ
+LEVERS_DATA ?= gsm8k-pairs
 LEVERS_FLAGS ?= -p max_train_samples 96 -p max_eval_samples 48 -p max_length 256 -p epochs 3 -p batch_size 8 -p grad_accum 4
+LEVERS_OUT = outputs/levers/$(notdir $(LEVERS_DATA))
 levers: install
-	$(BIN)/papermill nbs/levers.ipynb outputs/levers/levers.ipynb --cwd nbs -k python3 -p model embedded -p data $(LEVERS_DATA) \
-	  -p out_dir $(CURDIR)/outputs/levers -p table $(CURDIR)/benchmarks/levers_$(notdir $(LEVERS_DATA)) $(LEVERS_FLAGS)
+	mkdir -p $(LEVERS_OUT)
+	$(BIN)/papermill nbs/levers.ipynb $(LEVERS_OUT)/levers.ipynb --cwd nbs -k python3 -p model embedded -p data $(LEVERS_DATA) \
+	  -p out_dir $(CURDIR)/$(LEVERS_OUT) -p table $(CURDIR)/benchmarks/levers_$(notdir $(LEVERS_DATA)) $(LEVERS_FLAGS)
 
 # The README's quality table (section "How good is it"): shortcut baselines, checker, probe, LoRA and hybrid on the fair
 # test splits of gsm8k-pairs and CHAMP, embedded backbone (about 25 minutes on 2 idle CPU cores); writes benchmarks/quality.{md,csv}.
