@@ -8,7 +8,13 @@ __all__ = ['load_classifier', 'Classifier', 'TrainConfig', 'run', 'load_data', '
            'PhiClassifier', 'export']
 
 # %% ../nbs/14_api.ipynb #c003
-import importlib
+import importlib, os
+
+# MKL's strict reproducibility mode: fp32 matrix products give the same bits whatever the number of threads, so CPU
+# worker processes (one thread each) reproduce a one-process run exactly. Without it, fp32 features on AVX2 kernels
+# differed in the last bits for some shapes (benchmarks/RESULTS.md); it cost no measurable speed. It must be set before
+# MKL first runs, which importing phi_cls before any matrix product does; a value already set wins.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 _LAZY = {"load_classifier": "predict", "Classifier": "predict", "TrainConfig": "config", "run": "train",
          "load_data": "data", "build_prompt": "data", "PROMPT": "data",

@@ -83,3 +83,12 @@ def test_script_without_main_guard(tmp_path):
     proc = subprocess.run([sys.executable, script], capture_output=True, text=True, cwd=tmp_path, timeout=600,
                           env=dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"))
     assert proc.returncode == 0 and proc.stdout.count("rows 3") == 1, proc.stderr[-2000:]
+
+
+def test_import_sets_strict_mkl_reproducibility():
+    "fp32 products must not depend on the thread count, or workers (one thread) would differ from one process in the last bits."
+    code = "import os, phi_cls; print(os.environ['MKL_CBWR'])"
+    env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip() == "AUTO,STRICT"
+    mine = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(env, MKL_CBWR="COMPATIBLE"))
+    assert mine.stdout.strip() == "COMPATIBLE"  # a value the user set wins
