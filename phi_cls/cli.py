@@ -46,6 +46,25 @@ def _add_train(sub):
     return train
 
 # %% ../nbs/13_cli.ipynb #280eb4e6
+def _add_loading(p, quantize:bool=False):
+    "Options of the commands that load a trained classifier (predict, evaluate): which one, where, its threshold."
+    p.add_argument("--kind", choices=["probe", "lora"],
+                   help="which classifier of a run folder or zip (default: lora if present)")
+    p.add_argument("--base-model",
+                   help="load the classifier on this backbone instead of the one it names (e.g. a local copy)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    if quantize:
+        p.add_argument("--quantize", choices=["auto", "4bit", "none"], default="auto",
+                       help="auto: as the classifier was trained (4-bit NF4 or not); 4bit / none: choose (4-bit on "
+                            "a CPU is a test mode)")
+    p.add_argument("--batch-size", type=int, help="examples per forward pass (default: 2 on a CPU, 8 on a GPU)")
+    p.add_argument("--workers", default="auto",
+                   help="CPU: single-thread processes that share the rows, auto (one per core when "
+                   "the rows repay starting them) or N; 1 = one process (default: auto)")
+    p.add_argument("--threshold", type=float,
+                   help="p(flawed) at or above which a row is labelled 1 (default: the threshold fitted on "
+                        "validation, stored in the artifact; 0.5 if none was)")
+
 def _add_predict(sub):
     predict = sub.add_parser("predict", help="score a file of questions and solutions with a trained classifier",
                              description="Stream a CSV/JSONL/Parquet file (or JSON lines on stdin) through a trained "
@@ -56,21 +75,7 @@ def _add_predict(sub):
                                                         "index, label); - for JSON lines on stdin")
     predict.add_argument("--output", required=True,
                          help="predictions file (.csv, .jsonl or .parquet); - for CSV on stdout")
-    predict.add_argument("--kind", choices=["probe", "lora"],
-                         help="which classifier of a run folder or zip (default: lora if present)")
-    predict.add_argument("--base-model",
-                         help="load the classifier on this backbone instead of the one it names (e.g. a local copy)")
-    predict.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    predict.add_argument("--quantize", choices=["auto", "4bit", "none"], default="auto",
-                         help="auto: as the classifier was trained (4-bit NF4 or not); 4bit / none: choose (4-bit on "
-                              "a CPU is a test mode)")
-    predict.add_argument("--batch-size", type=int, help="examples per forward pass (default: 2 on a CPU, 8 on a GPU)")
-    predict.add_argument("--workers", default="auto",
-                         help="CPU: single-thread processes that share the rows, auto (one per core when "
-                         "the rows repay starting them) or N; 1 = one process (default: auto)")
-    predict.add_argument("--threshold", type=float,
-                         help="p(flawed) at or above which a row is labelled 1 (default: the threshold fitted on "
-                              "validation, stored in the artifact; 0.5 if none was)")
+    _add_loading(predict, quantize=True)
     predict.add_argument("--checker", action="store_true",
                          help="also run the arithmetic checker, combined with the classifier by the rule chosen on "
                               "validation (stored in the artifact)")
@@ -91,18 +96,7 @@ def _add_evaluate(sub):
     evaluate.add_argument("--out", required=True, help="new folder for metrics.json, the predictions and figures/")
     evaluate.add_argument("--overwrite", action="store_true",
                           help="write into --out even if it holds files (only evaluate's own are replaced)")
-    evaluate.add_argument("--kind", choices=["probe", "lora"],
-                          help="which classifier of a run folder or zip (default: lora if present)")
-    evaluate.add_argument("--base-model",
-                          help="load the classifier on this backbone instead of the one it names (e.g. a local copy)")
-    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    evaluate.add_argument("--batch-size", type=int, help="examples per forward pass (default: 2 on a CPU, 8 on a GPU)")
-    evaluate.add_argument("--workers", default="auto",
-                          help="CPU: single-thread processes that share the rows, auto (one per core when "
-                          "the rows repay starting them) or N; 1 = one process (default: auto)")
-    evaluate.add_argument("--threshold", type=float,
-                          help="p(flawed) at or above which a row is labelled 1 (default: the threshold fitted on "
-                               "validation, stored in the artifact; 0.5 if none was)")
+    _add_loading(evaluate)
     evaluate.add_argument("--checker", action="store_true", help="also score the arithmetic checker and the hybrid")
     evaluate.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
     return evaluate
@@ -190,22 +184,24 @@ def _report(summary:dict, output:str):
         if isinstance(m, dict): print(f"{name:>10}: accuracy {m['accuracy']:.3f}  F1 (flawed) {m['f1']:.3f}  "
                                       f"precision {m['precision']:.3f}  recall {m['recall']:.3f}", file=stream)
 
-def _predict(args):
+def _check_loading(args):
+    "The settings `_add_loading` adds that can be checked before anything loads."
     from phi_cls.metrics import check_threshold
-    from phi_cls.predict import load_classifier, predict_file
     if args.threshold is not None: check_threshold(args.threshold)
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"batch_size={args.batch_size} must be a positive integer.")
+
+def _predict(args):
+    from phi_cls.predict import load_classifier, predict_file
+    _check_loading(args)
     clf = load_classifier(args.model, kind=args.kind, device=args.device, quantize=args.quantize,
                           batch_size=args.batch_size, base_model=args.base_model, workers=args.workers)
     _report(predict_file(clf, args.input, args.output, args.threshold, args.checker, progress=args.progress),
             args.output)
 
 def _evaluate(args):
-    from phi_cls.metrics import check_threshold, summary_lines
-    if args.threshold is not None: check_threshold(args.threshold)
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ValueError(f"batch_size={args.batch_size} must be a positive integer.")
+    from phi_cls.metrics import summary_lines
+    _check_loading(args)
     from phi_cls.report import evaluate
     metrics = evaluate(args.model, args.input, args.out, args.threshold, args.checker, args.kind, args.overwrite,
                        args.device, args.batch_size, args.base_model, args.progress, workers=args.workers)
