@@ -13,9 +13,8 @@ from math import factorial
 import pandas as pd
 
 # %% auto #0
-__all__ = ['LIMITS', 'CHECK_COLUMNS', 'ERROR_COLUMNS', 'HYBRID_COLUMNS', 'HYBRID_RULES', 'Limits', 'Finding', 'Checked',
-           'normalize', 'evaluate', 'Explanation', 'explain_solution', 'check_solution', 'explanations_frame',
-           'check_frame', 'combine', 'checker_flagged']
+__all__ = ['LIMITS', 'CHECK_COLUMNS', 'Limits', 'Finding', 'Checked', 'normalize', 'evaluate', 'Explanation', 'explain_solution',
+           'check_solution', 'explanations_frame', 'check_frame']
 
 # %% ../nbs/01_check.ipynb #c004b
 @dataclass(frozen=True)
@@ -826,38 +825,3 @@ def check_frame(df:pd.DataFrame,      # columns solution and, optionally, index
                              "(counted from 0). Fill in or drop them.")
     index = df["index"].tolist() if "index" in df else None
     return explanations_frame([explain_solution(s) for s in df["solution"]], index, explain)
-
-# %% ../nbs/01_check.ipynb #c901
-import numpy as np
-
-ERROR_COLUMNS = ["error_line", "error_text", "stated", "computed"]
-HYBRID_COLUMNS = ["label", "decided_by", *ERROR_COLUMNS, "checker_status", "checker_reason"]
-HYBRID_RULES = ("checker_or_classifier", "classifier", "checker", "checker_or_confident")  # last: a stricter threshold
-
-def combine(p_flawed,                      # the classifier's p(flawed), one per row
-            checked:pd.DataFrame|None,     # check_frame's rows for the same solutions; None: the classifier alone
-            threshold:float=0.5,           # the classifier's threshold
-            rule:str="checker_or_classifier",  # one of HYBRID_RULES
-            ) -> pd.DataFrame:
-    "HYBRID_COLUMNS under `rule` (default: label 1 where the checker found an error, else the classifier's)."
-    if rule not in HYBRID_RULES:
-        raise ValueError(f"rule={rule!r} is not allowed; use one of {', '.join(HYBRID_RULES)}.")
-    p_flawed = np.asarray(p_flawed)
-    n, checked = len(p_flawed), pd.DataFrame(index=range(len(p_flawed))) if checked is None else checked
-    if len(checked) != n:
-        raise ValueError(f"combine: {n} probabilities but {len(checked)} checked rows; pass one per row.")
-    column = lambda c: checked[c].to_numpy() if c in checked else np.full(n, None)
-    fired = (column("checker_flawed") == 1) & (column("checker_status") != "not checked")  # not checked: no verdict
-    fired &= rule != "classifier"
-    label = np.where(fired, 1, (p_flawed >= threshold).astype(int) if rule != "checker" else 0)
-    rest = {c: column(c) for c in HYBRID_COLUMNS[2:]}
-    decided = np.where(fired | (rule == "checker"), "checker", "classifier")
-    return pd.DataFrame({"label": label, "decided_by": decided, **rest})
-
-
-# %% ../nbs/01_check.ipynb #c906
-def checker_flagged(hybrid:pd.DataFrame) -> np.ndarray:
-    "1 where the checker itself proved an arithmetic error, from `combine`'s columns (or a CSV of them), else 0."
-    found = hybrid["error_line"].notna().to_numpy()
-    status = hybrid["checker_status"].to_numpy() if "checker_status" in hybrid else np.full(len(hybrid), None)
-    return (found & (status != "not checked")).astype(int)

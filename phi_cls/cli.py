@@ -246,7 +246,7 @@ def main(argv:list|None=None) -> int:
     except BrokenPipeError:  # e.g. `phi-cls predict ... --output - | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM / SIGHUP during training (phi_cls.train.Interrupted)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM / SIGHUP during training (phi_cls.runs.Interrupted)
         signum = getattr(e, "signum", 2)
         print(f"phi-cls {args.command}: interrupted" + (f" ({e})" if signum != 2 else ""), file=sys.stderr)
         return 128 + signum

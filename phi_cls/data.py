@@ -9,8 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch and datasets load when first used: the run folder and the checker need neither
+    import torch
+    from datasets import Dataset, DatasetDict
 
 # %% auto #0
 __all__ = ['PROMPT', 'SPLITS', 'EMBEDDED', 'build_prompt', 'DataError', 'validate_frame', 'table_path', 'read_table', 'load_data',
@@ -178,6 +181,7 @@ def _split_files(folder:Path) -> dict:
 
 def _frames_from_path(path:Path, split_column:str) -> dict:
     if path.is_dir() and (path / "dataset_dict.json").exists():
+        from datasets import load_from_disk
         try: dd = load_from_disk(str(path))
         except Exception as e: raise DataError(f"{path}: could not load the save_to_disk folder ({e}).") from None
         return {s: (dd[s].to_pandas(), str(path)) for s in dd}
@@ -215,7 +219,9 @@ def load_data(source:str|Path="champ", split_column:str="split", required:tuple=
     out = {}
     for split in [s for s in SPLITS if s in frames]:
         df = validate_frame(*frames[split], split=split).drop(columns=["_row", split_column], errors="ignore")
+        from datasets import Dataset
         out[split] = Dataset.from_pandas(df, preserve_index=False)
+    from datasets import DatasetDict
     return DatasetDict(out)
 
 # %% ../nbs/00_data.ipynb #c019
@@ -268,6 +274,26 @@ def write_error(path, e:BaseException) -> WriteError:
     return err
 
 
+# %% ../nbs/00_data.ipynb #d046s
+def _exchange(a:Path, b:Path) -> bool:
+    "Swap paths `a` and `b` in one step (Linux's renameat2 RENAME_EXCHANGE); False where the system cannot."
+    import ctypes
+    try: rename2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError): return False
+    if rename2(-100, os.fsencode(a), -100, os.fsencode(b), 2) == 0: return True  # AT_FDCWD, RENAME_EXCHANGE
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP): return False  # not on this filesystem
+    raise OSError(code, os.strerror(code), str(b))
+
+def _swap(new:Path, old:Path):
+    ("Put folder `new` in the place of folder `old`, which goes to `new`'s path: in one step where the system can, "
+     "else by three renames (the old folder moves aside first, so it is never deleted before the new one is in place).")
+    if _exchange(new, old): return
+    aside = old.with_name(f".{old.name}-old-{os.getpid()}")
+    os.replace(old, aside)
+    os.replace(new, old)
+    os.replace(aside, new)
+
 # %% ../nbs/00_data.ipynb #c047
 class atomic_write:
     ("A temporary path next to `path` (a file, or a new folder with `folder=True`) that replaces `path` in one step "
@@ -284,10 +310,12 @@ class atomic_write:
             raise write_error(self.path, e) from None
 
     def close(self, ok:bool=True):
-        "Rename the temporary path to `path` when `ok` (and it was written); remove whatever is left of it."
+        ("Put the temporary path in `path`'s place when `ok` (and it was written): one rename, or for a folder that "
+         "exists, one swap of the two; remove whatever is left of the temporary path (then: the old folder).")
         try:
             if ok and self.tmp.exists():
-                try: os.replace(self.tmp, self.path)
+                try: _swap(self.tmp, self.path) if self.tmp.is_dir() and self.path.is_dir() else os.replace(self.tmp,
+                                                                                                            self.path)
                 except OSError as e: raise write_error(self.path, e) from None
         finally:
             if self.tmp.is_dir(): shutil.rmtree(self.tmp, ignore_errors=True)
@@ -430,6 +458,7 @@ def load_champ(seed:int=0, models_only:bool=True) -> DatasetDict:
     df = champ_rows()
     split = df.problem_id.map(split_problems(df, seed=seed))
     keep = (df.source != "reference") if models_only else pd.Series(True, index=df.index)
+    from datasets import Dataset, DatasetDict
     return DatasetDict({s: Dataset.from_pandas(df[(split == s) & keep].reset_index(drop=True), preserve_index=False)
                         for s in SPLITS})
 
@@ -447,6 +476,7 @@ def load_gsm8k_pairs() -> DatasetDict:
     df = pd.read_json(path, lines=True, dtype=False, compression="gzip")
     df = df.assign(changed_line=lambda d: d.changed_line.astype("Int64"))
     frames = {s: validate_frame(df[df.split == s].reset_index(drop=True), str(path), s) for s in SPLITS}
+    from datasets import Dataset, DatasetDict
     return DatasetDict({s: Dataset.from_pandas(f.drop(columns=["_row", "split"]), preserve_index=False)
                         for s, f in frames.items()})
 
@@ -490,6 +520,7 @@ def training_splits(dd:DatasetDict, keep_validation:bool=False, max_train_sample
     has_val = "validation" in dd and len(dd["validation"]) > 0
     if keep_validation and not has_val:
         raise DataError("keep_validation=True needs a 'validation' split, and the data has none.")
+    from datasets import concatenate_datasets
     train = dd["train"] if keep_validation or not has_val else concatenate_datasets([dd["train"], dd["validation"]])
     check_leakage(train, dd["test"], allow_leakage)
     val = _cap(dd["validation"], max_eval_samples, seed) if keep_validation else None
@@ -547,6 +578,7 @@ class Collator:
     def __init__(self, pad_token_id:int, padding_side:str="left"): self.pad, self.side = pad_token_id, padding_side
 
     def __call__(self, rows:list) -> dict:
+        import torch
         out = {}
         if "labels" in rows[0]: out["labels"] = torch.tensor([int(r["labels"]) for r in rows])
         if "features" in rows[0]:
@@ -563,6 +595,7 @@ class Collator:
         return dict(out, input_ids=ids, attention_mask=mask)
 
     def _pad(self, masks:list, width:int) -> torch.Tensor:
+        import torch
         out = torch.zeros((len(masks), width), dtype=torch.long)
         for i, m in enumerate(masks):
             out[i, slice(width - len(m), width) if self.side == "left" else slice(0, len(m))] = torch.as_tensor(m)

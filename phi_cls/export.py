@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_export.ipynb #c003
 from __future__ import annotations
-import json, os, shutil, tempfile
+import json
 from pathlib import Path
 
 import torch
@@ -12,10 +12,11 @@ import transformers
 from transformers import AutoConfig
 
 from .data import PROMPT, PromptEncoder
-from .hardware import ModelError
-from .model import (backbone_signature, check_artifact_files, load_head, load_tokenizer, quiet_peft,
-                           read_classifier_info, resolve_model)
-from .predict import find_artifact
+from .decide import Decision
+from .metrics import THRESHOLD
+from .data import atomic_write
+from .model import ModelError, backbone_signature, load_tokenizer, quiet_peft, resolve_model
+from .artifact import check_artifact_files, find_artifact, load_head, read_classifier_info
 
 # %% auto #0
 __all__ = ['HELPER', 'TRUNCATION', 'BASES', 'METRICS', 'BASELINE_METRICS', 'seq_cls_class', 'score_weight', 'choose_pad_token',
@@ -123,7 +124,7 @@ def hf_classifier(art:Path, info:dict, path:str, fp32:bool=False):
     if expected and expected != found:
         raise ModelError(f"{art} was trained on a different backbone ({expected}) than '{path}' ({found}). "
                          f"Export it with its own base model, '{name}'.")
-    weight = score_weight(load_head(art), art) / float(info.get("temperature", 1.0))  # softmax(Wh/T), exact
+    weight = score_weight(load_head(art), art) / Decision.from_artifact(info).temperature  # softmax(Wh/T), exact
     model = _quiet_load(cls.from_pretrained, path, num_labels=2, dtype=torch.float32 if fp32 else "auto",
                         trust_remote_code=False)
     if info.get("kind") == "lora":
@@ -148,11 +149,11 @@ def configure(model, tokenizer, info:dict) -> dict:
     c = model.config
     c.pad_token_id = tokenizer.pad_token_id
     c.id2label, c.label2id = {0: "correct", 1: "flawed"}, {"correct": 0, "flawed": 1}
-    c.problem_type = "single_label_classification"
+    c.problem_type, decision = "single_label_classification", Decision.from_artifact(info)
     c.phi_cls = dict(kind=info.get("kind"), base_model=info.get("base_model"), prompt=info.get("prompt", PROMPT),
                      max_length=info["max_length"], truncation=TRUNCATION, prompt_helper="phi_cls_prompt.py",
-                     pad_token=tokenizer.pad_token, threshold=float(info.get("threshold", 0.5)),
-                     temperature_folded_into_score=float(info.get("temperature", 1.0)),
+                     pad_token=tokenizer.pad_token, threshold=decision.threshold,
+                     temperature_folded_into_score=decision.temperature,
                      pooling="last token that is not pad_token_id (right padding) == phi_cls's last real token")
     return c.phi_cls
 
@@ -206,7 +207,7 @@ def metrics_section(facts:dict, kind:str) -> str:
     metrics = facts.get("metrics", {})
     m = metrics.get(kind)
     if not m: return "No `metrics.json` was found next to the artifact, so this card has no test metrics."
-    out = [f"On the run's test split ({m.get('n', '?')} rows, threshold {m.get('threshold', 0.5)} on p(flawed)), "
+    out = [f"On the run's test split ({m.get('n', '?')} rows, threshold {m.get('threshold', THRESHOLD)} on p(flawed)), "
            "from its `metrics.json`:", "", "| metric | value |", "|---|---|"]
     out += [f"| {k}{' (flawed)' if k != 'accuracy' else ''} | {_fmt(m[k])} |" for k in METRICS if k in m]
     if "confusion_matrix" in m: out += ["", f"Confusion matrix [[tn, fp], [fn, tp]]: `{m['confusion_matrix']}`."]
@@ -356,16 +357,6 @@ def check_out(out, art:Path, overwrite:bool=False) -> Path:
                          "or overwrite=True (--overwrite) to replace it.")
     return path
 
-# %% ../nbs/09_export.ipynb #c032
-def _publish(tmp:Path, out:Path):
-    "Move the finished `tmp` folder to `out`, replacing what is there only once the new one is complete."
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}-old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old: shutil.rmtree(old, ignore_errors=True)
-
 # %% ../nbs/09_export.ipynb #c4fe7de
 def export(model:str|Path,  # artifact folder (probe/ or lora/), run folder, or artifacts.zip
            out:str|Path,  # new or empty folder to write
@@ -386,8 +377,7 @@ def export(model:str|Path,  # artifact folder (probe/ or lora/), run folder, or 
     tok = load_tokenizer(str(art))
     settings = configure(clf, tok, info)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
-    try:
+    with atomic_write(dest, folder=True) as tmp:  # beside the old folder, swapped in when complete
         clf.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         tc = tmp / "tokenizer_config.json"  # transformers does not always write padding_side; the pooling relies on it
@@ -395,8 +385,6 @@ def export(model:str|Path,  # artifact folder (probe/ or lora/), run folder, or 
         (tmp / "phi_cls_prompt.py").write_text(prompt_helper_source(settings["prompt"], settings["max_length"]))
         dtype = str(next(clf.parameters()).dtype).replace("torch.", "")
         (tmp / "README.md").write_text(model_card(info, run_facts(art), settings, dtype, dest.name))
-        _publish(tmp, dest)
-    finally: shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 # %% ../nbs/09_export.ipynb #x102

@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['CPU_4BIT_NOTE', 'ModelError', 'cpu_kind', 'resolve_device', 'resolve_precision', 'resolve_quantize',
+__all__ = ['CPU_4BIT_NOTE', 'DeviceError', 'cpu_kind', 'resolve_device', 'resolve_precision', 'resolve_quantize',
            'bitsandbytes_version', 'keep_4bit_trainable', 'kbit_gradients_ok', 'cpu_4bit_lora_error',
            'malloc_tuning_enabled', 'tune_malloc', 'chunked_causal_attention', 'register_attention']
 
 # %% ../nbs/03_hardware.ipynb #c006
-class ModelError(ValueError):
-    "The model cannot be loaded as asked; the message says why and what to do."
+class DeviceError(ValueError):
+    "This machine lacks what a setting needs (a GPU, a package); the message says what and what to do."
 
 # %% ../nbs/03_hardware.ipynb #c019
 def cpu_kind() -> str:
@@ -33,7 +33,7 @@ def resolve_device(device:str="auto") -> torch.device:
     if device == "auto": device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ModelError(f"device='{device}' but this machine has no CUDA GPU. Use device='cpu' or 'auto'.")
+            raise DeviceError(f"device='{device}' but this machine has no CUDA GPU. Use device='cpu' or 'auto'.")
         if device == "cuda": device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     return torch.device(device)
 
@@ -47,7 +47,7 @@ def resolve_quantize(quantize:str, device:torch.device) -> str:
     "`4bit` or `none`: `auto` quantizes on CUDA when bitsandbytes is installed; `4bit` on a CPU is a test mode."
     has_bnb = importlib.util.find_spec("bitsandbytes") is not None
     if quantize == "4bit" and not has_bnb:
-        raise ModelError("quantize='4bit' needs the package bitsandbytes: "
+        raise DeviceError("quantize='4bit' needs the package bitsandbytes: "
                          "pip install bitsandbytes (or the [gpu] extra), "
                          "or use quantize='none' or 'auto'.")
     if quantize == "auto": return "4bit" if device.type == "cuda" and has_bnb else "none"

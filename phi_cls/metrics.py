@@ -8,11 +8,10 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['PRED_COLUMNS', 'PRED_FILES', 'THRESHOLD', 'NOT_FITTED', 'PRECISION_TARGET', 'HEADLINE', 'BASELINES',
-           'predictions_frame', 'check_threshold', 'classification_metrics', 'ece', 'balanced_accuracy', 'softmax_t',
-           'fit_temperature', 'raw_probability', 'fit_threshold', 'precision_threshold', 'class_weights',
-           'fit_decision', 'fit_hybrid', 'bootstrap', 'headline_metrics', 'source_column', 'shortcut_baselines',
-           'baseline_metrics', 'versus_baselines', 'cross_validated_baselines', 'summary_lines']
+__all__ = ['PRED_COLUMNS', 'PRED_FILES', 'THRESHOLD', 'HEADLINE', 'BASELINES', 'predictions_frame', 'check_threshold',
+           'classification_metrics', 'ece', 'balanced_accuracy', 'class_weights', 'bootstrap', 'headline_metrics',
+           'source_column', 'shortcut_baselines', 'baseline_metrics', 'versus_baselines', 'cross_validated_baselines',
+           'summary_lines']
 
 # %% ../nbs/02_metrics.ipynb #c017
 PRED_COLUMNS = ["index", "true_label", "p(class=0)", "p(class=1)"]
@@ -57,85 +56,11 @@ def balanced_accuracy(y_true, pred) -> float:
     y, pred = np.asarray(y_true).astype(int), np.asarray(pred).astype(int)
     return float(np.mean([(pred[y == c] == c).mean() for c in np.unique(y)]))
 
-# %% ../nbs/02_metrics.ipynb #k004
-def softmax_t(logits, temperature:float=1.0) -> np.ndarray:
-    "(n, 2) probabilities softmax(logits / temperature)."
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = np.exp(z - z.max(1, keepdims=True))
-    return z / z.sum(1, keepdims=True)
-
-def _nll(logits, y, temperature:float) -> float:
-    return float(-np.log(np.clip(softmax_t(logits, temperature)[np.arange(len(y)), y], 1e-300, None)).mean())
-
-def fit_temperature(logits, y, bounds:tuple=(0.05, 20.0), steps:int=80) -> float:
-    "The temperature minimising the NLL of softmax(logits / T) on (logits, y): golden-section search over log T."
-    y, (a, b), g = np.asarray(y).astype(int), np.log(bounds), (np.sqrt(5) - 1) / 2
-    f = lambda s: _nll(logits, y, float(np.exp(s)))  # NLL is convex in 1/T, so unimodal in log T
-    for _ in range(steps):
-        c, d = b - g * (b - a), a + g * (b - a)
-        a, b = (a, d) if f(c) <= f(d) else (c, b)
-    return float(np.exp((a + b) / 2))
-
-def raw_probability(p_flawed, temperature:float) -> np.ndarray:
-    "p(flawed) before temperature scaling, from calibrated two-class p(flawed) (the log-odds are multiplied back by T)."
-    p = np.clip(np.asarray(p_flawed, dtype=np.float64), 1e-15, 1 - 1e-15)
-    return 1 / (1 + np.exp(-temperature * np.log(p / (1 - p))))
-
-# %% ../nbs/02_metrics.ipynb #k007
-_OBJECTIVES = ("none", "balanced_accuracy", "f1")
-
-def _candidates(p) -> np.ndarray:
-    u = np.unique(np.asarray(p, dtype=np.float64))
-    return np.unique(np.r_[(u[1:] + u[:-1]) / 2, THRESHOLD])  # midway between neighbours, so a cut never sits on a row
-
-def fit_threshold(p_flawed, y, objective:str="balanced_accuracy") -> float:
-    "The threshold on p(flawed) with the best `objective` (balanced_accuracy or f1) on (p_flawed, y); ties: nearest 0.5"
-    if objective not in _OBJECTIVES[1:]:
-        raise ValueError(f"objective={objective!r} is not allowed; use balanced_accuracy or f1.")
-    p, y = np.asarray(p_flawed, dtype=np.float64), np.asarray(y).astype(int)
-    score = (lambda t: balanced_accuracy(y, p >= t)) if objective == "balanced_accuracy" else (
-        lambda t: classification_metrics(y, p, float(t))["f1"])
-    cands = sorted(_candidates(p), key=lambda t: abs(t - THRESHOLD))
-    return float(max(cands, key=score))  # max keeps the first of equals: the nearest to 0.5
-
-def precision_threshold(p_flawed, y, target:float=0.9) -> float|None:
-    "The lowest threshold at which p(flawed) >= threshold is right at least `target` of the time (None if none is)."
-    p, y = np.asarray(p_flawed, dtype=np.float64), np.asarray(y).astype(int)
-    ok = [t for t in _candidates(p) if (p >= t).any() and y[p >= t].mean() >= target]
-    return float(min(ok)) if ok else None
-
 # %% ../nbs/02_metrics.ipynb #k009
-NOT_FITTED = "not fitted: no held-out validation"
-
 def class_weights(labels) -> list:
     "Inverse class frequency, n / (2 n_c), for classes 0 and 1: [1, 1] on balanced labels."
     counts = np.bincount(np.asarray(labels).astype(int), minlength=2)[:2]
     return [float(counts.sum() / (2 * c)) if c else 1.0 for c in counts]
-
-def fit_decision(logits, y, objective:str="balanced_accuracy", calibrate:bool=True) -> dict:
-    "Temperature and threshold fitted on held-out (logits, y); `logits=None` (nothing held out): T = 1, threshold 0.5."
-    if logits is None: return dict(temperature=1.0, threshold=THRESHOLD, fitted=NOT_FITTED, n_validation=0)
-    T = fit_temperature(logits, y) if calibrate else 1.0
-    t = fit_threshold(softmax_t(logits, T)[:, 1], y, objective) if objective != "none" else THRESHOLD
-    how = f"on {len(y)} validation rows: " + ("temperature by NLL" if calibrate else "temperature 1 (calibrate off)")
-    how += f", threshold for {objective}" if objective != "none" else ", threshold 0.5 (threshold_objective none)"
-    return dict(temperature=T, threshold=t, fitted=how, n_validation=len(y), objective=objective, calibrate=calibrate)
-
-# %% ../nbs/02_metrics.ipynb #k012
-from .check import combine
-
-PRECISION_TARGET = 0.9  # the classifier joins the checker only where it is right this often on validation
-
-def fit_hybrid(p_flawed, checked:pd.DataFrame, y, threshold:float=THRESHOLD,
-               precision_target:float=PRECISION_TARGET) -> dict:
-    "The `combine` rule (and its threshold) with the best balanced accuracy on validation (p_flawed, checked, y)."
-    y, options = np.asarray(y).astype(int), [(r, threshold) for r in ("classifier", "checker", "checker_or_classifier")]
-    strict = precision_threshold(p_flawed, y, precision_target)
-    if strict is not None: options.append(("checker_or_confident", strict))
-    scores = {rule: balanced_accuracy(y, combine(p_flawed, checked, t, rule)["label"]) for rule, t in options}
-    rule, t = max(options, key=lambda o: scores[o[0]])  # the first of equals: the simpler rule
-    return dict(rule=rule, threshold=float(t), validation_balanced_accuracy=scores, precision_target=precision_target,
-                n_validation=len(y))
 
 # %% ../nbs/02_metrics.ipynb #m101
 HEADLINE = ("accuracy", "balanced_accuracy", "f1", "auroc")

@@ -4,29 +4,32 @@
 
 # %% ../nbs/04_model.ipynb #c003
 from __future__ import annotations
-import contextlib, importlib.util, json, math, os, shutil, sys, warnings
+import contextlib, importlib.util, os, sys, warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .data import Collator, atomic_write
-from .hardware import (CPU_4BIT_NOTE, ModelError, cpu_4bit_lora_error, keep_4bit_trainable, kbit_gradients_ok,
+from .hardware import (CPU_4BIT_NOTE, cpu_4bit_lora_error, keep_4bit_trainable, kbit_gradients_ok,
                               register_attention, resolve_device, resolve_precision, resolve_quantize, tune_malloc)
 
 # %% auto #0
-__all__ = ['EMBEDDED', 'TINY', 'POOLINGS', 'cache_dir', 'embedded_gguf', 'embedded_dir', 'tiny_dir', 'resolve_model',
-           'load_tokenizer', 'context_length', 'backbone_signature', 'load_backbone', 'last_token_pool', 'mean_pool',
-           'decoder_layers', 'resolve_layer', 'layer_states', 'pooled_states', 'check_features', 'feature_settings',
-           'init_head', 'PhiClassifier', 'freeze', 'count_parameters', 'describe_trainable', 'autocast',
-           'forward_batch_size', 'length_batches', 'is_causal_backbone', 'batched_apply', 'extract_features',
-           'predict_logits', 'NotFiniteError', 'finite_probabilities', 'add_lora', 'quiet_peft', 'save_classifier',
-           'read_classifier_info', 'load_head', 'restore_classifier', 'check_classifier_info', 'check_artifact_files']
+__all__ = ['EMBEDDED', 'TINY', 'POOLINGS', 'ModelError', 'cache_dir', 'embedded_gguf', 'embedded_dir', 'tiny_dir',
+           'resolve_model', 'load_tokenizer', 'context_length', 'backbone_signature', 'load_backbone',
+           'last_token_pool', 'mean_pool', 'decoder_layers', 'resolve_layer', 'layer_states', 'pooled_states',
+           'check_features', 'feature_settings', 'init_head', 'PhiClassifier', 'freeze', 'count_parameters',
+           'describe_trainable', 'autocast', 'forward_batch_size', 'length_batches', 'is_causal_backbone',
+           'batched_apply', 'extract_features', 'predict_logits', 'NotFiniteError', 'finite_probabilities', 'add_lora',
+           'quiet_peft']
+
+# %% ../nbs/04_model.ipynb #m005
+class ModelError(ValueError):
+    "The model cannot be loaded as asked (a backbone or classifier is missing or broken); the message says what to do."
 
 # %% ../nbs/04_model.ipynb #c006
 EMBEDDED, TINY = "embedded", "tiny"
@@ -427,134 +430,3 @@ def quiet_peft():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         yield
-
-# %% ../nbs/04_model.ipynb #c051
-def save_classifier(clf:PhiClassifier, tokenizer, path:str|Path, meta:dict) -> Path:
-    "Write head, adapter (if any), tokenizer and `classifier.json` (with `meta`) to `path`, all at once."
-    path = Path(path)
-    with atomic_write(path, folder=True) as tmp:
-        save_file({k: v.detach().float().cpu().contiguous() for k, v in clf.head.state_dict().items()},
-                  tmp / "head.safetensors")
-        kind = "lora" if hasattr(clf.backbone, "peft_config") else "probe"
-        if kind == "lora": clf.backbone.save_pretrained(tmp / "adapter", safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        info = dict(meta, kind=kind, hidden_size=clf.head.in_features, backbone=backbone_signature(clf.backbone.config),
-                    labels={"0": "correct", "1": "flawed"}, **feature_settings(clf))
-        (tmp / "classifier.json").write_text(json.dumps(info, indent=2))
-        shutil.rmtree(path, ignore_errors=True)  # the old artifact goes only when the new one is complete
-    return path
-
-def read_classifier_info(path:str|Path) -> dict:
-    "The `classifier.json` of an artifact folder, checked to be there and readable."
-    file = Path(path) / "classifier.json"
-    try: return check_classifier_info(json.loads(file.read_text()), file)
-    except FileNotFoundError:
-        raise ModelError(f"{path} is not a classifier artifact (no classifier.json). "
-                         "Pass a run's probe/ or lora/ folder.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{file} is corrupted ({e}). Copy the artifact again or retrain.") from None
-
-# %% ../nbs/04_model.ipynb #c1b421f
-def load_head(path:str|Path) -> nn.Linear:
-    "The saved linear head (safetensors only)."
-    file = Path(path) / "head.safetensors"
-    if not file.exists():
-        raise ModelError(f"{path} is incomplete: head.safetensors is missing. Copy the artifact again or retrain.")
-    try: sd = load_file(file)
-    except Exception as e:
-        raise ModelError(f"{file} is incomplete or corrupted ({e}). Copy the artifact again or retrain.") from None
-    # a bias: saved before heads were bias-free
-    head = nn.Linear(sd["weight"].shape[1], sd["weight"].shape[0], bias="bias" in sd)
-    head.load_state_dict(sd)
-    return head
-
-# %% ../nbs/04_model.ipynb #ca6b894
-def restore_classifier(path:str|Path, backbone) -> PhiClassifier:
-    ("A saved classifier on a freshly loaded base `backbone` (adapter applied for LoRA), "
-     "after checking they belong together.")
-    path, info = check_artifact_files(path), read_classifier_info(path)
-    expected, found = info.get("backbone"), backbone_signature(backbone.config)
-    if expected and expected != found:
-        raise ModelError(f"{path} was trained on a different backbone ({expected}) than the one given ({found}). "
-                         f"Load it with its own base model, '{info.get('base_model')}'.")
-    head = load_head(path)
-    if head.in_features != backbone.config.hidden_size:
-        raise ModelError(f"{path / 'head.safetensors'} reads {head.in_features} features, "
-                         f"but the backbone gives {backbone.config.hidden_size}. Copy the artifact again or retrain.")
-    if info.get("kind") == "lora":
-        from peft import PeftModel
-        if not (path / "adapter" / "adapter_model.safetensors").exists():
-            raise ModelError(f"{path} is incomplete: adapter/adapter_model.safetensors is missing. "
-                             "Copy the artifact again or retrain.")
-        try:
-            with quiet_peft(): backbone = PeftModel.from_pretrained(backbone, path / "adapter")
-        except Exception as e:
-            raise ModelError(f"{path / 'adapter'} could not be loaded ({str(e).splitlines()[0]}): "
-                             "incomplete or corrupted?") from None
-    return PhiClassifier(freeze(backbone), head, info.get("layer"), info.get("pooling", "last")).eval()
-
-# %% ../nbs/04_model.ipynb #c052b
-def _number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-def _positive_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-_INFO_FIELDS = {  # field: (required, check, what it must be)
-    "kind": (True, lambda v: v in ("probe", "lora"), "'probe' or 'lora'"),
-    "base_model": (True, lambda v: isinstance(v, str) and v.strip() != "",
-                   "the backbone's hub id or folder (a string)"),
-    "max_length": (True, lambda v: _positive_int(v) and v <= 131072,
-                   "a positive integer (tokens per example, at most 131072)"),
-    "backbone": (True, lambda v: isinstance(v, dict) and isinstance(v.get("model_type"), str)
-                 and all(_positive_int(v.get(k)) for k in ("hidden_size", "num_hidden_layers", "vocab_size")),
-                 "the backbone signature {model_type, hidden_size, num_hidden_layers, vocab_size}"),
-    "hidden_size": (False, _positive_int, "a positive integer"),
-    "precision": (False, lambda v: v in ("auto", "bf16", "fp32"), "'auto', 'bf16' or 'fp32'"),
-    "batch_size": (False, lambda v: v is None or _positive_int(v), "a positive integer or null"),
-    "prompt": (False, lambda v: isinstance(v, str), "a string"),
-    # written by training since calibration and probe levers (older artifacts lack them); other fields are ignored
-    "threshold": (False, lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1"),
-    "temperature": (False, lambda v: _number(v) and 0 < v <= 1e6, "a positive number"),
-    "decision": (False, lambda v: isinstance(v, dict), "a JSON object"),
-    "layer": (False, lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
-              "a layer index (an integer) or null"),
-    "pooling": (False, lambda v: v in ("last", "mean"), "'last' or 'mean'"),
-}
-
-def check_classifier_info(info, file) -> dict:
-    "`info` if the fields loading needs are there with the right types; else `ModelError` naming `file` and the field."
-    fix = "The file was edited or damaged: copy the artifact again or retrain."
-    if not isinstance(info, dict): raise ModelError(f"{file} is not a JSON object. {fix}")
-    for name, (required, ok, want) in _INFO_FIELDS.items():
-        if name not in info:
-            if required: raise ModelError(f"{file} has no field '{name}' ({want}). {fix}")
-        elif not ok(info[name]): raise ModelError(f"{file}: field '{name}' is {info[name]!r}; it must be {want}. {fix}")
-    return info
-
-# %% ../nbs/04_model.ipynb #c052d
-_CODE_FILES = {".py", ".pyc", ".pyo", ".pyd", ".so", ".dll", ".dylib", ".sh"}
-_PICKLE_FILES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".h5", ".msgpack",
-                 ".onnx", ".gguf"}
-
-def _has_auto_map(file:Path) -> bool:
-    raw = file.read_bytes()
-    if b'"auto_map"' not in raw: return False
-    try: data = json.loads(raw)
-    except ValueError: return False  # not JSON: transformers cannot read it either
-    return isinstance(data, dict) and "auto_map" in data
-
-def check_artifact_files(path:str|Path) -> Path:
-    ("`path` if its files are data only (safetensors, JSON, tokenizer text); "
-     "`ModelError` for code, pickle weights or `auto_map`.")
-    path, use = Path(path), ("Use an artifact written by phi-cls train; "
-                             "phi_cls never runs code that comes with an artifact.")
-    for f in sorted(path.rglob("*")):
-        rel, suffix = f.relative_to(path), f.suffix.lower()
-        if suffix in _CODE_FILES:
-            raise ModelError(f"{path} holds a code file ({rel}): "
-                             f"a classifier artifact holds only weights and JSON. {use}")
-        if suffix in _PICKLE_FILES:
-            raise ModelError(f"{path} holds {rel}, a weights format that can run code when it is loaded (pickle); "
-                             f"phi_cls loads only .safetensors. {use}")
-        if suffix == ".json" and f.is_file() and _has_auto_map(f):
-            raise ModelError(f"{f} has an 'auto_map', which asks transformers to run custom code from the artifact. "
-                             f"{use}")
-    return path

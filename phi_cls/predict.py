@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_predict.ipynb #c003
 from __future__ import annotations
-import atexit, contextlib, importlib.util, os, shutil, sys, tempfile, zipfile
+import contextlib, importlib.util, os, sys
 from pathlib import Path
 
 import numpy as np
@@ -13,92 +13,17 @@ import torch
 from datasets import Dataset
 
 from .data import DataError, PromptEncoder, TableWriter, iter_table, validate_frame
-from .check import HYBRID_COLUMNS, check_frame, checker_flagged, combine
-from .metrics import THRESHOLD, check_threshold, classification_metrics
-from .hardware import ModelError, resolve_device, resolve_precision
-from .model import (check_artifact_files, finite_probabilities, forward_batch_size, load_backbone,
-                           load_tokenizer,
-                           read_classifier_info, restore_classifier)
+from .check import check_frame
+from .decide import HYBRID_COLUMNS, Decision, checker_flagged, combine
+from .metrics import check_threshold, classification_metrics
+from .hardware import resolve_device, resolve_precision
+from .model import finite_probabilities, forward_batch_size, load_backbone, load_tokenizer
+from .artifact import check_artifact_files, find_artifact, read_classifier_info, restore_classifier
 from .workers import WorkerPool, choose_workers, model_bytes, pooled_features, workers_can_pool
 from .config import parse_workers
 
 # %% auto #0
-__all__ = ['MAX_ZIP_BYTES', 'MAX_ZIP_ENTRIES', 'MAX_ZIP_RATIO', 'find_artifact', 'check_zip', 'extract_zip', 'Classifier',
-           'load_classifier', 'check_output_path', 'predict_file', 'check_file']
-
-# %% ../nbs/08_predict.ipynb #c006
-def _unzip(path:Path) -> Path:
-    dest = Path(tempfile.mkdtemp(prefix="phi_cls-"))
-    atexit.register(shutil.rmtree, dest, ignore_errors=True)
-    try: extract_zip(path, dest)
-    except BaseException as e:
-        shutil.rmtree(dest, ignore_errors=True)
-        if isinstance(e, (zipfile.BadZipFile, EOFError, NotImplementedError, zlib.error)):
-            raise ModelError(f"{path} is not a readable zip file (truncated or corrupted?). "
-                             "Download or copy it again.") from None
-        raise
-    return dest
-
-def find_artifact(path:str|Path, kind:str|None=None) -> Path:
-    "The artifact folder (with classifier.json) in an artifact folder, run folder or zip; `kind` = probe | lora."
-    path = Path(path).expanduser()
-    if not path.exists(): raise ModelError(f"classifier '{path}' does not exist. Pass a run's probe/ or lora/ folder, "
-                                           "the run folder, or its artifacts.zip.")
-    root = _unzip(path) if path.is_file() else path
-    if (root / "classifier.json").exists():
-        found = read_classifier_info(root).get("kind")
-        if kind and kind != found: raise ModelError(f"{path} holds a {found} classifier, not {kind}.")
-        return root
-    kinds = [k for k in ("lora", "probe") if (root / k / "classifier.json").exists()]
-    if not kinds: raise ModelError(f"{path} holds no trained classifier (no classifier.json in it, or in probe/ or "
-                                   "lora/).")
-    if kind and kind not in kinds: raise ModelError(f"{path} has no {kind} classifier; it has {', '.join(kinds)}.")
-    return root / (kind or kinds[0])
-
-# %% ../nbs/08_predict.ipynb #c006b
-import zlib
-from pathlib import PurePosixPath, PureWindowsPath
-
-MAX_ZIP_BYTES = 2 * 2**30  # extracted size of a whole zip
-MAX_ZIP_ENTRIES = 10_000   # files and folders in it (a run's zip holds a few dozen)
-MAX_ZIP_RATIO = 200        # how much one entry over 1 MiB may expand (weights and tokenizers: under 10-fold)
-
-def _zip_refuse(path, why:str):
-    raise ModelError(f"{path} {why}; a phi_cls artifact never does, so it is not extracted. Use the artifacts.zip a "
-                     "run wrote.")
-
-def check_zip(path, z:zipfile.ZipFile) -> list:
-    ("The entries of `z` if their count, declared sizes, expansion and names are within the limits above; "
-     "`ModelError` otherwise.")
-    infos = z.infolist()
-    if len(infos) > MAX_ZIP_ENTRIES: _zip_refuse(path, f"has {len(infos):,} entries, more than {MAX_ZIP_ENTRIES:,}")
-    total = sum(i.file_size for i in infos)
-    if total > MAX_ZIP_BYTES: _zip_refuse(path, f"would expand to {total / 2**20:,.1f} MiB, more than "
-                                                f"{MAX_ZIP_BYTES / 2**20:,.1f} MiB")
-    for i in infos:
-        name = PurePosixPath(i.filename.replace("\\", "/"))
-        if name.is_absolute() or ".." in name.parts or PureWindowsPath(i.filename).drive:
-            _zip_refuse(path, f"has an entry named {i.filename!r}, which points outside the folder it is extracted to")
-        if i.file_size > 2**20 and i.file_size > MAX_ZIP_RATIO * max(i.compress_size, 1):
-            _zip_refuse(path, f"has an entry {i.filename!r} that expands "
-                              f"{i.file_size / max(i.compress_size, 1):,.0f}-fold, more than {MAX_ZIP_RATIO}-fold")
-    return infos
-
-def extract_zip(path, dest:Path) -> Path:
-    "Extract the zip at `path` into `dest` after `check_zip`, counting the bytes written against `MAX_ZIP_BYTES`."
-    written = 0
-    with zipfile.ZipFile(path) as z:
-        for info in check_zip(path, z):
-            target = dest / info.filename
-            if info.is_dir(): target.mkdir(parents=True, exist_ok=True); continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with z.open(info) as src, open(target, "wb") as out:
-                while chunk := src.read(1 << 20):
-                    written += len(chunk)
-                    if written > MAX_ZIP_BYTES:
-                        _zip_refuse(path, f"expands to more than {MAX_ZIP_BYTES / 2**20:,.1f} MiB")
-                    out.write(chunk)
-    return dest
+__all__ = ['Classifier', 'load_classifier', 'check_output_path', 'predict_file', 'check_file']
 
 # %% ../nbs/08_predict.ipynb #c008
 def _texts(questions, solutions) -> tuple:
@@ -122,10 +47,7 @@ class Classifier:
                  workers="auto", base_model:str|None=None):
         self.clf, self.tokenizer, self.info, self.precision = clf, tokenizer, info, precision
         self.batch_size, self.path = batch_size, path
-        # fitted on validation
-        self.temperature, self.threshold = float(info.get("temperature", 1.0)), float(info.get("threshold", THRESHOLD))
-        self.hybrid = info.get("decision", {}).get("hybrid", dict(rule="checker_or_classifier",
-                                                                  threshold=self.threshold))
+        self.decision = Decision.from_artifact(info)  # fitted on validation by the run
         self.workers, self.base_model = parse_workers(workers), base_model or info["base_model"]
         self._pool, self._in_job = None, False
         self.encoder = PromptEncoder(tokenizer, info["max_length"])
@@ -142,6 +64,11 @@ class Classifier:
         logits = self.logits(ds, batch_size or self.batch_size, progress)  # in the worker processes when there are any
         return finite_probabilities(torch.softmax(logits.double() / (self.temperature if calibrated else 1.0),
                                                   -1).numpy(), "predicting")
+
+    @property
+    def temperature(self) -> float: return self.decision.temperature
+    @property
+    def threshold(self) -> float: return self.decision.threshold
 
     def predict(self, questions, solutions=None, threshold:float|None=None, **kwargs) -> np.ndarray:
         "Labels: 1 (flawed) where p(flawed) >= `threshold` (default: the artifact's fitted threshold), else 0."
@@ -214,16 +141,15 @@ def _predict_frame(self:Classifier, df:pd.DataFrame, threshold:float|None=None, 
                    source:str="input") -> pd.DataFrame:
     ("Prediction rows for a DataFrame with question, solution (and optional index, label) columns; `threshold=None`: "
      "the artifact's.")
-    # a given threshold wins
-    rule = self.hybrid if threshold is None else dict(self.hybrid, threshold=check_threshold(threshold))
-    threshold = self.threshold if threshold is None else threshold
+    decision = self.decision.with_threshold(threshold)  # a given threshold wins
     df = validate_frame(df, source, label_required=False)
     probs = self.predict_proba(df["question"].tolist(), df["solution"].tolist(), batch_size=batch_size)
     out = pd.DataFrame({"index": df["index"].to_numpy(), "p(class=0)": probs[:, 0], "p(class=1)": probs[:, 1],
-                        "label": (probs[:, 1] >= threshold).astype(int)})
+                        "label": (probs[:, 1] >= decision.threshold).astype(int)})
     if "label" in df: out["true_label"] = df["label"].to_numpy()
     if checker:
-        hybrid = combine(probs[:, 1], check_frame(df[["index", "solution"]]), rule["threshold"], rule["rule"])
+        rule = decision.hybrid
+        hybrid = combine(probs[:, 1], check_frame(df[["index", "solution"]]), rule.threshold, rule.rule)
         out = out.drop(columns="label").join(hybrid)
         first = ["index", "p(class=0)", "p(class=1)", "label"] + (["true_label"] if "true_label" in out else [])
         out = out[first + HYBRID_COLUMNS[1:]]

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
-from .check import checker_flagged
+from .decide import checker_flagged, raw_probability
 from .data import DataError, read_table, table_path, validate_frame, write_json
 from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, check_threshold, classification_metrics, ece,
-                             headline_metrics, cross_validated_baselines, raw_probability, versus_baselines)
+                             headline_metrics, cross_validated_baselines, versus_baselines)
 
 
 # %% auto #0

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .check import Explanation, combine, explain_solution, explanations_frame
+from .check import Explanation, explain_solution, explanations_frame
+from .decide import combine
 from .data import DataError
 from .metrics import check_threshold
 from .predict import Classifier, load_classifier, predict_file
@@ -36,11 +37,11 @@ def classify_one(clf:Classifier, question:str, solution:str, checker:bool=True, 
     # threshold=None: the artifact's fitted threshold and hybrid rule
     missing = [name for name, text in (("problem", question), ("solution", solution)) if not (text or "").strip()]
     if missing: return dict(error=f"Enter the {' and the '.join(missing)} first.")
-    rule = clf.hybrid if threshold is None else dict(clf.hybrid, threshold=check_threshold(threshold))
-    if not checker: rule = dict(rule="classifier", threshold=clf.threshold if threshold is None else threshold)
+    d = clf.decision.with_threshold(threshold)
+    rule, cut = (d.hybrid.rule, d.hybrid.threshold) if checker else ("classifier", d.threshold)
     p = float(clf.predict_proba([question], [solution])[0, 1])
     ex = explain_solution(solution) if checker else None  # once: findings and the row combine reads
-    decision = combine([p], explanations_frame([ex]) if ex else None, rule["threshold"], rule["rule"]).iloc[0]
+    decision = combine([p], explanations_frame([ex]) if ex else None, cut, rule).iloc[0]
     findings = ex.findings if ex else []
     cut = clf.encoder([question], [solution])["truncated"][0]
     note = (f"The prompt is longer than the model reads ({clf.encoder.max_length} tokens): the classifier saw the "

@@ -4,282 +4,52 @@
 
 # %% ../nbs/07_train.ipynb #c003
 from __future__ import annotations
-import contextlib, datetime, hashlib, importlib.util, json, os, platform, shutil, signal, threading, time
+import contextlib, json, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import set_seed
 
 from .config import ConfigError, TrainConfig
-from .data import (PROMPT, Collator, PromptEncoder, WriteError, is_write_failure, load_data, tokenize,
-                          training_splits,
-                          write_csv, write_error, write_json, zip_run)
-from .check import check_frame, combine
-from .metrics import (PRED_FILES, baseline_metrics, classification_metrics, headline_metrics, predictions_frame,
-                             shortcut_baselines, summary_lines, versus_baselines)
-from .metrics import NOT_FITTED, class_weights, ece, fit_decision, fit_hybrid, softmax_t
-from .hardware import (CPU_4BIT_NOTE, bitsandbytes_version, cpu_4bit_lora_error, cpu_kind, kbit_gradients_ok,
-                              malloc_tuning_enabled, resolve_device, resolve_precision, resolve_quantize)
-from .model import (PhiClassifier, add_lora, context_length, describe_trainable, forward_batch_size, freeze,
-                           load_backbone,
-                           load_tokenizer, save_classifier)
-from .workers import (WorkerPool, choose_workers, model_bytes, pooled_features, shard_rows, unshard,
-                             workers_can_pool)
-from .model import decoder_layers, feature_settings, resolve_layer
-
+from .data import (PROMPT, Collator, PromptEncoder, load_data, tokenize, training_splits, write_csv, write_json,
+                          zip_run)
+from .check import check_frame
+from .metrics import (PRED_FILES, baseline_metrics, classification_metrics, ece, headline_metrics,
+                             predictions_frame, shortcut_baselines, summary_lines, versus_baselines)
+from .decide import Decision, checker_flagged, combine, fit_decision
+from .model import (PhiClassifier, add_lora, context_length, decoder_layers, describe_trainable,
+                           feature_settings, finite_probabilities, freeze, load_backbone, load_tokenizer, resolve_layer)
+from .artifact import save_classifier
+from .workers import pooled_features, workers_can_pool
+from .runs import (RunCard, check_same_data, data_fingerprint, first_process, last_checkpoint, previous_run,
+                          run_folder, say)
+from .trainer import (ClassifierTrainer, FeatureDataset, Resolved, best_epoch, eval_accuracy, finish_distributed,
+                             inference_pool, init_distributed, loss_weights, resolve, sharded, trainable_state_dict,
+                             training_args)
 
 # %% auto #0
-__all__ = ['world', 'first_process', 'Resolved', 'resolve', 'trainable_state_dict', 'ClassifierTrainer', 'FeatureDataset',
-           'training_args', 'finite_loss', 'load_checkpoint_weights', 'loss_weights', 'best_epoch', 'init_distributed',
-           'finish_distributed', 'sharded', 'inference_pool', 'probe_scaling', 'standardize', 'fold_standardization',
-           'ExperimentResult', 'say', 'train_probe', 'fit_probe', 'candidate_layers', 'probe_layers',
-           'validation_metrics', 'select_layer', 'lora_trainer', 'train_lora', 'git_commit', 'data_fingerprint',
-           'package_versions', 'fit_decisions', 'decision_metrics', 'prepare_data', 'hybrid_results', 'run_baselines',
-           'last_checkpoint', 'previous_run', 'check_same_data', 'check_max_length', 'RunLock', 'Interrupted',
-           'stop_on_signals', 'run_files', 'inspect_run_folder', 'prepare_run_folder', 'run']
-
-# %% ../nbs/07_train.ipynb #c009
-def world() -> tuple:
-    "(rank, number of processes) under torchrun or accelerate launch; (0, 1) for a plain run."
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-def first_process() -> bool:
-    "True in the process that prints and writes files (rank 0, or a plain run)."
-    return world()[0] == 0
-
-# %% ../nbs/07_train.ipynb #c036
-@dataclass(frozen=True)
-class Resolved:
-    "What this machine does for a config's `auto` settings (recorded in the run's config.json and run.json)."
-    device: str
-    precision: str
-    quantize: str
-    optim: str
-    cpu_kind: str|None
-    gpu: str|None
-    effective_batch: int
-    micro_batch_size: int
-    accumulation_steps: int
-    processes: int
-    eval_batch_size: int
-    cpu_malloc: str|None
-    bitsandbytes: str|None  # its version, when 4-bit or an 8-bit optimizer uses it
-    note: str|None  # a caveat to record with the results (4-bit on a CPU)
-
-# %% ../nbs/07_train.ipynb #2ad41151
-def resolve(cfg:TrainConfig) -> Resolved:
-    "The concrete device, precision, quantization, optimizer and batching this machine uses for `cfg`."
-    device, (_, size) = resolve_device(cfg.device), world()
-    quantize, precision = resolve_quantize(cfg.quantize, device), resolve_precision(cfg.precision, device)
-    optim = cfg.optim
-    if optim == "auto": optim = "paged_adamw_8bit" if device.type == "cuda" and quantize == "4bit" else "adamw_torch"
-    if "8bit" in optim and not importlib.util.find_spec("bitsandbytes"):
-        raise ConfigError(f"optim={optim!r} needs the package bitsandbytes: pip install bitsandbytes, "
-                          "or use optim='adamw_torch' (or auto).")
-    cpu_4bit = quantize == "4bit" and device.type == "cpu"
-    if cpu_4bit and "lora" in cfg.modes and not kbit_gradients_ok():
-        raise ConfigError(f"mode={cfg.mode!r}: {cpu_4bit_lora_error()}")
-    effective = cfg.batch_size * cfg.grad_accum
-    micro = cfg.micro_batch_size or (min(cfg.batch_size, 2) if device.type == "cpu" else cfg.batch_size)
-    if effective % (micro * size):
-        raise ConfigError(f"micro_batch_size={micro} on {size} process(es) does not divide the effective batch "
-                          f"batch_size x grad_accum = {effective}; pick a micro_batch_size that divides "
-                          f"{effective // size}.")
-    return Resolved(device=str(device), precision=precision, quantize=quantize, optim=optim,
-                cpu_kind=cpu_kind() if device.type == "cpu" else None,
-                gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                effective_batch=effective, micro_batch_size=micro, accumulation_steps=effective // (micro * size),
-                processes=size,
-                eval_batch_size=forward_batch_size(device, cfg.eval_batch_size),
-                cpu_malloc=("tuned" if malloc_tuning_enabled() else "default") if device.type == "cpu" else None,
-                bitsandbytes=bitsandbytes_version() if quantize == "4bit" or "8bit" in optim else None,
-                note=CPU_4BIT_NOTE if cpu_4bit else None)
-
-# %% ../nbs/07_train.ipynb #c012
-def trainable_state_dict(model:torch.nn.Module) -> dict:
-    "The parameters that train (LoRA and head), detached on the CPU."
-    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-
-# %% ../nbs/07_train.ipynb #905707ad
-class _TrainableCheckpoints:
-    "Trainer checkpoints of the trainable weights only (LoRA and head), as safetensors."
-    def _save(self, output_dir=None, state_dict=None):
-        if not self.args.should_save: return
-        out = Path(output_dir or self.args.output_dir); out.mkdir(parents=True, exist_ok=True)
-        save_file(trainable_state_dict(self.accelerator.unwrap_model(self.model)), out / "model.safetensors")
-
-    def _save_checkpoint(self, model, trial):
-        try: return super()._save_checkpoint(model, trial)
-        except Exception as e:  # a full disk shows up as "RuntimeError: [enforce fail ...]" from torch.save
-            if isinstance(e, WriteError) or not is_write_failure(e): raise
-            raise write_error(Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}", e) from None
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        model = model or self.model
-        state = load_checkpoint_weights(resume_from_checkpoint)
-        missing = set(trainable_state_dict(model)) - set(state)
-        if missing: raise ValueError(f"checkpoint {resume_from_checkpoint} lacks {len(missing)} trainable weights, "
-                                     f"e.g. {sorted(missing)[:3]}")
-        extra = set(state) - set(trainable_state_dict(model))  # e.g. head.bias, from a phi_cls whose heads had one
-        if extra: raise ValueError(f"checkpoint {resume_from_checkpoint} holds weights this model does not train, e.g. "
-                                   f"{sorted(extra)[:3]}: it was written by another phi_cls version. Start the run "
-                                   "again without --resume.")
-        model.load_state_dict(state, strict=False)
-
-    # our safetensors, trainable weights
-    def _load_best_model(self): self._load_from_checkpoint(self.state.best_model_checkpoint)
-
-# %% ../nbs/07_train.ipynb #5496ab72
-class ClassifierTrainer(_TrainableCheckpoints, Trainer):
-    "A Trainer whose checkpoints hold only the trainable weights, as safetensors, and which keeps every step's loss."
-    def __init__(self, *args, class_weights:list|None=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.class_weights = class_weights  # loss weight per class; None: the model's own (unweighted) loss
-        self.step_losses = {}  # optimizer step -> losses of its micro-batches (for the loss curve; not printed)
-
-    def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
-        if self.class_weights is None:
-            result = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
-        else:
-            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
-            w = torch.tensor(self.class_weights, device=outputs.logits.device)
-            loss = F.cross_entropy(outputs.logits.float(), inputs["labels"].to(w.device), weight=w)
-            result = (loss, outputs) if return_outputs else loss
-        if model.training:
-            loss = result[0] if return_outputs else result
-            self.step_losses.setdefault(self.state.global_step + 1, []).append(finite_loss(self, loss))
-        return result
-
-    def training_log(self) -> list:
-        "The Trainer's log history plus the mean loss of every optimizer step (`step_loss`)."
-        return self.state.log_history + [{"step": s, "step_loss": sum(v) / len(v)}
-                                         for s, v in sorted(self.step_losses.items())]
-
-# %% ../nbs/07_train.ipynb #4edc1fcf
-class FeatureDataset(torch.utils.data.Dataset):
-    "Precomputed features with their labels, as the Trainer wants rows."
-    def __init__(self, features:torch.Tensor, labels): self.features, self.labels = features, list(labels)
-    def __len__(self): return len(self.labels)
-    def __getitem__(self, i): return {"features": self.features[i], "labels": self.labels[i]}
-
-def _accuracy(pred) -> dict: return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
-
-def training_args(cfg:TrainConfig, output_dir:Path, res:Resolved, precision:str, evaluate:bool,
-                  by_length:bool) -> TrainingArguments:
-    "TrainingArguments for one experiment: the recipe's schedule on this machine's device and precision."
-    return TrainingArguments(
-        output_dir=str(output_dir), num_train_epochs=cfg.epochs, per_device_train_batch_size=res.micro_batch_size,
-        per_device_eval_batch_size=res.eval_batch_size, gradient_accumulation_steps=res.accumulation_steps,
-        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay, optim=res.optim, bf16=precision == "bf16", use_cpu=res.device == "cpu",
-        logging_steps=cfg.logging_steps, logging_first_step=True, save_strategy="epoch",
-        save_total_limit=cfg.save_total_limit,
-        eval_strategy="epoch" if evaluate else "no", load_best_model_at_end=evaluate, metric_for_best_model="eval_loss",
-        greater_is_better=False, seed=cfg.seed, data_seed=cfg.seed, report_to="none",
-        train_sampling_strategy="group_by_length" if by_length else "random", length_column_name="length",
-        disable_tqdm=not cfg.progress, dataloader_pin_memory=False, ddp_find_unused_parameters=False)
-
-# %% ../nbs/07_train.ipynb #c012a
-import math
-from .model import NotFiniteError, finite_probabilities
-
-def finite_loss(trainer:Trainer, loss:torch.Tensor) -> float:
-    "The loss as a float, or `NotFiniteError` naming the experiment, step and epoch where training diverged."
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        raise NotFiniteError(f"{Path(trainer.args.output_dir).name}: the training loss is {value} at step "
-                             f"{trainer.state.global_step + 1} (epoch {trainer.state.epoch or 0:.2f}): training "
-                             "diverged. Lower learning_rate, use precision='fp32', or check the data.")
-    return value
-
-def load_checkpoint_weights(checkpoint) -> dict:
-    "The weights of a Trainer checkpoint, or `ValueError` naming the file when it is truncated or corrupted."
-    file = Path(checkpoint) / "model.safetensors"
-    try: return load_file(file)
-    except Exception as e:
-        raise ValueError(f"checkpoint {file} is incomplete or corrupted ({type(e).__name__}: {e}). Delete "
-                         f"{Path(checkpoint).name} to resume from an earlier checkpoint, or start the run again "
-                         "without resume.") from None
-
-# %% ../nbs/07_train.ipynb #t002
-def loss_weights(cfg:TrainConfig, labels) -> list|None:
-    ("Per-class loss weights for `cfg.class_weight`: inverse class frequency of `labels` with auto; None when all are "
-     "1 (balanced).")
-    if cfg.class_weight == "none": return None
-    w = class_weights(labels)
-    return None if all(abs(x - 1) < 1e-9 for x in w) else w
-
-def best_epoch(state) -> dict|None:
-    "The epoch, step and validation loss of the checkpoint the Trainer kept as best (None without evaluation)."
-    if not state.best_model_checkpoint: return None
-    step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[1])
-    ev = [e for e in state.log_history if "eval_loss" in e and e.get("step") == step]
-    return dict(epoch=ev[-1]["epoch"] if ev else None, step=step, eval_loss=state.best_metric)
-
-# %% ../nbs/07_train.ipynb #c014
-def init_distributed(device:str) -> bool:
-    ("Join the process group (gloo on CPU, nccl on GPU) when launched with several processes; True if this call "
-     "created it.")
-    import torch.distributed as dist
-    if world()[1] == 1 or dist.is_initialized(): return False
-    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return True
-
-def finish_distributed(created:bool, ok:bool=True):
-    ("Leave a process group that `init_distributed` created: wait for every process when all went well, then tear it "
-     "down.")
-    import torch.distributed as dist
-    if not (created and dist.is_initialized()): return
-    if ok: dist.barrier()  # the first process may still be writing files; no process exits while others communicate
-    dist.destroy_process_group()
-
-def sharded(fn, ds, batch_size:int=1) -> torch.Tensor:
-    ("`fn(dataset) -> tensor` on this process's share of `ds` (whole length-sorted batches: `shard_rows`), gathered "
-     "in row order.")
-    rank, size = world()
-    if size == 1: return fn(ds)
-    import torch.distributed as dist
-    parts = shard_rows(ds["length"], batch_size, size)
-    mine = fn(ds.select(parts[rank].tolist())) if len(parts[rank]) else None
-    gathered = [None] * size
-    dist.all_gather_object(gathered, mine)
-    return unshard(parts, gathered)
-
-# %% ../nbs/07_train.ipynb #c015b
-@contextlib.contextmanager
-def inference_pool(cfg:TrainConfig, res:Resolved, backbone, rows:int, job:str, **spec):
-    "(pool, decision) for one inference `job`: workers as `cfg.workers` and the machine decide, or None (this process)."
-    n, why = choose_workers(cfg.workers, res.device, rows, model_bytes(backbone))
-    used = dict(processes=n, why=why)
-    if n == 1:
-        yield None, used
-        return
-    say(f"phi_cls: {job} in {n} single-thread processes ({why})")
-    spec = dict(model=cfg.model, precision=res.precision, attn_implementation=cfg.attn_implementation, **spec)
-    with WorkerPool(spec, n) as pool: yield pool, used
+__all__ = ['ExperimentResult', 'train_probe', 'candidate_layers', 'lora_trainer', 'train_lora', 'prepare_data', 'run']
 
 # %% ../nbs/07_train.ipynb #c020
 @torch.no_grad()
-def probe_scaling(train:torch.Tensor) -> tuple:
-    ("(s, u, k) for `standardize` from the training features: per-feature std `s`, unit mean direction `u` of x/s, "
+def _probe_scaling(train:torch.Tensor) -> tuple:
+    ("(s, u, k) for `_standardize` from the training features: per-feature std `s`, unit mean direction `u` of x/s, "
      "shrink `k`.")
     s = train.std(0).clamp_min(1e-6)
     m = (train / s).mean(0)
     n = m.norm()
     return s, m / n.clamp_min(1e-12), float((1 - 1 / n).clamp_min(0))  # k = 0 when the mean is already short
 
-def standardize(x:torch.Tensor, s:torch.Tensor, u:torch.Tensor, k:float) -> torch.Tensor:
+def _standardize(x:torch.Tensor, s:torch.Tensor, u:torch.Tensor, k:float) -> torch.Tensor:
     "x / s with its component along `u` scaled by 1 - k: on the training rows, unit spread and mean `u`."
     z = x / s
     return z - k * (z @ u)[:, None] * u
 
 @torch.no_grad()
-def fold_standardization(head:torch.nn.Linear, s:torch.Tensor, u:torch.Tensor, k:float) -> torch.nn.Linear:
+def _fold_standardization(head:torch.nn.Linear, s:torch.Tensor, u:torch.Tensor, k:float) -> torch.nn.Linear:
     "Turn a bias-free head trained on `standardize(x, s, u, k)` into the same bias-free head on x, in place."
     s, u = s.to(head.weight), u.to(head.weight)
     head.weight.sub_(k * torch.outer(head.weight @ u, u)).div_(s)
@@ -306,17 +76,13 @@ class ExperimentResult:
 def _softmax(logits:torch.Tensor) -> np.ndarray:
     return finite_probabilities(torch.softmax(logits.float(), -1).numpy(), "predicting the test set")
 
-def say(*args):
-    "print, on the first process only."
-    if first_process(): print(*args)
-
 # %% ../nbs/07_train.ipynb #3c7ae37a
 def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved,
                 resume_from:str|None=None) -> ExperimentResult:
     ("Freeze the backbone, extract features once (of every candidate layer for `probe_layer='best'`), train the head "
      "on them, predict the test set.")
     set_seed(cfg.seed)
-    clf = PhiClassifier(freeze(backbone), layer=probe_layers(cfg.probe_layer, backbone), pooling=cfg.pooling)
+    clf = PhiClassifier(freeze(backbone), layer=_probe_layers(cfg.probe_layer, backbone), pooling=cfg.pooling)
     say("probe:", describe_trainable(clf))
     pad, start, show, bs = tok.pad_token_id, time.perf_counter(), cfg.progress and first_process(), res.eval_batch_size
     splits = {k: ds for k, ds in data.items() if ds is not None}
@@ -327,8 +93,8 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolve
         raw = {k: sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res.precision, show), ds, bs)
                for k, ds in splits.items()}
     feature_seconds = time.perf_counter() - start
-    if isinstance(clf.layer, tuple): clf, raw, trainer, details = select_layer(cfg, clf, raw, data, out, res)
-    else: trainer, details = fit_probe(cfg, clf, raw, data, out / "checkpoints" / "probe", res,
+    if isinstance(clf.layer, tuple): clf, raw, trainer, details = _select_layer(cfg, clf, raw, data, out, res)
+    else: trainer, details = _fit_probe(cfg, clf, raw, data, out / "checkpoints" / "probe", res,
                                        resume_from), feature_settings(clf)
     with torch.no_grad():
         logits = {k: clf(features=f.to(clf.head.weight.device)).logits.float().cpu() for k, f in raw.items()
@@ -340,21 +106,21 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolve
                 best_epoch=best_epoch(trainer.state))
 
 # %% ../nbs/07_train.ipynb #48d2b46d
-def fit_probe(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, output_dir:Path, res:Resolved,
+def _fit_probe(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, output_dir:Path, res:Resolved,
               resume_from:str|None=None) -> ClassifierTrainer:
     ("Train `clf`'s head on standardized features `raw` (per split), then fold the standardization into it; the "
      "Trainer comes back.")
-    scaling = probe_scaling(raw["train"])
-    feats = {k: standardize(f, *scaling) for k, f in raw.items()}  # the head trains on standardized features
+    scaling = _probe_scaling(raw["train"])
+    feats = {k: _standardize(f, *scaling) for k, f in raw.items()}  # the head trains on standardized features
     trainer = ClassifierTrainer(
         model=clf, args=training_args(cfg, output_dir, res, "fp32", "validation" in feats, by_length=False),
         train_dataset=FeatureDataset(feats["train"], data["train"]["labels"]), data_collator=Collator(0),
         eval_dataset=FeatureDataset(feats["validation"], data["validation"]["labels"]) if "validation" in feats
         else None,
-        compute_metrics=_accuracy, class_weights=loss_weights(cfg, data["train"]["labels"]))
+        compute_metrics=eval_accuracy, class_weights=loss_weights(cfg, data["train"]["labels"]))
     trainer.train(resume_from_checkpoint=resume_from)
     clf.eval()
-    fold_standardization(clf.head, *scaling)  # now a plain bias-free linear head on raw pooled states
+    _fold_standardization(clf.head, *scaling)  # now a plain bias-free linear head on raw pooled states
     return trainer
 
 # %% ../nbs/07_train.ipynb #l302
@@ -364,14 +130,14 @@ def candidate_layers(n_layers:int, every:int=4) -> tuple:
     step = every if n_layers >= 2 * every else 1
     return tuple(sorted(set(range(step, n_layers + 1, step)) | {n_layers}))
 
-def probe_layers(spec:str, backbone):
+def _probe_layers(spec:str, backbone):
     ("What the probe reads for `probe_layer`: None (last_hidden_state, the recipe), a layer number, or the candidate "
      "layers of `best`.")
     if spec == "last": return None
     n = len(decoder_layers(backbone)[0])
     return candidate_layers(n) if spec == "best" else resolve_layer(int(spec), n)
 
-def validation_metrics(clf:PhiClassifier, features:torch.Tensor, labels) -> dict:
+def _validation_metrics(clf:PhiClassifier, features:torch.Tensor, labels) -> dict:
     "Balanced accuracy, accuracy, cross-entropy and AUC of `clf`'s head on precomputed validation features."
     from sklearn.metrics import roc_auc_score
     with torch.no_grad(): logits = clf(features=features.to(clf.head.weight.device)).logits.cpu().float()
@@ -384,7 +150,7 @@ def validation_metrics(clf:PhiClassifier, features:torch.Tensor, labels) -> dict
                 auc=float(roc_auc_score(y, p)) if len(set(y)) == 2 else None)
 
 # %% ../nbs/07_train.ipynb #l304
-def select_layer(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, out:Path, res:Resolved) -> tuple:
+def _select_layer(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, out:Path, res:Resolved) -> tuple:
     ("Fit a head per layer of `clf.layer` on train, keep the best on validation: (classifier, its features, its "
      "Trainer, details).")
     rows, best = [], None
@@ -392,8 +158,8 @@ def select_layer(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, out:Pa
         set_seed(cfg.seed)  # every layer's head starts as a single-layer probe's would
         cand, feats = PhiClassifier(clf.backbone, layer=layer,
                                     pooling=clf.pooling), {k: f[:, j] for k, f in raw.items()}
-        trainer = fit_probe(cfg, cand, feats, data, out / "checkpoints" / "probe" / f"layer-{layer}", res)
-        rows.append(dict(layer=layer, **validation_metrics(cand, feats["validation"], data["validation"]["labels"])))
+        trainer = _fit_probe(cfg, cand, feats, data, out / "checkpoints" / "probe" / f"layer-{layer}", res)
+        rows.append(dict(layer=layer, **_validation_metrics(cand, feats["validation"], data["validation"]["labels"])))
         say(f"probe layer {layer}: validation balanced accuracy {rows[-1]['balanced_accuracy']:.3f}, loss "
             f"{rows[-1]['loss']:.4f}")
         key = (rows[-1]["balanced_accuracy"], -rows[-1]["loss"])
@@ -414,7 +180,7 @@ def lora_trainer(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolv
     args = training_args(cfg, out / "checkpoints" / "lora", res, res.precision, data.get("validation") is not None,
                          by_length=True)
     return ClassifierTrainer(model=clf, args=args, train_dataset=data["train"], eval_dataset=data.get("validation"),
-                             data_collator=Collator(tok.pad_token_id), compute_metrics=_accuracy,
+                             data_collator=Collator(tok.pad_token_id), compute_metrics=eval_accuracy,
                              class_weights=loss_weights(cfg, data["train"]["labels"]))
 
 def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved,
@@ -443,58 +209,23 @@ def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved
                             val_logits=logits["validation"].numpy() if "validation" in logits else None)
 
 
-# %% ../nbs/07_train.ipynb #c026
-def git_commit() -> dict|None:
-    "The commit of the phi_cls source in use, and whether it had uncommitted changes (None outside a git checkout)."
-    import importlib, subprocess
-    src = Path(importlib.import_module("phi_cls").__file__).parent
-    try:
-        sha = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        if sha.returncode: return None
-        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
-        return dict(commit=sha.stdout.strip(), dirty=bool(dirty.stdout.strip()))
-    except (OSError, subprocess.TimeoutExpired): return None
-
-def data_fingerprint(splits:dict) -> str:
-    ("SHA-256 over the rows a run uses (split, index, label, question, solution), so two runs can tell they saw the "
-     "same data.")
-    h = hashlib.sha256()
-    for name in sorted(k for k, v in splits.items() if v is not None):
-        ds = splits[name]
-        for row in zip(ds["index"], ds["label"], ds["question"],
-                       ds["solution"]): h.update(json.dumps([name, *row]).encode())
-    return h.hexdigest()
-
-def package_versions() -> dict:
-    "Versions of the packages that decide a run's numbers."
-    import datasets, peft, transformers, phi_cls
-    return dict(python=platform.python_version(), torch=torch.__version__, transformers=transformers.__version__,
-                peft=peft.__version__, datasets=datasets.__version__, phi_cls=phi_cls.__version__)
-
 # %% ../nbs/07_train.ipynb #t011
-def fit_decisions(cfg:TrainConfig, result:ExperimentResult, validation, checked_val:pd.DataFrame|None) -> dict:
-    ("Temperature, threshold and (with the checker) hybrid rule fitted on the held-out `validation` rows; defaults "
-     "without them.")
+def _fit_decision(cfg:TrainConfig, result:ExperimentResult, validation, checked_val:pd.DataFrame|None) -> Decision:
+    "The `Decision` fitted on the held-out `validation` rows (with the checker: its hybrid rule too); defaults without."
     y = np.asarray(validation["labels"]) if validation is not None and result.val_logits is not None else None
-    d = fit_decision(result.val_logits if y is not None else None, y, cfg.threshold_objective, cfg.calibrate)
-    if y is not None and checked_val is not None:
-        d["hybrid"] = fit_hybrid(softmax_t(result.val_logits, d["temperature"])[:, 1], checked_val, y, d["threshold"])
-    else:
-        why = NOT_FITTED if y is None else "not fitted: the run did not use the checker"
-        d["hybrid"] = dict(rule="checker_or_classifier", threshold=d["threshold"], fitted=why)
-    return d
+    return fit_decision(result.val_logits if y is not None else None, y, cfg.threshold_objective, cfg.calibrate,
+                        checked_val)
 
-def decision_metrics(y_test, result:ExperimentResult, decision:dict, validation=None) -> dict:
+def _decision_metrics(y_test, result:ExperimentResult, decision:Decision, validation=None) -> dict:
     ("Test metrics with the fitted decision (calibrated p, fitted threshold), the raw ones (softmax, 0.5), and ECE "
      "before/after.")
-    raw, cal = softmax_t(result.logits)[:, 1], softmax_t(result.logits, decision["temperature"])[:, 1]
-    out = dict(classification_metrics(y_test, cal, decision["threshold"]), raw=classification_metrics(y_test, raw),
-               ece=dict(test=dict(before=ece(y_test, raw), after=ece(y_test, cal))), decision=decision)
+    raw, cal = Decision().probabilities(result.logits)[:, 1], decision.probabilities(result.logits)[:, 1]
+    out = dict(classification_metrics(y_test, cal, decision.threshold), raw=classification_metrics(y_test, raw),
+               ece=dict(test=dict(before=ece(y_test, raw), after=ece(y_test, cal))), decision=decision.to_dict())
     if validation is not None and result.val_logits is not None:
         yv, v = validation["labels"], result.val_logits
-        out["ece"]["validation"] = dict(before=ece(yv, softmax_t(v)[:, 1]),
-                                        after=ece(yv, softmax_t(v, decision["temperature"])[:, 1]))
+        out["ece"]["validation"] = dict(before=ece(yv, Decision().probabilities(v)[:, 1]),
+                                        after=ece(yv, decision.probabilities(v)[:, 1]))
     return out
 
 # %% ../nbs/07_train.ipynb #c027
@@ -519,18 +250,17 @@ def prepare_data(cfg:TrainConfig, tok) -> tuple:
     return data, facts, raw
 
 # %% ../nbs/07_train.ipynb #bdcee94c
-def hybrid_results(out:Path, mode:str, test, probs, checked:pd.DataFrame, rule:dict|None=None) -> dict:
-    ("Write `<mode>_hybrid_predictions.csv` and return checker-alone and hybrid metrics (`rule`: `combine`'s rule and "
-     "threshold).")
-    rule = rule or dict(rule="checker_or_classifier", threshold=0.5)
-    hybrid = combine(probs[:, 1], checked, rule["threshold"], rule["rule"])
+def _hybrid_results(out:Path, mode:str, test, probs, checked:pd.DataFrame, decision:Decision) -> dict:
+    "Write `<mode>_hybrid_predictions.csv` and return checker-alone and hybrid metrics under `decision`'s hybrid rule."
+    rule = decision.hybrid
+    hybrid = combine(probs[:, 1], checked, rule.threshold, rule.rule)
     frame = predictions_frame(test["index"], test["labels"], probs).join(hybrid)
     write_csv(out / f"{mode}_hybrid_predictions.csv", frame)
     scores = lambda p: dict(classification_metrics(test["labels"], p), **headline_metrics(test["labels"], p))
-    return dict(checker=scores(checked["checker_flawed"].astype(float)),
-                hybrid=dict(scores(hybrid["label"].astype(float)), rule=rule["rule"]))
+    return dict(checker=scores(checker_flagged(checked).astype(float)),
+                hybrid=dict(scores(hybrid["label"].astype(float)), rule=rule.rule))
 
-def run_baselines(cfg:TrainConfig, raw:dict) -> tuple:
+def _run_baselines(cfg:TrainConfig, raw:dict) -> tuple:
     ("The shortcut baselines, fitted on the rows the classifier trains on and scored on the test rows: (p(flawed) by "
      "name, metrics).")
     train, test = raw["train"].to_pandas(), raw["test"].to_pandas()
@@ -538,270 +268,50 @@ def run_baselines(cfg:TrainConfig, raw:dict) -> tuple:
     return probs, dict(fitted_on=f"the classifier's training rows ({len(train)})", scored_on=f"test ({len(test)} rows)",
                        results=baseline_metrics(test["label"], probs))
 
-# %% ../nbs/07_train.ipynb #9fae40b0
-def last_checkpoint(folder:Path) -> str|None:
-    "The newest complete Trainer checkpoint (weights and trainer state written) in `folder`."
-    done = [c for c in Path(folder).glob("checkpoint-*") if (c / "model.safetensors").exists()
-            and (c / "trainer_state.json").exists()]
-    return str(max(done, key=lambda c: int(c.name.rsplit("-", 1)[1]))) if done else None
-
-# %% ../nbs/07_train.ipynb #07ac1f95
-def previous_run(cfg:TrainConfig) -> dict:
-    "The run card of the run `cfg` resumes, checked to have been started with the same settings."
-    card = cfg.run_dir / "run.json"
-    if not card.exists(): raise ConfigError(f"resume=True, but {cfg.run_dir} holds no run to resume (no run.json). "
-                                            "Start it without resume.")
-    prev = json.loads(card.read_text())
-    # workers change speed, never results
-    same_anyway = {"resume", "overwrite", "progress", "output_dir", "run_name", "workers"}
-    diff = [k for k, v in asdict(cfg).items() if k not in same_anyway and prev["config"].get(k) != v]
-    if diff:
-        raise ConfigError(f"resume=True, but the run in {cfg.run_dir} used other settings: "
-                          + ", ".join(f"{k}={prev['config'].get(k)!r} (now {getattr(cfg, k)!r})" for k in diff)
-                          + ". Resume with the same settings, or start a new run in another folder.")
-    return prev
-
-def check_same_data(prev:dict, facts:dict, out:Path):
-    ("`ConfigError` unless a resumed run reads the data it started with (the run card's fingerprint of the rows it "
-     "uses).")
-    then = prev.get("data") or {}
-    if then.get("fingerprint") and then["fingerprint"] != facts["fingerprint"]:
-        rows = (f"rows then {then.get('rows')}, now {facts['rows']}" if then.get("rows") != facts["rows"]
-                else "same row counts, other contents")
-        raise ConfigError(f"resume=True, but the data is not what the run in {out} started with (fingerprint "
-                          f"{then['fingerprint'][:12]} then, {facts['fingerprint'][:12]} now; {rows}). Resume with the "
-                          "same data, or start a new run in another folder.")
-
 # %% ../nbs/07_train.ipynb #b3d27504
-def check_max_length(cfg:TrainConfig):
+def _check_max_length(cfg:TrainConfig):
     "Stop early if `max_length` exceeds the model's context."
     limit = context_length(cfg.model)
     if limit and cfg.max_length > limit:
         raise ConfigError(f"max_length={cfg.max_length} is more than model '{cfg.model}' can read ({limit} positions). "
                           f"Use at most {limit}.")
 
-def _now() -> str: return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-
-# %% ../nbs/07_train.ipynb #c027b
-_LOCK = ".phi_cls.lock"
-
-def _alive(pid:int) -> bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True  # another user's process
-    return True
-
-# %% ../nbs/07_train.ipynb #2830879f
-class RunLock:
-    ("One run at a time in a folder: `<folder>/.phi_cls.lock`, created exclusively, holds the pid, host and start "
-     "time of the run.")
-    def __init__(self, folder:Path): self.path, self.held = Path(folder) / _LOCK, False
-
-    def _holder(self) -> dict|None:
-        try: return json.loads(self.path.read_text())
-        except (OSError, ValueError): return None
-
-    def _stale(self, holder:dict|None) -> bool:
-        if holder is None:  # unreadable: stale unless it was created a moment ago (by a run still writing it)
-            try: return time.time() - self.path.stat().st_mtime > 10
-            except OSError: return True
-        return (holder.get("host") == platform.node() and isinstance(holder.get("pid"), int)
-                and not _alive(holder["pid"]))
-
-    def acquire(self) -> "RunLock":
-        "Take the lock, or `ConfigError` naming the run that holds it."
-        me = dict(pid=os.getpid(), host=platform.node(), started=_now())
-        for _ in range(3):
-            try: fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                if not self._stale(holder):
-                    h = holder or {}
-                    raise ConfigError(f"{self.path.parent} is in use by another training run (pid {h.get('pid', '?')} "
-                                      f"on {h.get('host', '?')}, started {h.get('started', '?')}). Wait for it to end "
-                                      f"or choose another folder; if that run is gone, delete {self.path}.") from None
-                say(f"phi_cls: taking over {self.path} from a run that is gone (pid {(holder or {}).get('pid', '?')}, "
-                    f"started {(holder or {}).get('started', '?')}).")
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as f: f.write(json.dumps(me))
-            self.held = True
-            return self
-        raise ConfigError(f"could not take {self.path}: other runs keep taking it. Run one training per folder at a "
-                          "time.")
-
-    def release(self):
-        "Remove the lock if this process holds it."
-        if self.held and (self._holder() or {}).get("pid") == os.getpid(): self.path.unlink(missing_ok=True)
-        self.held = False
-
-# %% ../nbs/07_train.ipynb #eb48bd6a
-class Interrupted(KeyboardInterrupt):
-    "A run stopped by SIGTERM (or SIGHUP), handled like Ctrl-C."
-    def __init__(self, signum:int):
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
-        self.signum = signum
-
-@contextlib.contextmanager
-def stop_on_signals():
-    "Inside: SIGTERM and SIGHUP raise `Interrupted`, so `finally` blocks run (run card, lock) as they do for Ctrl-C."
-    if threading.current_thread() is not threading.main_thread():
-        yield; return
-    def stop(signum, frame): raise Interrupted(signum)
-    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try: yield
-    finally:
-        for s, h in old.items(): signal.signal(s, h)
-
-# %% ../nbs/07_train.ipynb #c027d
-# what a run may write (all a run card without `files` can mean)
-_OWN = ("run.json", "config.json", "checkpoints", "metrics.json", "artifacts.zip", "probe", "lora",
-        *PRED_FILES.values(), *(f"{m}_hybrid_predictions.csv" for m in PRED_FILES), "figures",
-        "executed_notebook.ipynb")
-
-def run_files(cfg:TrainConfig) -> list:
-    ("The names, in the run folder, that a run of `cfg` writes: its run card lists them, and only they are zipped or "
-     "replaced.")
-    files = ["run.json", "config.json", "checkpoints", "metrics.json", "artifacts.zip", "figures",
-             "executed_notebook.ipynb"]  # the last two: nbs/train.ipynb
-    for m in cfg.modes: files += [m, PRED_FILES[m]] + ([f"{m}_hybrid_predictions.csv"] if cfg.checker else [])
-    return files
-
-def _card_files(card:dict) -> list:
-    files = card.get("files", _OWN)
-    if not isinstance(files, list): files = list(_OWN)
-    return ["run.json", *(f for f in files if isinstance(f, str) and Path(f).name == f and f not in ("", ".", ".."))]
-
-def inspect_run_folder(out:Path) -> tuple:
-    ("(run card or None, the names in `out` it lists, the other names) of a run folder; earlier runs moved aside and "
-     "the lock aside.")
-    out = Path(out)
-    if not out.exists(): return None, [], []
-    if not out.is_dir(): raise ConfigError(f"output_dir {out} is a file, not a folder. Choose a folder for the run.")
-    try: card = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else None
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{out / 'run.json'} cannot be read ({e}). Pass --overwrite to move it aside, "
-                          "or choose another folder.") from None
-    if card is not None and not isinstance(card, dict):
-        raise ConfigError(f"{out / 'run.json'} is not a run card. Pass --overwrite to move it aside, "
-                          "or choose another folder.")
-    listed, names = _card_files(card) if card else [], sorted(p.name for p in out.iterdir())
-    earlier = {n for n in names if n.startswith("previous-") and (out / n / "run.json").exists()}
-    return card, [n for n in names if n in listed], [n for n in names if n not in listed and n not in earlier
-                                                     and n != _LOCK]
-
-# %% ../nbs/07_train.ipynb #c027e
-def _worth_keeping(card:dict, out:Path) -> bool:
-    return bool(card.get("done")) or any((out / "checkpoints").rglob("model.safetensors"))
-
-def _describe(card:dict) -> str:
-    c = card.get("config") or {}
-    return f"mode={c.get('mode')}, model={c.get('model')}, started {card.get('started')}, status {card.get('status')}"
-
-def _move_aside(out:Path, names:list) -> Path:
-    dest = out / f"previous-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    while dest.exists(): dest = dest.with_name(dest.name + "-1")
-    dest.mkdir()
-    for n in names: os.replace(out / n, dest / n)
-    return dest
-
-# %% ../nbs/07_train.ipynb #eb36c6a5
-def prepare_run_folder(cfg:TrainConfig, prev:dict|None=None):
-    ("Make `cfg.run_dir` ready for a new run (or `prev`'s resumption) under the rules above; `ConfigError` when it is "
-     "refused.")
-    out = cfg.run_dir
-    card, ours, others = inspect_run_folder(out)
-    if prev: return  # the same run goes on
-    fix = ("Choose a new or empty folder, or pass --overwrite (overwrite=True) to move the earlier results to "
-           f"{out}/previous-<time>/")
-    if not cfg.overwrite:
-        if others: raise ConfigError(f"{out} holds files no phi_cls run card lists: "
-                                     f"{', '.join(others[:5])}{' ...' if len(others) > 5 else ''}. {fix} (other files "
-                                     "stay where they are).")
-        if card and (card.get("status") == "finished" or _worth_keeping(card, out)):
-            what = ("a finished run" if card.get("status") == "finished"
-                    else "an unfinished run with results or checkpoints (continue it with --resume)")
-            raise ConfigError(f"{out} holds {what}: {_describe(card)}. {fix}.")
-        for n in ours: shutil.rmtree(out / n) if (out / n).is_dir() else (out / n).unlink()
-        if card: say(f"phi_cls: replaced the unfinished run in {out} ({_describe(card)}), which had no results or "
-                     "checkpoints.")
-        return
-    # the earlier run's files, and files named like ours
-    move = ours + [n for n in others if n in _OWN or n in run_files(cfg)]
-    if move:
-        dest, kept = _move_aside(out, move), [n for n in others if n not in move]
-        say(f"phi_cls: --overwrite: moved {', '.join(move)} to {dest}; delete that folder when you no longer need it. "
-            f"{'Other files stay where they are: ' + ', '.join(kept) if kept else ''}")
-
-# %% ../nbs/07_train.ipynb #c46e124f
-@contextlib.contextmanager
-def _run_folder(cfg:TrainConfig, prev:dict|None):
-    "`cfg.run_dir`, locked and made ready for the run while the block runs; a refused folder is left as it was."
-    out = cfg.run_dir
-    inspect_run_folder(out)  # a file in the folder's place is named before anything is made
-    made = [p for p in (out, *out.parents) if not p.exists()]
-    lock = None
-    try:
-        with stop_on_signals():
-            out.mkdir(parents=True, exist_ok=True)
-            lock = RunLock(out).acquire()
-            try: prepare_run_folder(cfg, prev)
-            except BaseException:
-                lock.release()
-                for p in made:  # refused: leave no folder this run made
-                    with contextlib.suppress(OSError): p.rmdir()
-                raise
-            yield out
-    finally:
-        if lock: lock.release()
-
-# %% ../nbs/07_train.ipynb #ab77c844
-def _new_card(cfg:TrainConfig, res:Resolved, prev:dict|None, facts:dict) -> dict:
-    "The run card of a run starting now (`prev`: the card of the run it resumes)."
-    files = list(dict.fromkeys([*(prev.get("files", []) if prev else []), *run_files(cfg)]))
-    card = dict(status="running", started=_now(), config=asdict(cfg), resolved=asdict(res), versions=package_versions(),
-                git=git_commit(), host=platform.node(), pid=os.getpid(), files=files, data=facts, seconds={},
-                done=dict(prev.get("done", {})) if prev else {})
-    if prev: card["resumed_from"] = dict(started=prev.get("started"), status=prev.get("status"))
-    card["resolved"]["inference_workers"] = dict(prev["resolved"].get("inference_workers", {})) if prev else {}
-    return card
-
 # %% ../nbs/07_train.ipynb #8e341502
 def _train_mode(cfg:TrainConfig, mode:str, res:Resolved, backbone, tok, data:dict, prev:dict|None,
-                checked_val:pd.DataFrame|None, card:dict) -> tuple:
+                checked_val:pd.DataFrame|None, card:RunCard) -> tuple:
     "Train experiment `mode` (resuming its last checkpoint) and fit its decision: (result, decision, calibrated probs)."
     out = cfg.run_dir
     resume_from = last_checkpoint(out / "checkpoints" / mode) if prev else None
     if resume_from: say(f"{mode}: resuming from {resume_from}")
     result = (train_probe if mode == "probe" else train_lora)(cfg, backbone, tok, data, out, res, resume_from)
-    card["resolved"]["inference_workers"].update(result.inference_workers)
-    decision = fit_decisions(cfg, result, data["validation"], checked_val)
-    probs = softmax_t(result.logits, decision["temperature"])  # calibrated: what the CSVs and the artifact give
+    card.workers(result.inference_workers)
+    decision = _fit_decision(cfg, result, data["validation"], checked_val)
+    probs = decision.probabilities(result.logits)  # calibrated: what the CSVs and the artifact give
     return result, decision, probs
 
-def _mode_metrics(mode:str, result:ExperimentResult, decision:dict, probs:np.ndarray, data:dict, base_probs:dict,
+def _mode_metrics(mode:str, result:ExperimentResult, decision:Decision, probs:np.ndarray, data:dict, base_probs:dict,
                   baselines:dict) -> dict:
     "Test metrics of one experiment with its fitted decision, next to the shortcut baselines."
     test = data["test"]
-    metrics = dict(decision_metrics(test["labels"], result, decision, data["validation"]), n_train=len(data["train"]),
+    metrics = dict(_decision_metrics(test["labels"], result, decision, data["validation"]), n_train=len(data["train"]),
                    train_seconds=round(result.train_seconds, 2),
                    **({"feature_seconds": round(result.feature_seconds, 2)}
                       if result.feature_seconds is not None else {}),
                    **result.details)
-    metrics.update(versus_baselines(test["labels"], probs[:, 1], decision["threshold"], base_probs,
+    metrics.update(versus_baselines(test["labels"], probs[:, 1], decision.threshold, base_probs,
                                     baselines["results"], f"{mode} classifier"))  # the fitted decision
     return metrics
 
 # %% ../nbs/07_train.ipynb #f298e807
-def _save_mode(cfg:TrainConfig, mode:str, tok, meta:dict, test, result:ExperimentResult, decision:dict,
+def _save_mode(cfg:TrainConfig, mode:str, tok, meta:dict, test, result:ExperimentResult, decision:Decision,
                probs:np.ndarray, checked:pd.DataFrame|None, metrics:dict):
     "Write one experiment's test predictions, artifact and training log (and, with the checker, the hybrid's)."
     out = cfg.run_dir
     write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], probs))
-    save_classifier(result.clf, tok, out / mode, dict(meta, **result.details, threshold=decision["threshold"],
-                                                      temperature=decision["temperature"], decision=decision))
+    save_classifier(result.clf, tok, out / mode, dict(meta, **result.details, threshold=decision.threshold,
+                                                      temperature=decision.temperature, decision=decision.to_dict()))
     write_json(out / mode / "training_log.json", result.log_history)
-    if checked is not None: metrics.update(hybrid_results(out, mode, test, probs, checked, decision["hybrid"]))
+    if checked is not None: metrics.update(_hybrid_results(out, mode, test, probs, checked, decision))
 
 # %% ../nbs/07_train.ipynb #8607b8f0
 def _setup_line(cfg:TrainConfig, res:Resolved) -> str:
@@ -810,61 +320,53 @@ def _setup_line(cfg:TrainConfig, res:Resolved) -> str:
             f"effective batch {res.effective_batch} = {res.processes} process(es) x {res.micro_batch_size} x "
             f"{res.accumulation_steps} accumulation steps")
 
-def _shared_inputs(cfg:TrainConfig, res:Resolved, raw:dict, data:dict, card:dict, start:float) -> tuple:
+def _shared_inputs(cfg:TrainConfig, res:Resolved, raw:dict, data:dict, card:RunCard, start:float) -> tuple:
     "What every experiment of a run shares: (checker on test and validation, baseline p and metrics, backbone)."
     checked = check_frame(raw["test"].to_pandas()[["index", "solution"]]) if cfg.checker else None
     checked_val = (check_frame(raw["validation"].to_pandas()[["index", "solution"]])
                    if cfg.checker and raw["validation"] else None)
-    card["class_weights"] = loss_weights(cfg, data["train"]["labels"]) or "none (all 1)"
-    base_probs, baselines = run_baselines(cfg, raw)
+    card.note(class_weights=loss_weights(cfg, data["train"]["labels"]) or "none (all 1)")
+    base_probs, baselines = _run_baselines(cfg, raw)
     backbone = load_backbone(cfg.model, res.device, res.quantize, res.precision, cfg.attn_implementation)
-    card["seconds"]["load"] = round(time.perf_counter() - start, 2)
+    card.timed("load", time.perf_counter() - start)
     return checked, checked_val, base_probs, baselines, backbone
 
 # %% ../nbs/07_train.ipynb #f981d125
 def _train_all(cfg:TrainConfig, res:Resolved, start:float, prev:dict|None, tok, data:dict, facts:dict,
                raw:dict) -> dict:
-    out, main = cfg.run_dir, first_process()
-    write = (lambda f, *a: f(*a)) if main else (lambda f, *a: None)  # only the first process writes files
-    card = _new_card(cfg, res, prev, facts)
-    write(write_json, out / "run.json", card)
+    out, main = cfg.run_dir, first_process()  # only the first process writes files
+    card = RunCard.start(cfg, asdict(res), prev, facts, write=main)
     say(_setup_line(cfg, res))
     created = False
     try:
         created = init_distributed(res.device)
         checked, checked_val, base_probs, baselines, backbone = _shared_inputs(cfg, res, raw, data, card, start)
-        write(write_json, out / "config.json",
-              dict(config=asdict(cfg), resolved=asdict(res), versions=card["versions"]))
+        if main: write_json(out / "config.json", dict(config=asdict(cfg), resolved=asdict(res),
+                                                      versions=card.data["versions"]))
         meta = dict(base_model=cfg.model, max_length=cfg.max_length, precision=res.precision, quantize=res.quantize,
                     prompt=PROMPT, batch_size=cfg.eval_batch_size)
         metrics, test = {}, data["test"]
         for mode in cfg.modes:
-            if mode in card["done"] and (out / PRED_FILES[mode]).exists() and (out / mode / "classifier.json").exists():
-                metrics[mode] = card["done"][mode]
+            if card.done(mode) and (out / PRED_FILES[mode]).exists() and (out / mode / "classifier.json").exists():
+                metrics[mode] = card.done(mode)
                 say(f"{mode}: finished before the interruption; kept its results.")
                 continue
             t0 = time.perf_counter()
             result, decision, probs = _train_mode(cfg, mode, res, backbone, tok, data, prev, checked_val, card)
             metrics[mode] = _mode_metrics(mode, result, decision, probs, data, base_probs, baselines)
             if main: _save_mode(cfg, mode, tok, meta, test, result, decision, probs, checked, metrics[mode])
-            card["seconds"][mode] = round(time.perf_counter() - t0, 2)
-            card["done"][mode] = metrics[mode]
-            card.setdefault("best_epoch", {})[mode] = result.best_epoch or "last (no held-out validation)"
-            write(write_json, out / "run.json", card)
+            card.experiment_done(mode, metrics[mode], time.perf_counter() - t0, result.best_epoch)
             say(f"{mode}: test accuracy {metrics[mode]['accuracy']:.3f}, F1 (flawed) {metrics[mode]['f1']:.3f} on "
                 f"{len(test)} rows")
         metrics["baselines"] = baselines
-        write(write_json, out / "metrics.json", metrics)
+        if main: write_json(out / "metrics.json", metrics)
         for line in summary_lines(metrics): say(line)
     except BaseException as e:
-        card.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed", finished=_now(),
-                    error=f"{type(e).__name__}: {e}")
-        write(write_json, out / "run.json", card)
+        card.failed(e)
         finish_distributed(created, ok=False)
         raise
-    card["seconds"]["total"] = round(time.perf_counter() - start, 2)
-    write(write_json, out / "run.json", dict(card, status="finished", finished=_now()))
-    write(zip_run, out, "artifacts.zip", card["files"])
+    card.timed("total", time.perf_counter() - start).finished()
+    if main: zip_run(out, "artifacts.zip", card.data["files"])
     finish_distributed(created)
     return metrics
 
@@ -878,8 +380,8 @@ def run(cfg:TrainConfig) -> dict:
         say(f"phi_cls: the run in {out} has already finished; nothing to resume.")
         return json.loads((out / "metrics.json").read_text())
     tok = load_tokenizer(cfg.model)  # settings and data are checked before the run folder is touched
-    check_max_length(cfg)
+    _check_max_length(cfg)
     data, facts, raw = prepare_data(cfg, tok)
     if prev: check_same_data(prev, facts, out)
     if not first_process(): return _train_all(cfg, res, start, prev, tok, data, facts, raw)  # rank 0 owns the folder
-    with _run_folder(cfg, prev): return _train_all(cfg, res, start, prev, tok, data, facts, raw)
+    with run_folder(cfg, prev): return _train_all(cfg, res, start, prev, tok, data, facts, raw)

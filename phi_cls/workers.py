@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .model import (PhiClassifier, add_lora, extract_features, freeze, length_batches, load_backbone,
-                           restore_classifier)
+from .model import PhiClassifier, add_lora, extract_features, freeze, length_batches, load_backbone
+from .artifact import restore_classifier
 
 # %% auto #0
 __all__ = ['WORKER_OVERHEAD', 'MIN_ROWS', 'MIN_WORK', 'shard_batches', 'shard_rows', 'unshard', 'usable_cores',
