@@ -88,7 +88,7 @@ def restore_classifier(path:str|Path, backbone) -> PhiClassifier:
     return PhiClassifier(freeze(backbone), head, info.get("layer"), info.get("pooling", "last")).eval()
 
 # %% ../nbs/06_artifact.ipynb #c052b
-def _number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _finite_number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 def _positive_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 _INFO_FIELDS = {  # field: (required, check, what it must be)
@@ -105,8 +105,8 @@ _INFO_FIELDS = {  # field: (required, check, what it must be)
     "batch_size": (False, lambda v: v is None or _positive_int(v), "a positive integer or null"),
     "prompt": (False, lambda v: isinstance(v, str), "a string"),
     # written by training since calibration and probe levers (older artifacts lack them); other fields are ignored
-    "threshold": (False, lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1"),
-    "temperature": (False, lambda v: _number(v) and 0 < v <= 1e6, "a positive number"),
+    "threshold": (False, lambda v: _finite_number(v) and 0 <= v <= 1, "a number from 0 to 1"),
+    "temperature": (False, lambda v: _finite_number(v) and 0 < v <= 1e6, "a positive number"),
     "decision": (False, lambda v: isinstance(v, dict), "a JSON object"),
     "layer": (False, lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
               "a layer index (an integer) or null"),

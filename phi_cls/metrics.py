@@ -87,7 +87,7 @@ def _scores(w:np.ndarray, y:np.ndarray, p:np.ndarray, threshold:float) -> dict:
     return dict(accuracy=(tp + tn) / n, balanced_accuracy=balanced, f1=f1, auroc=auroc)
 
 # %% ../nbs/02_metrics.ipynb #m103
-def _number(x) -> float|None: return None if x is None or np.isnan(x) else float(x)  # JSON has no NaN
+def _json_number(x) -> float|None: return None if x is None or np.isnan(x) else float(x)  # JSON has no NaN
 def _interval(v:np.ndarray) -> list|None:  # the middle 95%
     return [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) else None
 
@@ -104,7 +104,7 @@ def bootstrap(y, p, threshold:float=THRESHOLD, n_boot:int=1000, seed:int=0, max_
 def headline_metrics(y, p, threshold:float=THRESHOLD, n_boot:int=1000, seed:int=0) -> dict:
     "Accuracy, balanced accuracy, F1 of flawed and AUROC, with their 95% bootstrap intervals under `intervals`."
     y, p = np.asarray(y).astype(int), np.asarray(p, dtype=np.float64)
-    point = {k: _number(v[0]) for k, v in _scores(np.ones((1, len(y))), y, p, check_threshold(threshold)).items()}
+    point = {k: _json_number(v[0]) for k, v in _scores(np.ones((1, len(y))), y, p, check_threshold(threshold)).items()}
     with np.errstate(all="ignore"):
         boot = {k: v[~np.isnan(v)] for k, v in bootstrap(y, p, threshold, n_boot, seed).items()}
     return dict(point, intervals={k: _interval(v) for k, v in boot.items()})

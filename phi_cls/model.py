@@ -38,7 +38,7 @@ def cache_dir() -> Path:
     "Where converted models live: `$PHI_CLS_CACHE`, else `~/.cache/phi_cls`."
     return Path(os.environ.get("PHI_CLS_CACHE", Path.home() / ".cache" / "phi_cls")).expanduser()
 
-def _publish(build, dest:Path) -> Path:
+def _build_once(build, dest:Path) -> Path:
     "Build a model folder in a temporary place and move it to `dest` at once, so readers never see half of it."
     if (dest / "config.json").exists(): return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def _build_embedded(dest:Path):
 
 def embedded_dir() -> Path:
     "The embedded backbone as a plain safetensors model folder, converted from GGUF on first use."
-    return _publish(_build_embedded, cache_dir() / "smollm2-135m-instruct")
+    return _build_once(_build_embedded, cache_dir() / "smollm2-135m-instruct")
 
 # %% ../nbs/05_model.ipynb #c009
 def _build_tiny(dest:Path, seed:int=0):
@@ -100,7 +100,7 @@ def _build_tiny(dest:Path, seed:int=0):
 
 def tiny_dir() -> Path:
     "A tiny random Phi-3 with its own tokenizer, for tests."
-    return _publish(_build_tiny, cache_dir() / "tiny-phi3")
+    return _build_once(_build_tiny, cache_dir() / "tiny-phi3")
 
 # %% ../nbs/05_model.ipynb #c010
 def resolve_model(name:str) -> str:
