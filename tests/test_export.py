@@ -180,7 +180,8 @@ def test_cli(run, tmp_path):
 
 def test_embedded_lora(tmp_path):
     "SmolLM2-135M (Llama): LoRA with random adapters and head, exported and compared on 2 rows, one over max_length."
-    from phi_cls.model import PhiClassifier, add_lora, init_head, load_backbone, load_tokenizer, save_classifier
+    from phi_cls.artifact import save_classifier
+    from phi_cls.model import PhiClassifier, add_lora, init_head, load_backbone, load_tokenizer
     torch.manual_seed(0)
     backbone = add_lora(load_backbone("embedded", "cpu", "none", "fp32"), r=2, alpha=4)
     with torch.no_grad():

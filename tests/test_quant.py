@@ -114,7 +114,7 @@ def test_embedded_4bit_close():
 
 def test_lora_refused_up_front_when_4bit_gradients_are_wrong(tmp_path, monkeypatch):
     "With a bitsandbytes whose CPU backward is wrong, mode=both stops at config resolution: no probe runs, no file is written."
-    monkeypatch.setattr("phi_cls.train.kbit_gradients_ok", lambda *a: False)
+    monkeypatch.setattr("phi_cls.trainer.kbit_gradients_ok", lambda *a: False)
     with pytest.raises(ConfigError, match="wrong gradients through 4-bit layers.*quantize='none'.*CUDA GPU"):
         run(TrainConfig(mode="both", model="tiny", output_dir=str(tmp_path / "run"), quantize="4bit", **SMALL))
     assert not (tmp_path / "run").exists()

@@ -9,7 +9,7 @@ import pytest
 import phi_cls
 from conftest import REPO, TINY_FLAGS, phi_cls_here as here
 from phi_cls.data import load_champ
-from phi_cls.hardware import ModelError
+from phi_cls.model import ModelError
 
 
 def _frames(n_train=12, n_test=6):
@@ -143,7 +143,7 @@ RESUME_FLAGS = ["--mode", "lora", "--model", "tiny", "--max-train-samples", "96"
 
 
 def _last_complete_checkpoint(run):
-    from phi_cls.train import last_checkpoint
+    from phi_cls.runs import last_checkpoint
     return last_checkpoint(run / "checkpoints" / "lora")
 
 

@@ -116,7 +116,7 @@ def test_zip_bomb_is_refused(tiny_run, tmp_path, make, limit, message):
     make(data / "a.zip", tiny_run)
     pd.DataFrame({"question": ["q"], "solution": ["s"]}).to_csv(data / "in.csv", index=False)
     before = _tree(tmp_path)
-    patch = (lambda mp: mp.setattr("phi_cls.predict.MAX_ZIP_BYTES", limit)) if limit else None
+    patch = (lambda mp: mp.setattr("phi_cls.artifact.MAX_ZIP_BYTES", limit)) if limit else None
     proc = here("predict", "--model", data / "a.zip", "--kind", "probe", "--input", data / "in.csv", "--output", data / "out.csv",
                 "--no-progress", env=_env(tmp_path / "tmp"), patch=patch)
     _refused(proc, str(data / "a.zip"), message, "not extracted")
@@ -354,7 +354,7 @@ def test_overwrite_moves_the_old_run_aside_and_zips_only_the_new_run(tiny_run, t
     assert card["status"] == "finished" and "lora" not in card["files"] and not (out / ".phi_cls.lock").exists()
     names = zipfile.ZipFile(out / "artifacts.zip").namelist()
     assert {n.split("/")[0] for n in names} == {"run.json", "config.json", "metrics.json", "probe", "probe_baseline_predictions.csv"}
-    from phi_cls.predict import find_artifact
+    from phi_cls.artifact import find_artifact
     assert find_artifact(out).name == "probe"  # `predict --model <run>` uses this run's probe, not the old LoRA
     assert not list(out.rglob("*.tmp")) and not _left_in(tmp_path / "tmp")
 
