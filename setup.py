@@ -6,10 +6,13 @@ config = ConfigParser(delimiters=['='])
 config.read('settings.ini', encoding='utf-8')
 cfg = config['DEFAULT']
 
-cfg_keys = 'version description keywords author author_email'.split()
-expected = cfg_keys + "lib_name user branch license status min_python audience language".split()
+cfg_keys = 'version description keywords author'.split()
+expected = cfg_keys + "lib_name branch license status min_python audience language".split()
 for o in expected: assert o in cfg, "missing expected setting: {}".format(o)
 setup_cfg = {o: cfg[o] for o in cfg_keys}
+# Optional settings: an author email and a project URL are given only where they exist (empty or absent: none).
+if cfg.get('author_email', '').strip(): setup_cfg['author_email'] = cfg['author_email'].strip()
+if cfg.get('git_url', '').strip(): setup_cfg['url'] = cfg['git_url'].strip()
 
 licenses = {'apache2': 'Apache-2.0', 'mit': 'MIT'}  # SPDX expressions
 statuses = ['0 - Pre-Planning', '1 - Planning', '2 - Pre-Alpha', '3 - Alpha',
@@ -31,9 +34,10 @@ setuptools.setup(
                  'Intended Audience :: ' + cfg['audience'].title(),
                  'Natural Language :: ' + cfg['language'].title()]
                 + ['Programming Language :: Python :: ' + o for o in py_versions[py_versions.index(min_python):]],
-    url=cfg['git_url'],
-    packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
+    # the embedded data (gsm8k-pairs, its licence and README) is a data-only package: listed, so that setuptools ships it
+    packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']) + [cfg['lib_path'] + '.embedded'],
     include_package_data=True,
+    package_data={cfg['lib_path'] + '.embedded': ['*']},
     install_requires=requirements,
     extras_require={'dev': dev_requirements, 'gpu': gpu_requirements, 'demo': demo_requirements},
     dependency_links=cfg.get('dep_links', '').split(),
