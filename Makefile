@@ -41,7 +41,7 @@ levers: install
 	$(BIN)/papermill nbs/levers.ipynb $(LEVERS_OUT)/levers.ipynb --cwd nbs -k python3 -p model embedded -p data $(LEVERS_DATA) \
 	  -p out_dir $(CURDIR)/$(LEVERS_OUT) -p table $(CURDIR)/benchmarks/levers_$(notdir $(LEVERS_DATA)) $(LEVERS_FLAGS)
 
-# The README's quality table (section "How good is it"): shortcut baselines, checker, probe, LoRA and hybrid on the fair
+# The README's quality table (section "What it is good for"): shortcut baselines, checker, probe, LoRA and hybrid on the fair
 # test splits of gsm8k-pairs and CHAMP, embedded backbone (about 25 minutes on 2 idle CPU cores); writes benchmarks/quality.{md,csv}.
 quality: install
 	$(BIN)/python benchmarks/quality.py
@@ -56,7 +56,7 @@ bench-quick: install
 	$(BIN)/python benchmarks/bench.py --quick --out outputs/bench-quick.json
 
 # One CUDA GPU, under 8 minutes, no download: 4-bit LoRA + probe on a random Phi-4-mini-shaped backbone, phi_cls and the reference way.
-# Needs the [gpu] extra (bitsandbytes; flash-attn if it builds). GPU_CHECK_FLAGS="--dry-run" runs the same code on the CPU.
+# Needs the [gpu] extra (bitsandbytes; flash-attn separately, if it builds). GPU_CHECK_FLAGS="--dry-run" runs the same code on the CPU.
 GPU_CHECK_FLAGS ?=
 gpu-check: install
 	$(BIN)/python -m pip install --quiet -e ".[gpu]" || $(BIN)/python -m pip install --quiet bitsandbytes

@@ -324,7 +324,7 @@ def model_card(info:dict, facts:dict, settings:dict, dtype:str, name:str="phi_cl
 # {name}
 
 Reads a math problem and a worked solution and says whether the solution is **correct** (label 0) or **flawed**
-(label 1). Exported by [phi_cls](https://github.com/phi-cls/phi_cls) from a trained {info.get('kind')} classifier on
+(label 1). Exported by phi_cls from a trained {info.get('kind')} classifier on
 {base}{licensed}.
 {_kind_text(info)} Weights are {dtype} safetensors.
 
