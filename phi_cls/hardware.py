@@ -15,7 +15,8 @@ __all__ = ['CPU_4BIT_NOTE', 'GiB', 'NF4_BYTES', 'LORA_STATE_BYTES', 'ACT_HIDDEN'
            'ModelError', 'cpu_kind', 'resolve_device', 'resolve_precision', 'resolve_quantize', 'bitsandbytes_version',
            'keep_4bit_trainable', 'kbit_gradients_ok', 'cpu_4bit_lora_error', 'malloc_tuning_enabled', 'tune_malloc',
            'chunked_causal_attention', 'register_attention', 'BackboneSize', 'backbone_size', 'lora_parameters',
-           'MemoryPlan', 'weight_bytes', 'activation_bytes', 'plan_memory', 'gpu_memory_plan', 'apply_liger']
+           'MemoryPlan', 'weight_bytes', 'activation_bytes', 'inference_rows', 'plan_memory', 'gpu_memory_plan',
+           'gpu_inference_batch', 'apply_liger', 'apply_kernels']
 
 # %% ../nbs/03_hardware.ipynb #c006
 class ModelError(ValueError):
@@ -232,6 +233,12 @@ def activation_bytes(config, tokens:int, checkpointing:bool, precision:str="bf16
     per_token = (2 * h * layers + layer) if checkpointing else layer * layers
     return tokens * per_token * (2 if precision == "fp32" else 1)
 
+def inference_rows(config, room_bytes:float, max_length:int=512, precision:str="bf16") -> int:
+    "Rows per inference forward pass that fit in `room_bytes`: a power of two, at least 1, at most `MAX_EVAL_ROWS`."
+    h, i, *_ = _dims(config)
+    per_row = max_length * (INFER_HIDDEN * h + INFER_INTERMEDIATE * i) * (2 if precision == "fp32" else 1)
+    return min(MAX_EVAL_ROWS, 2 ** int(math.log2(max(1, room_bytes // per_row))))
+
 def _divisors(n:int) -> list: return [m for m in range(n, 0, -1) if n % m == 0]
 
 # %% ../nbs/03_hardware.ipynb #g7aeaac
@@ -264,10 +271,7 @@ def plan_memory(config, free_bytes:float, precision:str="bf16", max_length:int=5
     cap = min(per_process, batch_size) if ckpt else per_process
     micro = micro_batch_size or next((m for m in _divisors(per_process) if m <= min(cap, rows(ckpt))), 1)
     peak = fixed[quantize] + activation_bytes(config, micro * max_length, ckpt, precision) + OVERHEAD_BYTES
-    h, i, *_ = _dims(config)
-    infer = max_length * (INFER_HIDDEN * h + INFER_INTERMEDIATE * i) * (2 if precision == "fp32" else 1)
-    fits = max(1, int(room // infer))
-    eval_bs = eval_batch_size or min(MAX_EVAL_ROWS, 2 ** int(math.log2(fits)))
+    eval_bs = eval_batch_size or inference_rows(config, room, max_length, precision)
     why += (f"; micro batch {micro} x {per_process // micro} accumulation, "
             f"{'with' if ckpt else 'no'} checkpointing, predicted peak {_gib(peak)}")
     if peak > free_bytes: why += " (more than is free: expect out-of-memory; lower micro_batch_size or max_length)"
@@ -280,6 +284,13 @@ def gpu_memory_plan(config, device:torch.device, mem_get_info=None, **settings) 
     "`plan_memory` with the free memory of CUDA `device` (from `torch.cuda.mem_get_info`, or the callable given)."
     free, _ = (mem_get_info or torch.cuda.mem_get_info)(device)
     return plan_memory(config, free, has_bnb=importlib.util.find_spec("bitsandbytes") is not None, **settings)
+
+# %% ../nbs/03_hardware.ipynb #i5c13da
+def gpu_inference_batch(config, device:torch.device, max_length:int=512, precision:str="bf16",
+                        mem_get_info=None) -> int:
+    "Rows per inference forward pass on CUDA `device`, with the backbone already loaded there."
+    free, _ = (mem_get_info or torch.cuda.mem_get_info)(device)
+    return inference_rows(config, free * (1 - MARGIN) - OVERHEAD_BYTES, max_length, precision)
 
 # %% ../nbs/03_hardware.ipynb #g1ba94c
 _LIGER = dict(phi3="apply_liger_kernel_to_phi3", llama="apply_liger_kernel_to_llama",
@@ -302,3 +313,16 @@ def apply_liger(model:torch.nn.Module) -> str:
             if vars(modeling).get(name) is not value: setattr(modeling, name, value)
     return (f"liger kernels: fused RMSNorm and SwiGLU on {model.config.num_hidden_layers} {kind} layers "
             "(rotary: transformers')")
+
+# %% ../nbs/03_hardware.ipynb #kbf63cf
+def apply_kernels(model:torch.nn.Module, liger:bool=True, compile:bool=False) -> list:
+    "Liger kernels and `torch.compile` of each decoder layer, as switched on, on a CUDA backbone; a line for each."
+    lines = [apply_liger(model) if liger else "liger kernels: off (liger=False)"]
+    if not compile: return lines
+    layers = getattr(model, "layers", None)
+    if next(model.parameters()).device.type != "cuda": lines.append("torch.compile: no CUDA device: skipped")
+    elif not isinstance(layers, torch.nn.ModuleList): lines.append("torch.compile: no decoder layers found: skipped")
+    else:
+        for layer in layers: layer.compile()
+        lines.append(f"torch.compile: {len(layers)} decoder layers (compiled at their first call)")
+    return lines
