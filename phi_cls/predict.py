@@ -15,7 +15,7 @@ from datasets import Dataset
 from .data import DataError, PromptEncoder, TableWriter, iter_table, validate_frame
 from .check import HYBRID_COLUMNS, check_frame, checker_flagged, combine
 from .metrics import THRESHOLD, check_threshold, classification_metrics
-from .hardware import ModelError, resolve_device, resolve_precision
+from .hardware import ModelError, gpu_inference_batch, resolve_device, resolve_precision
 from .model import (check_artifact_files, finite_probabilities, forward_batch_size, load_backbone,
                            load_tokenizer,
                            read_classifier_info, restore_classifier)
@@ -169,6 +169,8 @@ def load_classifier(path:str|Path, kind:str|None=None, device:str="auto", quanti
     precision = resolve_precision(precision or info.get("precision", "auto"), dev)
     backbone = load_backbone(base_model or info["base_model"], dev, _recorded_quantize(quantize, info), precision)
     clf = restore_classifier(art, backbone)
+    if batch_size is None and dev.type == "cuda":  # the largest that fits beside the loaded backbone
+        batch_size = gpu_inference_batch(backbone.config, dev, info["max_length"], precision)
     return Classifier(clf, load_tokenizer(str(art)), info, precision, batch_size, art, workers, base_model)
 
 # %% ../nbs/08_predict.ipynb #c009b

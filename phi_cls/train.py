@@ -25,6 +25,7 @@ from .metrics import (PRED_FILES, baseline_metrics, classification_metrics, head
 from .metrics import NOT_FITTED, class_weights, ece, fit_decision, fit_hybrid, softmax_t
 from .hardware import (CPU_4BIT_NOTE, bitsandbytes_version, cpu_4bit_lora_error, cpu_kind, kbit_gradients_ok,
                               malloc_tuning_enabled, resolve_device, resolve_precision, resolve_quantize)
+from .hardware import MemoryPlan, apply_kernels, gpu_memory_plan
 from .model import (PhiClassifier, add_lora, context_length, describe_trainable, forward_batch_size, freeze,
                            load_backbone,
                            load_tokenizer, save_classifier)
@@ -34,14 +35,14 @@ from .model import decoder_layers, feature_settings, resolve_layer
 
 
 # %% auto #0
-__all__ = ['world', 'first_process', 'Resolved', 'resolve', 'trainable_state_dict', 'ClassifierTrainer', 'FeatureDataset',
-           'training_args', 'finite_loss', 'load_checkpoint_weights', 'loss_weights', 'best_epoch', 'init_distributed',
-           'finish_distributed', 'sharded', 'inference_pool', 'probe_scaling', 'standardize', 'fold_standardization',
-           'ExperimentResult', 'say', 'train_probe', 'fit_probe', 'candidate_layers', 'probe_layers',
-           'validation_metrics', 'select_layer', 'lora_trainer', 'train_lora', 'git_commit', 'data_fingerprint',
-           'package_versions', 'fit_decisions', 'decision_metrics', 'prepare_data', 'hybrid_results', 'run_baselines',
-           'last_checkpoint', 'previous_run', 'check_same_data', 'check_max_length', 'RunLock', 'Interrupted',
-           'stop_on_signals', 'run_files', 'inspect_run_folder', 'prepare_run_folder', 'run']
+__all__ = ['world', 'first_process', 'Resolved', 'gpu_plan', 'resolve', 'trainable_state_dict', 'ClassifierTrainer',
+           'FeatureDataset', 'training_args', 'finite_loss', 'load_checkpoint_weights', 'loss_weights', 'best_epoch',
+           'init_distributed', 'finish_distributed', 'sharded', 'inference_pool', 'probe_scaling', 'standardize',
+           'fold_standardization', 'ExperimentResult', 'say', 'train_probe', 'fit_probe', 'candidate_layers',
+           'probe_layers', 'validation_metrics', 'select_layer', 'lora_trainer', 'train_lora', 'git_commit',
+           'data_fingerprint', 'package_versions', 'fit_decisions', 'decision_metrics', 'prepare_data',
+           'hybrid_results', 'run_baselines', 'last_checkpoint', 'previous_run', 'check_same_data', 'check_max_length',
+           'RunLock', 'Interrupted', 'stop_on_signals', 'run_files', 'inspect_run_folder', 'prepare_run_folder', 'run']
 
 # %% ../nbs/07_train.ipynb #c009
 def world() -> tuple:
@@ -70,12 +71,28 @@ class Resolved:
     cpu_malloc: str|None
     bitsandbytes: str|None  # its version, when 4-bit or an 8-bit optimizer uses it
     note: str|None  # a caveat to record with the results (4-bit on a CPU)
+    gradient_checkpointing: bool = False
+    memory: str|None = None  # on a GPU: what the memory plan chose for the auto settings, and why
+
+# %% ../nbs/07_train.ipynb #p454bad
+def gpu_plan(cfg:TrainConfig, device:torch.device, precision:str, processes:int=1, mem_get_info=None) -> MemoryPlan:
+    "The memory plan of `cfg` on CUDA `device`, from the backbone's config (read, not loaded) and the free memory."
+    from transformers import AutoConfig
+    from phi_cls.model import resolve_model
+    config = AutoConfig.from_pretrained(resolve_model(cfg.model), trust_remote_code=False)
+    return gpu_memory_plan(config, device, mem_get_info, precision=precision, max_length=cfg.max_length,
+                           effective_batch=cfg.batch_size * cfg.grad_accum, batch_size=cfg.batch_size,
+                           processes=processes, lora_r=cfg.lora_r, quantize=cfg.quantize,
+                           micro_batch_size=cfg.micro_batch_size, gradient_checkpointing=cfg.gradient_checkpointing,
+                           eval_batch_size=cfg.eval_batch_size)
 
 # %% ../nbs/07_train.ipynb #2ad41151
 def resolve(cfg:TrainConfig) -> Resolved:
     "The concrete device, precision, quantization, optimizer and batching this machine uses for `cfg`."
     device, (_, size) = resolve_device(cfg.device), world()
     quantize, precision = resolve_quantize(cfg.quantize, device), resolve_precision(cfg.precision, device)
+    plan = gpu_plan(cfg, device, precision, size) if device.type == "cuda" else None
+    if plan: quantize = plan.quantize
     optim = cfg.optim
     if optim == "auto": optim = "paged_adamw_8bit" if device.type == "cuda" and quantize == "4bit" else "adamw_torch"
     if "8bit" in optim and not importlib.util.find_spec("bitsandbytes"):
@@ -85,7 +102,7 @@ def resolve(cfg:TrainConfig) -> Resolved:
     if cpu_4bit and "lora" in cfg.modes and not kbit_gradients_ok():
         raise ConfigError(f"mode={cfg.mode!r}: {cpu_4bit_lora_error()}")
     effective = cfg.batch_size * cfg.grad_accum
-    micro = cfg.micro_batch_size or (min(cfg.batch_size, 2) if device.type == "cpu" else cfg.batch_size)
+    micro = cfg.micro_batch_size or (plan.micro_batch_size if plan else min(cfg.batch_size, 2))
     if effective % (micro * size):
         raise ConfigError(f"micro_batch_size={micro} on {size} process(es) does not divide the effective batch "
                           f"batch_size x grad_accum = {effective}; pick a micro_batch_size that divides "
@@ -95,10 +112,12 @@ def resolve(cfg:TrainConfig) -> Resolved:
                 gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                 effective_batch=effective, micro_batch_size=micro, accumulation_steps=effective // (micro * size),
                 processes=size,
-                eval_batch_size=forward_batch_size(device, cfg.eval_batch_size),
+                eval_batch_size=plan.eval_batch_size if plan else forward_batch_size(device, cfg.eval_batch_size),
                 cpu_malloc=("tuned" if malloc_tuning_enabled() else "default") if device.type == "cpu" else None,
                 bitsandbytes=bitsandbytes_version() if quantize == "4bit" or "8bit" in optim else None,
-                note=CPU_4BIT_NOTE if cpu_4bit else None)
+                note=CPU_4BIT_NOTE if cpu_4bit else None,
+                gradient_checkpointing=plan.gradient_checkpointing if plan else bool(cfg.gradient_checkpointing),
+                memory=plan.reason if plan else None)
 
 # %% ../nbs/07_train.ipynb #c012
 def trainable_state_dict(model:torch.nn.Module) -> dict:
@@ -409,10 +428,10 @@ def select_layer(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, out:Pa
 def lora_trainer(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved) -> ClassifierTrainer:
     "A Trainer for a fresh LoRA classifier on `backbone` (seeded head, adapters on all linear layers)."
     set_seed(cfg.seed)
-    clf = PhiClassifier(add_lora(backbone, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing))
+    clf = PhiClassifier(add_lora(backbone, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, res.gradient_checkpointing))
     say("lora:", describe_trainable(clf))
     args = training_args(cfg, out / "checkpoints" / "lora", res, res.precision, data.get("validation") is not None,
-                         by_length=True)
+                         by_length=cfg.group_by_length)
     return ClassifierTrainer(model=clf, args=args, train_dataset=data["train"], eval_dataset=data.get("validation"),
                              data_collator=Collator(tok.pad_token_id), compute_metrics=_accuracy,
                              class_weights=loss_weights(cfg, data["train"]["labels"]))
@@ -808,7 +827,7 @@ def _setup_line(cfg:TrainConfig, res:Resolved) -> str:
     return (f"phi_cls: mode={cfg.mode} model={cfg.model} data={cfg.data} on {res.device} ({res.cpu_kind or res.gpu}), "
             f"precision={res.precision}, quantize={res.quantize}, optim={res.optim}, "
             f"effective batch {res.effective_batch} = {res.processes} process(es) x {res.micro_batch_size} x "
-            f"{res.accumulation_steps} accumulation steps")
+            f"{res.accumulation_steps} accumulation steps" + (f"; {res.memory}" if res.memory else ""))
 
 def _shared_inputs(cfg:TrainConfig, res:Resolved, raw:dict, data:dict, card:dict, start:float) -> tuple:
     "What every experiment of a run shares: (checker on test and validation, baseline p and metrics, backbone)."
@@ -818,6 +837,8 @@ def _shared_inputs(cfg:TrainConfig, res:Resolved, raw:dict, data:dict, card:dict
     card["class_weights"] = loss_weights(cfg, data["train"]["labels"]) or "none (all 1)"
     base_probs, baselines = run_baselines(cfg, raw)
     backbone = load_backbone(cfg.model, res.device, res.quantize, res.precision, cfg.attn_implementation)
+    card["resolved"]["kernels"] = apply_kernels(backbone, cfg.liger, cfg.compile)
+    for line in card["resolved"]["kernels"]: say(f"phi_cls: {line}")
     card["seconds"]["load"] = round(time.perf_counter() - start, 2)
     return checked, checked_val, base_probs, baselines, backbone
 
