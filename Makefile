@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 DEMO_FLAGS ?= --preset demo
 DEMO_OUT ?= outputs/demo
 
-.PHONY: install demo full levers quality test lint chromium serve screenshot bench bench-avx2 bench-quick gpu-check export readme clean
+.PHONY: install demo full levers quality test lint chromium serve screenshot bench bench-avx2 bench-quick gpu-check gpu-wheels export readme clean
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,24 @@ GPU_CHECK_FLAGS ?=
 gpu-check: install
 	$(BIN)/python -m pip install --quiet -e ".[gpu]" || $(BIN)/python -m pip install --quiet bitsandbytes
 	$(BIN)/python benchmarks/gpu_check.py --out benchmarks/gpu_check.json $(GPU_CHECK_FLAGS)
+
+# Wheels for an offline GPU node that has CUDA torch and transformers but no package index: phi_cls itself and what it and
+# gpu_check import beyond torch and transformers (and their own needs), for the node's Python and platform. On the node:
+#   pip install --no-index --no-deps --target DIR/site-packages wheels/*.whl
+#   PYTHONPATH=DIR/site-packages python benchmarks/gpu_check.py --sweep
+# The folder's name must end in site-packages: datasets hashes code outside such a folder by value, and fails on pyarrow's.
+GPU_WHEELS ?= wheels
+GPU_PYTHON ?= 3.12
+GPU_PLATFORMS ?= manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64
+GPU_WHEEL_PACKAGES ?= bitsandbytes peft accelerate liger-kernel champ-dataset gguf datasets dill multiprocess xxhash pyarrow \
+  pandas python-dateutil pytz tzdata six scikit-learn scipy joblib threadpoolctl matplotlib contourpy cycler fonttools \
+  kiwisolver pillow pyparsing psutil cloudpickle narwhals
+gpu-wheels:
+	mkdir -p $(GPU_WHEELS)
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) --implementation cp \
+	  $(addprefix --platform ,$(GPU_PLATFORMS)) -d $(GPU_WHEELS) $(GPU_WHEEL_PACKAGES)
+	$(PYTHON) -m pip wheel --quiet --no-deps -w $(GPU_WHEELS) .
+	@echo "gpu-wheels: $$(ls $(GPU_WHEELS)/*.whl | wc -l) wheels in $(GPU_WHEELS)/ for Python $(GPU_PYTHON) (GPU_PYTHON=3.x for another)"
 
 # The browser test drives Debian's Chromium (no browser is downloaded); install it if this machine lacks it.
 chromium:

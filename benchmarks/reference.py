@@ -110,19 +110,21 @@ def load_4bit(model_dir, gpu: bool):
     return tok, prepare_model_for_kbit_training(lm)
 
 
-def lora_gpu(model_dir, train: Dataset, test: Dataset, max_length: int, out, quantize=True, gpu=True, batch=8, accum=4):
-    "Experiment 2 the reference way on a GPU: 4-bit LoRA (all linear layers), bf16, paged_adamw_8bit, one epoch; then Trainer.predict on test."
+def lora_gpu(model_dir, train: Dataset, test: Dataset, max_length: int, out, quantize=True, gpu=True, batch=8, accum=4, callbacks=None):
+    """Experiment 2 the reference way on a GPU: 4-bit LoRA (all linear layers), bf16, paged_adamw_8bit, one epoch; then Trainer.predict on
+    test, timed from text (tokenizing included, as phi_cls's prediction is). `callbacks`: TrainerCallbacks (gpu_check's step timer)."""
     from peft import LoraConfig, get_peft_model
     tok, lm = load_4bit(model_dir, gpu) if quantize else load(model_dir)
     lm = get_peft_model(lm, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear"))
     set_seed(42)
     model = ReferenceClassifier(lm)
-    tr, te = tokenize(tok, train, max_length), tokenize(tok, test, max_length)
+    tr = tokenize(tok, train, max_length)
     gpu_args = args(out, epochs=1, batch=batch, accum=accum, optim="paged_adamw_8bit", bf16=gpu, use_cpu=not gpu)
-    trainer = Trainer(model=model, args=gpu_args, train_dataset=tr, data_collator=DataCollatorWithPadding(tok))
+    trainer = Trainer(model=model, args=gpu_args, train_dataset=tr, data_collator=DataCollatorWithPadding(tok), callbacks=callbacks)
     start = time.perf_counter()
     trainer.train()
     train_seconds = time.perf_counter() - start
+    trainer.predict(tokenize(tok, test.select(range(min(8, len(test)))), max_length))  # warm-up
     start = time.perf_counter()
-    trainer.predict(te)
+    trainer.predict(tokenize(tok, test, max_length))
     return dict(train_seconds=train_seconds, train_tokens=sum(map(len, tr["input_ids"])), predict_seconds=time.perf_counter() - start)

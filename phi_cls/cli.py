@@ -23,7 +23,9 @@ def add_config_flags(parser:argparse.ArgumentParser, config_cls=TrainConfig):
         flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
         # unset: the preset's
         kw = dict(default=argparse.SUPPRESS, help=f"{f.metadata.get('help', '')} (default: {f.default})")
-        if kind is bool: parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        # an Optional[bool] left unset is auto
+        if kind in (bool, typing.Optional[bool]):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif kind == typing.Optional[int]: parser.add_argument(flag, type=_optional_int, metavar="N", **kw)
         # a Union: the config parses the text
         else: parser.add_argument(flag, type=kind if isinstance(kind, type) else str, metavar=f.name.upper(), **kw)

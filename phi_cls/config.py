@@ -158,7 +158,7 @@ class TrainConfig:
     batch_size: int = _help("examples per step before accumulation (effective batch = batch_size x grad_accum)", 8)
     grad_accum: int = _help("gradient accumulation steps (effective batch = batch_size x grad_accum)", 4)
     micro_batch_size: typing.Optional[int] = _help("examples per forward pass; "
-                                                   "None = auto (2 on a CPU, batch_size on a GPU). "
+                                                   "None = auto (2 on a CPU; on a GPU the largest that fits). "
                                                    "Accumulation grows so the effective batch stays the same", None)
     learning_rate: float = _help("peak learning rate", 2e-4)
     lr_scheduler: str = _help("learning-rate schedule", "cosine")
@@ -169,7 +169,8 @@ class TrainConfig:
     optim: str = _help("optimizer; auto = paged_adamw_8bit on CUDA with 4-bit, else adamw_torch; "
                        "the 8-bit ones need bitsandbytes", "auto")
     precision: str = _help("auto, bf16 or fp32; auto = bf16 on GPUs and on CPUs with native bf16", "auto")
-    quantize: str = _help("auto, 4bit or none; auto = 4-bit NF4 on CUDA; 4bit on a CPU is a test / low-memory mode",
+    quantize: str = _help("auto, 4bit or none; auto = on a GPU, bf16 when the weights leave room for a training step, "
+                          "else 4-bit NF4; none on a CPU, where 4bit is a test / low-memory mode",
                           "auto")
     device: str = _help("auto, cpu or cuda", "auto")
     attn_implementation: str = _help("auto (flash_attention_2 on GPU if installed, else sdpa), sdpa or eager", "auto")
@@ -181,7 +182,8 @@ class TrainConfig:
                                   "it is evaluated each epoch, picks the best epoch and fits the threshold, "
                                   "temperature and hybrid rule", True)
     eval_batch_size: typing.Optional[int] = _help("rows per forward pass in feature extraction and prediction; "
-                                                  "None = auto (2 on a CPU, 8 on a GPU)", None)
+                                                  "None = auto (2 on a CPU; on a GPU the largest that fits, "
+                                                  "up to 64)", None)
     workers: typing.Union[str, int] = _help("CPU inference (probe features, test predictions) "
                                             "in this many single-thread processes; "
                                             "auto = one per core when the rows repay starting them, 1 = one process",
@@ -194,7 +196,15 @@ class TrainConfig:
     lora_r: int = _help("LoRA rank", 16)
     lora_alpha: int = _help("LoRA alpha", 32)
     lora_dropout: float = _help("LoRA dropout", 0.05)
-    gradient_checkpointing: bool = _help("recompute activations in the backward pass to save memory", False)
+    gradient_checkpointing: typing.Optional[bool] = _help("recompute activations in the backward pass to save memory; "
+                                                          "None = auto (on a GPU when a step would not fit "
+                                                          "without it; off on a CPU)", None)
+    group_by_length: bool = _help("batch LoRA training rows of similar length together, so little padding is "
+                                  "computed; off = random batches", True)
+    liger: bool = _help("Liger's fused RMSNorm and SwiGLU kernels on a CUDA GPU when liger-kernel is installed "
+                        "(skipped with a note otherwise)", True)
+    compile: bool = _help("torch.compile each decoder layer on a CUDA GPU (slower start, faster steps; "
+                          "skipped on a CPU)", False)
     progress: bool = _help("show progress bars", True)
     resume: bool = _help("continue an interrupted run in the same folder from its last checkpoint", False)
     overwrite: bool = _help("start afresh in a folder that holds a finished run or other files: "

@@ -16,7 +16,7 @@ from .data import DataError, PromptEncoder, TableWriter, iter_table, validate_fr
 from .check import check_frame
 from .decide import HYBRID_COLUMNS, Decision, checker_flagged, combine
 from .metrics import check_threshold, classification_metrics
-from .hardware import resolve_device, resolve_precision
+from .hardware import gpu_inference_batch, resolve_device, resolve_precision
 from .model import finite_probabilities, forward_batch_size, load_backbone, load_tokenizer
 from .artifact import check_artifact_files, find_artifact, read_classifier_info, restore_classifier
 from .workers import WorkerPool, choose_workers, model_bytes, pooled_features, workers_can_pool
@@ -96,6 +96,8 @@ def load_classifier(path:str|Path, kind:str|None=None, device:str="auto", quanti
     precision = resolve_precision(precision or info.get("precision", "auto"), dev)
     backbone = load_backbone(base_model or info["base_model"], dev, _recorded_quantize(quantize, info), precision)
     clf = restore_classifier(art, backbone)
+    if batch_size is None and dev.type == "cuda":  # the largest that fits beside the loaded backbone
+        batch_size = gpu_inference_batch(backbone.config, dev, info["max_length"], precision)
     return Classifier(clf, load_tokenizer(str(art)), info, precision, batch_size, art, workers, base_model)
 
 # %% ../nbs/12_predict.ipynb #c009b

@@ -299,6 +299,10 @@ class RunCard:
         "Record how long `step` took."
         self.data["seconds"][step] = round(seconds, 2); return self
 
+    def note_resolved(self, **facts) -> RunCard:
+        "Record more of what this machine does for the settings (e.g. the kernels in use); saved with the next step."
+        self.data["resolved"].update(facts); return self
+
     def workers(self, used:dict) -> RunCard:
         "Record which inference jobs ran in how many processes, and why."
         self.data["resolved"]["inference_workers"].update(used); return self

@@ -20,6 +20,7 @@ from .check import check_frame
 from .metrics import (PRED_FILES, baseline_metrics, classification_metrics, ece, headline_metrics,
                              predictions_frame, shortcut_baselines, summary_lines, versus_baselines)
 from .decide import Decision, checker_flagged, combine, fit_decision
+from .hardware import apply_kernels
 from .model import (PhiClassifier, add_lora, context_length, decoder_layers, describe_trainable,
                            feature_settings, finite_probabilities, freeze, load_backbone, load_tokenizer, resolve_layer)
 from .artifact import save_classifier
@@ -175,10 +176,10 @@ def _select_layer(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, out:P
 def lora_trainer(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved) -> ClassifierTrainer:
     "A Trainer for a fresh LoRA classifier on `backbone` (seeded head, adapters on all linear layers)."
     set_seed(cfg.seed)
-    clf = PhiClassifier(add_lora(backbone, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing))
+    clf = PhiClassifier(add_lora(backbone, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, res.gradient_checkpointing))
     say("lora:", describe_trainable(clf))
     args = training_args(cfg, out / "checkpoints" / "lora", res, res.precision, data.get("validation") is not None,
-                         by_length=True)
+                         by_length=cfg.group_by_length)
     return ClassifierTrainer(model=clf, args=args, train_dataset=data["train"], eval_dataset=data.get("validation"),
                              data_collator=Collator(tok.pad_token_id), compute_metrics=eval_accuracy,
                              class_weights=loss_weights(cfg, data["train"]["labels"]))
@@ -318,7 +319,7 @@ def _setup_line(cfg:TrainConfig, res:Resolved) -> str:
     return (f"phi_cls: mode={cfg.mode} model={cfg.model} data={cfg.data} on {res.device} ({res.cpu_kind or res.gpu}), "
             f"precision={res.precision}, quantize={res.quantize}, optim={res.optim}, "
             f"effective batch {res.effective_batch} = {res.processes} process(es) x {res.micro_batch_size} x "
-            f"{res.accumulation_steps} accumulation steps")
+            f"{res.accumulation_steps} accumulation steps" + (f"; {res.memory}" if res.memory else ""))
 
 def _shared_inputs(cfg:TrainConfig, res:Resolved, raw:dict, data:dict, card:RunCard, start:float) -> tuple:
     "What every experiment of a run shares: (checker on test and validation, baseline p and metrics, backbone)."
@@ -328,6 +329,9 @@ def _shared_inputs(cfg:TrainConfig, res:Resolved, raw:dict, data:dict, card:RunC
     card.note(class_weights=loss_weights(cfg, data["train"]["labels"]) or "none (all 1)")
     base_probs, baselines = _run_baselines(cfg, raw)
     backbone = load_backbone(cfg.model, res.device, res.quantize, res.precision, cfg.attn_implementation)
+    kernels = apply_kernels(backbone, cfg.liger, cfg.compile)
+    card.note_resolved(kernels=kernels)
+    for line in kernels: say(f"phi_cls: {line}")
     card.timed("load", time.perf_counter() - start)
     return checked, checked_val, base_probs, baselines, backbone
 

@@ -18,13 +18,14 @@ from .data import WriteError, is_write_failure, write_error
 from .metrics import class_weights
 from .hardware import (CPU_4BIT_NOTE, bitsandbytes_version, cpu_4bit_lora_error, cpu_kind, kbit_gradients_ok,
                               malloc_tuning_enabled, resolve_device, resolve_precision, resolve_quantize)
+from .hardware import MemoryPlan, gpu_memory_plan
 from .model import NotFiniteError, forward_batch_size
 from .workers import WorkerPool, choose_workers, model_bytes, shard_rows, unshard
 from .runs import say, world
 
 # %% auto #0
-__all__ = ['Resolved', 'resolve', 'trainable_state_dict', 'ClassifierTrainer', 'FeatureDataset', 'eval_accuracy', 'training_args',
-           'finite_loss', 'load_checkpoint_weights', 'loss_weights', 'best_epoch', 'init_distributed',
+__all__ = ['Resolved', 'gpu_plan', 'resolve', 'trainable_state_dict', 'ClassifierTrainer', 'FeatureDataset', 'eval_accuracy',
+           'training_args', 'finite_loss', 'load_checkpoint_weights', 'loss_weights', 'best_epoch', 'init_distributed',
            'finish_distributed', 'sharded', 'inference_pool']
 
 # %% ../nbs/10_trainer.ipynb #c036
@@ -45,12 +46,28 @@ class Resolved:
     cpu_malloc: str|None
     bitsandbytes: str|None  # its version, when 4-bit or an 8-bit optimizer uses it
     note: str|None  # a caveat to record with the results (4-bit on a CPU)
+    gradient_checkpointing: bool = False
+    memory: str|None = None  # on a GPU: what the memory plan chose for the auto settings, and why
+
+# %% ../nbs/10_trainer.ipynb #p454bad
+def gpu_plan(cfg:TrainConfig, device:torch.device, precision:str, processes:int=1, mem_get_info=None) -> MemoryPlan:
+    "The memory plan of `cfg` on CUDA `device`, from the backbone's config (read, not loaded) and the free memory."
+    from transformers import AutoConfig
+    from phi_cls.model import resolve_model
+    config = AutoConfig.from_pretrained(resolve_model(cfg.model), trust_remote_code=False)
+    return gpu_memory_plan(config, device, mem_get_info, precision=precision, max_length=cfg.max_length,
+                           effective_batch=cfg.batch_size * cfg.grad_accum, batch_size=cfg.batch_size,
+                           processes=processes, lora_r=cfg.lora_r, quantize=cfg.quantize,
+                           micro_batch_size=cfg.micro_batch_size, gradient_checkpointing=cfg.gradient_checkpointing,
+                           eval_batch_size=cfg.eval_batch_size)
 
 # %% ../nbs/10_trainer.ipynb #2ad41151
 def resolve(cfg:TrainConfig) -> Resolved:
     "The concrete device, precision, quantization, optimizer and batching this machine uses for `cfg`."
     device, (_, size) = resolve_device(cfg.device), world()
     quantize, precision = resolve_quantize(cfg.quantize, device), resolve_precision(cfg.precision, device)
+    plan = gpu_plan(cfg, device, precision, size) if device.type == "cuda" else None
+    if plan: quantize = plan.quantize
     optim = cfg.optim
     if optim == "auto": optim = "paged_adamw_8bit" if device.type == "cuda" and quantize == "4bit" else "adamw_torch"
     if "8bit" in optim and not importlib.util.find_spec("bitsandbytes"):
@@ -60,7 +77,7 @@ def resolve(cfg:TrainConfig) -> Resolved:
     if cpu_4bit and "lora" in cfg.modes and not kbit_gradients_ok():
         raise ConfigError(f"mode={cfg.mode!r}: {cpu_4bit_lora_error()}")
     effective = cfg.batch_size * cfg.grad_accum
-    micro = cfg.micro_batch_size or (min(cfg.batch_size, 2) if device.type == "cpu" else cfg.batch_size)
+    micro = cfg.micro_batch_size or (plan.micro_batch_size if plan else min(cfg.batch_size, 2))
     if effective % (micro * size):
         raise ConfigError(f"micro_batch_size={micro} on {size} process(es) does not divide the effective batch "
                           f"batch_size x grad_accum = {effective}; pick a micro_batch_size that divides "
@@ -70,10 +87,12 @@ def resolve(cfg:TrainConfig) -> Resolved:
                 gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                 effective_batch=effective, micro_batch_size=micro, accumulation_steps=effective // (micro * size),
                 processes=size,
-                eval_batch_size=forward_batch_size(device, cfg.eval_batch_size),
+                eval_batch_size=plan.eval_batch_size if plan else forward_batch_size(device, cfg.eval_batch_size),
                 cpu_malloc=("tuned" if malloc_tuning_enabled() else "default") if device.type == "cpu" else None,
                 bitsandbytes=bitsandbytes_version() if quantize == "4bit" or "8bit" in optim else None,
-                note=CPU_4BIT_NOTE if cpu_4bit else None)
+                note=CPU_4BIT_NOTE if cpu_4bit else None,
+                gradient_checkpointing=plan.gradient_checkpointing if plan else bool(cfg.gradient_checkpointing),
+                memory=plan.reason if plan else None)
 
 # %% ../nbs/10_trainer.ipynb #c012
 def trainable_state_dict(model:torch.nn.Module) -> dict:
