@@ -26,7 +26,7 @@ def phi4_config_dir():
 
 def _resolve_on(gpu: str, free_gib: float, **cfg):
     "`resolve` as on a CUDA GPU named `gpu` with `free_gib` free (device, name, bf16 support and memory faked)."
-    import phi_cls.train as train
+    import phi_cls.trainer as train
     with mock.patch.object(train, "resolve_device", lambda d: torch.device("cuda", 0)), \
          mock.patch.object(train, "resolve_precision", lambda p, d: "bf16" if p == "auto" else p), \
          mock.patch("torch.cuda.get_device_name", lambda d=None: gpu), \
@@ -51,7 +51,8 @@ def test_memory_plan_on_a_t4_and_an_h200(phi4_config_dir):
 
 
 def test_cpu_resolution_is_unchanged():
-    from phi_cls.train import _setup_line, resolve
+    from phi_cls.train import _setup_line
+    from phi_cls.trainer import resolve
     r = resolve(TrainConfig(device="cpu"))
     assert (r.quantize, r.micro_batch_size, r.accumulation_steps, r.eval_batch_size, r.gradient_checkpointing,
             r.memory) == ("none", 2, 16, 2, False, None)
@@ -62,7 +63,8 @@ def test_cpu_resolution_is_unchanged():
 def _step_losses(by_length: bool, **extra) -> list:
     "Mean loss of each optimizer step of a tiny LoRA run (32 rows, effective batch 32: each step sees every row)."
     from phi_cls.model import load_backbone, load_tokenizer
-    from phi_cls.train import lora_trainer, prepare_data, resolve
+    from phi_cls.train import lora_trainer, prepare_data
+    from phi_cls.trainer import resolve
     cfg = TrainConfig(model="tiny", data="gsm8k-pairs", max_train_samples=32, max_eval_samples=4, max_length=384,
                       epochs=3, optim="sgd", learning_rate=0.5, lr_scheduler="constant", warmup_ratio=0.0,
                       lora_dropout=0.0, keep_validation=False, progress=False, device="cpu",
