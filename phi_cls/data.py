@@ -332,6 +332,8 @@ def write_csv(path:Path, df:pd.DataFrame) -> Path:
     with atomic_write(path) as tmp: df.to_csv(tmp, index=False)
     return Path(path)
 
+def _plain_name(f) -> bool: return isinstance(f, str) and f not in ("", ".", "..") and Path(f).name == f
+
 def _listed_files(out:Path) -> list|None:
     card = out / "run.json"
     return json.loads(card.read_text()).get("files") if card.exists() else None
@@ -341,11 +343,13 @@ def zip_run(out:Path, name:str="artifacts.zip", files:list|None=None) -> Path:
      "never checkpoints.")
     out = Path(out)
     files = _listed_files(out) if files is None else files
-    tops = [out] if files is None else [out / f for f in files if (out / f).exists()]  # no list: the whole folder
+    # no list: the whole folder; a list: its plain names in `out` (never ../x or /x), and no links out of it
+    tops = [out] if files is None else [out / f for f in files if _plain_name(f) and (out / f).exists()]
     with atomic_write(out / name) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         for f in sorted(p for top in tops for p in ([top, *top.rglob("*")] if top.is_dir() else [top])):
             rel = f.relative_to(out)
-            if f.is_file() and rel.parts[0] != "checkpoints" and not f.name.startswith(name): z.write(f, rel)
+            if f.is_file() and not any(p.is_symlink() for p in (f, *f.parents) if p != out and out in p.parents) \
+                    and rel.parts[0] != "checkpoints" and not f.name.startswith(name): z.write(f, rel)
     return out / name
 
 # %% ../nbs/00_data.ipynb #c5b484c

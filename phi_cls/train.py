@@ -25,7 +25,7 @@ from .model import (PhiClassifier, add_lora, context_length, decoder_layers, des
 from .artifact import save_classifier
 from .workers import pooled_features, workers_can_pool
 from .runs import (RunCard, check_same_data, data_fingerprint, first_process, last_checkpoint, previous_run,
-                          run_folder, say)
+                          run_files, run_folder, say)
 from .trainer import (ClassifierTrainer, FeatureDataset, Resolved, best_epoch, eval_accuracy, finish_distributed,
                              inference_pool, init_distributed, loss_weights, resolve, sharded, trainable_state_dict,
                              training_args)
@@ -361,12 +361,12 @@ def _train_all(cfg:TrainConfig, res:Resolved, start:float, prev:dict|None, tok, 
         metrics["baselines"] = baselines
         if main: write_json(out / "metrics.json", metrics)
         for line in summary_lines(metrics): say(line)
+        if main: zip_run(out, "artifacts.zip", run_files(cfg))  # the card says finished only once the zip exists
     except BaseException as e:
         card.failed(e)
         finish_distributed(created, ok=False)
         raise
     card.timed("total", time.perf_counter() - start).finished()
-    if main: zip_run(out, "artifacts.zip", card.data["files"])
     finish_distributed(created)
     return metrics
 
