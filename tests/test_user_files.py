@@ -184,3 +184,58 @@ def test_resume_refuses_a_card_naming_files_outside(tiny_run, tmp_path, listed):
     proc = here("train", "--mode", "both", *TINY_FLAGS, "--out", run, "--resume")
     _refused(proc, f"lists files outside its run folder ('{listed}')", "Restore the card, or start a new run")
     assert _tree(tmp_path) == before
+
+
+# 5. quiet wrong results
+
+def test_4bit_with_workers_is_refused(tiny_run, rows, tmp_path):
+    "Workers would load the backbone unquantized: refused before anything loads, for predict and train alike."
+    from conftest import TINY_FLAGS
+    proc = here("predict", "--model", tiny_run / "probe", "--input", rows / "rows.csv", "--output", tmp_path / "p.csv",
+                "--quantize", "4bit", "--workers", "2")
+    _refused(proc, "--workers 2 with --quantize 4bit: a 4-bit backbone runs in one process", "--workers 1")
+    proc = here("train", *TINY_FLAGS, "--quantize", "4bit", "--workers", "2", "--out", tmp_path / "run")
+    _refused(proc, "workers=2 with quantize=4bit")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_evaluate_on_one_class_says_so(tiny_run, rows, tmp_path):
+    proc = here("evaluate", "--model", tiny_run / "probe", "--input", rows / "correct.csv", "--out", tmp_path / "ev",
+                "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())["probe"]
+    preds = pd.read_csv(tmp_path / "ev" / "probe_baseline_predictions.csv")
+    called = int((preds["p(class=1)"] >= m["threshold"]).sum())
+    line = (f"warning: correct.csv has only correct rows (label 0), so balanced accuracy, F1 and AUROC are undefined or "
+            f"trivial on it and the baselines mean nothing. What it shows: accuracy {1 - called / 10:.3f}, {called} of "
+            "10 rows called flawed.")
+    assert line in proc.stdout.splitlines() and "matches or beats" not in proc.stdout
+
+
+def test_base_model_with_custom_code_is_refused(tiny_run, rows, tmp_path):
+    from phi_cls.model import tiny_dir
+    base = tmp_path / "base"; shutil.copytree(tiny_dir(), base)
+    config = json.loads((base / "config.json").read_text())
+    config.update(model_type="evilphi", auto_map={"AutoConfig": "evil.Cfg", "AutoModel": "evil.Model"})
+    (base / "config.json").write_text(json.dumps(config))
+    (base / "evil.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w')\n")
+    art = tmp_path / "probe"; shutil.copytree(tiny_run / "probe", art)
+    info = json.loads((art / "classifier.json").read_text())
+    (art / "classifier.json").write_text(json.dumps(dict(info, base_model=str(base))))
+    proc = here("predict", "--model", art, "--input", rows / "rows.csv", "--output", tmp_path / "p.csv")
+    _refused(proc, f"model '{base}' asks for custom code", "phi_cls never runs code that comes with a model")
+    assert "trust_remote_code" not in proc.stderr and not (tmp_path / "ran").exists()
+    assert not (tmp_path / "p.csv").exists()
+
+
+# 6. resources
+
+def test_workers_capped_by_rows_and_cores(tiny_run, rows, tmp_path):
+    "--workers 100000 on 12 rows starts at most 12 (and no more than the cores), says so once, and gives the same output."
+    one = here("predict", "--model", tiny_run / "probe", "--input", rows / "rows.csv", "--output", tmp_path / "one.csv",
+               "--workers", "1", "--no-progress")
+    many = here("predict", "--model", tiny_run / "probe", "--input", rows / "rows.csv", "--output", tmp_path / "many.csv",
+                "--workers", "100000", "--no-progress")
+    assert one.returncode == 0 and many.returncode == 0, many.stderr
+    assert many.stderr.count("asked for 100000, capped at") == 1, many.stderr
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "many.csv").read_bytes()
