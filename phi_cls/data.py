@@ -19,8 +19,8 @@ if TYPE_CHECKING:  # torch and datasets load when first used: the run folder and
 __all__ = ['PROMPT', 'SPLITS', 'EMBEDDED', 'build_prompt', 'DataError', 'validate_frame', 'table_path', 'read_table', 'load_data',
            'iter_table', 'WriteError', 'is_write_failure', 'write_error', 'atomic_write', 'write_json', 'write_csv',
            'zip_run', 'TableWriter', 'champ_file', 'champ_rows', 'split_problems', 'load_champ', 'gsm8k_pairs_file',
-           'load_gsm8k_pairs', 'load_embedded', 'check_leakage', 'check_classes', 'training_splits', 'fit_lengths',
-           'PromptEncoder', 'tokenize', 'Collator']
+           'load_gsm8k_pairs', 'load_embedded', 'check_leakage', 'check_classes', 'training_splits',
+           'hold_out_validation', 'fit_lengths', 'PromptEncoder', 'tokenize', 'Collator']
 
 # %% ../nbs/00_data.ipynb #c006
 PROMPT = ("Analyze the following mathematical problem and solution to determine if the solution is correct or flawed."
@@ -531,6 +531,23 @@ def training_splits(dd:DatasetDict, keep_validation:bool=False, max_train_sample
     train = _cap(train, max_train_samples, seed)
     check_classes(train, capped=max_train_samples is not None)
     return train, val, _cap(dd["test"], max_eval_samples, seed)
+
+# %% ../nbs/00_data.ipynb #16e87346
+def hold_out_validation(train:Dataset, seed:int=42, fraction:float=0.2, min_rows:int=8) -> tuple|None:
+    ("(train, validation) with about `fraction` of the rows held out, whole problems (grouped by question), chosen by "
+     "`seed`; None when the rows are too few for both parts to hold both classes.")
+    questions = sorted(set(train["question"]))
+    random.Random(seed).shuffle(questions)
+    per = pd.Series(train["question"]).value_counts()
+    target, held, n = max(min_rows, round(fraction * len(train))), set(), 0
+    for q in questions:
+        if n >= target: break
+        held.add(q); n += int(per[q])
+    mask = np.array([q in held for q in train["question"]])
+    labels = np.asarray(train["label"])
+    if not (min_rows <= mask.sum() <= len(train) - 2 * min_rows and len(set(labels[mask])) == 2
+            and len(set(labels[~mask])) == 2): return None
+    return train.select(np.flatnonzero(~mask)), train.select(np.flatnonzero(mask))
 
 # %% ../nbs/00_data.ipynb #c034
 def fit_lengths(n_question:int, n_solution:int, room:int) -> tuple:

@@ -14,8 +14,8 @@ import torch
 from transformers import set_seed
 
 from .config import ConfigError, TrainConfig
-from .data import (PROMPT, Collator, PromptEncoder, load_data, tokenize, training_splits, write_csv, write_json,
-                          zip_run)
+from .data import (PROMPT, Collator, PromptEncoder, hold_out_validation, load_data, tokenize, training_splits,
+                          write_csv, write_json, zip_run)
 from .check import check_frame
 from .metrics import (PRED_FILES, baseline_metrics, classification_metrics, ece, headline_metrics,
                              predictions_frame, shortcut_baselines, summary_lines, versus_baselines)
@@ -229,13 +229,25 @@ def _decision_metrics(y_test, result:ExperimentResult, decision:Decision, valida
     return out
 
 # %% ../nbs/11_train.ipynb #c027
+def _held_out(cfg:TrainConfig, dd) -> tuple:
+    "(splits, held): without a validation split, a seeded part of the training problems fits the decisions."
+    from datasets import DatasetDict
+    parts = hold_out_validation(dd["train"], cfg.seed)
+    if parts is None:
+        say(f"keep_validation: {cfg.data} has no validation split, and its {len(dd['train'])} training rows are too "
+            "few to hold some out: the threshold (0.5), temperature (1) and hybrid rule are defaults; trust the "
+            "classifier's p(flawed) and the checker each on its own, not the hybrid.")
+        return dd, False
+    say(f"keep_validation: {cfg.data} has no validation split; held out {len(parts[1])} of its {len(dd['train'])} "
+        f"training rows ({len(set(parts[1]['question']))} problems, seed {cfg.seed}) to fit the threshold, temperature "
+        "and hybrid rule.")
+    return DatasetDict({**dd, "train": parts[0], "validation": parts[1]}), True
+
 def prepare_data(cfg:TrainConfig, tok) -> tuple:
     "Load, check, subsample and tokenize the data: ({train, validation or None, test}, facts for the run card)."
     dd = load_data(cfg.data, required=("train", "test"))
-    # without a validation split: train on all
     held = cfg.keep_validation and "validation" in dd and len(dd["validation"]) > 0
-    if cfg.keep_validation and not held:
-        say(f"keep_validation: {cfg.data} has no validation split; nothing is held out or fitted.")
+    if cfg.keep_validation and not held: dd, held = _held_out(cfg, dd)
     train, val, test = training_splits(dd, held,
                                        cfg.max_train_samples, cfg.max_eval_samples, cfg.seed, cfg.allow_leakage)
     raw = dict(train=train, validation=val, test=test)

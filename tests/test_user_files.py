@@ -239,3 +239,29 @@ def test_workers_capped_by_rows_and_cores(tiny_run, rows, tmp_path):
     assert one.returncode == 0 and many.returncode == 0, many.stderr
     assert many.stderr.count("asked for 100000, capped at") == 1, many.stderr
     assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "many.csv").read_bytes()
+
+
+@pytest.mark.parametrize("n_train, held", [(40, True), (12, False)])
+def test_no_validation_split_holds_out_training_rows(tmp_path, n_train, held):
+    "Data with only train and test files: a seeded part of the training problems fits the decisions, or the run says they are defaults."
+    from conftest import TINY_FLAGS
+    from phi_cls.data import load_champ
+    champ = load_champ()
+    data = tmp_path / "data"; data.mkdir()
+    cols = ["index", "question", "solution", "label"]
+    champ["train"].to_pandas()[cols].head(n_train).to_csv(data / "train.csv", index=False)
+    champ["test"].to_pandas()[cols].head(12).to_csv(data / "test.csv", index=False)
+    flags = [f for f in TINY_FLAGS if f not in ("champ",)]
+    flags[flags.index("--data") + 1:flags.index("--data") + 1] = [str(data)]
+    proc = here("train", "--mode", "probe", *flags, "--epochs", "1", "--out", tmp_path / "run", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    card = json.loads((tmp_path / "run" / "run.json").read_text())
+    if held:
+        line = next(x for x in proc.stdout.splitlines() if "has no validation split; held out" in x)
+        n = int(line.split("held out ")[1].split()[0])
+        assert card["data"]["rows"]["validation"] == n and card["data"]["rows"]["train"] == min(24, n_train - n)  # --max-train-samples 24
+        assert "to fit the threshold, temperature and hybrid rule" in line
+        assert card["best_epoch"]["probe"] != "last (no held-out validation)"
+    else:
+        assert "training rows are too few to hold some out: the threshold (0.5), temperature (1) and hybrid rule are defaults" in proc.stdout
+        assert "validation" not in card["data"]["rows"]
