@@ -116,8 +116,8 @@ def _jsonl_frame(lines:list, first:int, name:str) -> pd.DataFrame:
         if not line.strip(): continue
         try: json.loads(line)
         except ValueError as e:
-            raise DataError(f"{name}, line {first + i}: not valid JSON ({getattr(e, 'msg', e)} "
-                            f"at column {getattr(e, 'colno', '?')}). "
+            msg = str(getattr(e, "msg", e)).removesuffix(" at")  # "Unterminated string starting at"
+            raise DataError(f"{name}, line {first + i}: not valid JSON ({msg} at column {getattr(e, 'colno', '?')}). "
                             "Each line must be one JSON object, "
                             "such as {\"question\": \"...\", \"solution\": \"...\"}.") from None
     raise DataError(f"{name}, lines {first} to {first + len(lines) - 1}: could not be read as JSON lines ({error}).")

@@ -102,8 +102,9 @@ def choose_workers(setting, device, rows:int, weight_bytes:int, cores:int|None=N
     return n, f"auto: {cores} usable cores" + (f", memory holds {fit}" if fit < cores else "")
 
 # %% ../nbs/07_workers.ipynb #w014
-class WorkerError(RuntimeError):
-    "An inference worker failed or died; the job stopped without output for its rows."
+class WorkerError(OSError):
+    ("An inference worker failed or died; the job stopped without output for its rows (an `OSError`: the CLI says so "
+     "in one line, exit 2).")
 
 @contextlib.contextmanager
 def _worker_env():
@@ -172,8 +173,8 @@ def _died(k:int, p, doing:str) -> WorkerError:
     code = p.exitcode
     if code and code < 0: how = f"was killed by signal {-code}" + (" (out of memory?)" if code == -9 else "")
     else: how = f"exited with code {code}"
-    return WorkerError(f"inference worker {k} (pid {p.pid}) {how} while {doing}; the job stopped and wrote nothing "
-                       "for its rows. Run again, or with workers=1 for one process.")
+    return WorkerError(f"an inference worker died: worker {k} (pid {p.pid}) {how} while {doing}; the job stopped and "
+                       "wrote nothing for its rows. Run again, or with --workers 1 (workers=1) for one process.")
 
 # %% ../nbs/07_workers.ipynb #c62ddcf
 class WorkerPool:
