@@ -192,6 +192,11 @@ def _check_loading(args):
     if args.threshold is not None: check_threshold(args.threshold)
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"batch_size={args.batch_size} must be a positive integer.")
+    from phi_cls.config import parse_workers
+    from phi_cls.workers import QUANTIZED_WORKERS
+    if getattr(args, "quantize", None) == "4bit" and parse_workers(args.workers) not in ("auto", 1):
+        raise ValueError(f"--workers {args.workers} with --quantize 4bit: {QUANTIZED_WORKERS}. Use --workers 1 (or "
+                         "auto) with 4bit, or --quantize none with workers.")
 
 def _predict(args):
     from phi_cls.predict import load_classifier, predict_file

@@ -130,6 +130,10 @@ def _check_config(cfg):
     cfg.workers = parse_workers(cfg.workers)
     if cfg.workers != "auto" and cfg.workers > 1024:
         raise ConfigError(f"workers={cfg.workers!r} is more than 1024, the largest value allowed.")
+    if cfg.quantize == "4bit" and cfg.workers not in ("auto", 1):
+        raise ConfigError(f"workers={cfg.workers} with quantize=4bit: a 4-bit backbone runs in one process (workers "
+                          "load it unquantized, so their numbers would differ). Use workers=1 (or auto) with 4bit, "
+                          "or quantize=none with workers.")
     if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
         raise ConfigError(f"device={cfg.device!r} is not allowed; use auto, cpu, cuda or cuda:N.")
     if Path(cfg.run_name).name != cfg.run_name or cfg.run_name in (".", ".."):

@@ -19,8 +19,8 @@ if TYPE_CHECKING:  # torch and datasets load when first used: the run folder and
 __all__ = ['PROMPT', 'SPLITS', 'EMBEDDED', 'build_prompt', 'DataError', 'validate_frame', 'table_path', 'read_table', 'load_data',
            'iter_table', 'WriteError', 'is_write_failure', 'write_error', 'atomic_write', 'write_json', 'write_csv',
            'zip_run', 'TableWriter', 'champ_file', 'champ_rows', 'split_problems', 'load_champ', 'gsm8k_pairs_file',
-           'load_gsm8k_pairs', 'load_embedded', 'check_leakage', 'check_classes', 'training_splits', 'fit_lengths',
-           'PromptEncoder', 'tokenize', 'Collator']
+           'load_gsm8k_pairs', 'load_embedded', 'check_leakage', 'check_classes', 'training_splits',
+           'hold_out_validation', 'fit_lengths', 'PromptEncoder', 'tokenize', 'Collator']
 
 # %% ../nbs/00_data.ipynb #c006
 PROMPT = ("Analyze the following mathematical problem and solution to determine if the solution is correct or flawed."
@@ -116,8 +116,8 @@ def _jsonl_frame(lines:list, first:int, name:str) -> pd.DataFrame:
         if not line.strip(): continue
         try: json.loads(line)
         except ValueError as e:
-            raise DataError(f"{name}, line {first + i}: not valid JSON ({getattr(e, 'msg', e)} "
-                            f"at column {getattr(e, 'colno', '?')}). "
+            msg = str(getattr(e, "msg", e)).removesuffix(" at")  # "Unterminated string starting at"
+            raise DataError(f"{name}, line {first + i}: not valid JSON ({msg} at column {getattr(e, 'colno', '?')}). "
                             "Each line must be one JSON object, "
                             "such as {\"question\": \"...\", \"solution\": \"...\"}.") from None
     raise DataError(f"{name}, lines {first} to {first + len(lines) - 1}: could not be read as JSON lines ({error}).")
@@ -332,6 +332,8 @@ def write_csv(path:Path, df:pd.DataFrame) -> Path:
     with atomic_write(path) as tmp: df.to_csv(tmp, index=False)
     return Path(path)
 
+def _plain_name(f) -> bool: return isinstance(f, str) and f not in ("", ".", "..") and Path(f).name == f
+
 def _listed_files(out:Path) -> list|None:
     card = out / "run.json"
     return json.loads(card.read_text()).get("files") if card.exists() else None
@@ -341,11 +343,13 @@ def zip_run(out:Path, name:str="artifacts.zip", files:list|None=None) -> Path:
      "never checkpoints.")
     out = Path(out)
     files = _listed_files(out) if files is None else files
-    tops = [out] if files is None else [out / f for f in files if (out / f).exists()]  # no list: the whole folder
+    # no list: the whole folder; a list: its plain names in `out` (never ../x or /x), and no links out of it
+    tops = [out] if files is None else [out / f for f in files if _plain_name(f) and (out / f).exists()]
     with atomic_write(out / name) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         for f in sorted(p for top in tops for p in ([top, *top.rglob("*")] if top.is_dir() else [top])):
             rel = f.relative_to(out)
-            if f.is_file() and rel.parts[0] != "checkpoints" and not f.name.startswith(name): z.write(f, rel)
+            if f.is_file() and not any(p.is_symlink() for p in (f, *f.parents) if p != out and out in p.parents) \
+                    and rel.parts[0] != "checkpoints" and not f.name.startswith(name): z.write(f, rel)
     return out / name
 
 # %% ../nbs/00_data.ipynb #c5b484c
@@ -527,6 +531,23 @@ def training_splits(dd:DatasetDict, keep_validation:bool=False, max_train_sample
     train = _cap(train, max_train_samples, seed)
     check_classes(train, capped=max_train_samples is not None)
     return train, val, _cap(dd["test"], max_eval_samples, seed)
+
+# %% ../nbs/00_data.ipynb #16e87346
+def hold_out_validation(train:Dataset, seed:int=42, fraction:float=0.2, min_rows:int=8) -> tuple|None:
+    ("(train, validation) with about `fraction` of the rows held out, whole problems (grouped by question), chosen by "
+     "`seed`; None when the rows are too few for both parts to hold both classes.")
+    questions = sorted(set(train["question"]))
+    random.Random(seed).shuffle(questions)
+    per = pd.Series(train["question"]).value_counts()
+    target, held, n = max(min_rows, round(fraction * len(train))), set(), 0
+    for q in questions:
+        if n >= target: break
+        held.add(q); n += int(per[q])
+    mask = np.array([q in held for q in train["question"]])
+    labels = np.asarray(train["label"])
+    if not (min_rows <= mask.sum() <= len(train) - 2 * min_rows and len(set(labels[mask])) == 2
+            and len(set(labels[~mask])) == 2): return None
+    return train.select(np.flatnonzero(~mask)), train.select(np.flatnonzero(mask))
 
 # %% ../nbs/00_data.ipynb #c034
 def fit_lengths(n_question:int, n_solution:int, room:int) -> tuple:

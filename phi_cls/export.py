@@ -14,7 +14,7 @@ from transformers import AutoConfig
 from .data import PROMPT, PromptEncoder
 from .decide import Decision
 from .metrics import THRESHOLD
-from .data import atomic_write
+from .runs import check_results_folder, results_folder, say
 from .model import ModelError, backbone_signature, load_tokenizer, quiet_peft, resolve_model
 from .artifact import check_artifact_files, find_artifact, load_head, read_classifier_info
 
@@ -344,18 +344,16 @@ Settings from the artifact and its run:
 
 # %% ../nbs/13_export.ipynb #c030
 def check_out(out, art:Path, overwrite:bool=False) -> Path:
-    "The output folder, checked: not '' or a filesystem root, not the artifact's folder, new or empty (or `overwrite`)."
-    if str(out).strip() == "": raise ModelError("out='' is not a folder name. Pass --out DIR, a new or empty folder.")
-    path = Path(out).expanduser().resolve()
-    if path == Path(path.anchor): raise ModelError(f"out='{out}' is a filesystem root. Pass a new or empty folder.")
-    if path.exists() and not path.is_dir(): raise ModelError(f"out='{out}' is a file. Pass a new or empty folder.")
-    a = art.resolve()
+    ("The output folder, checked: not the artifact's folder, and `check_results_folder`'s rules (new or empty, or "
+     "`overwrite`; never a run, classifier, root, home or current folder).")
+    path, a = check_results_folder(out, "export", overwrite, error=ModelError).resolve(), art.resolve()
     if path == a or a.is_relative_to(path) or path.is_relative_to(a):
         raise ModelError(f"out='{out}' overlaps the artifact folder {art}. Pass a folder outside it.")
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise ModelError(f"out='{out}' is not empty. Pass a new or empty folder, "
-                         "or overwrite=True (--overwrite) to replace it.")
     return path
+
+def _export_files(out:Path) -> tuple:
+    "Names in `out` an earlier export wrote that this one may not (weight shards and their index)."
+    return tuple(p.name for p in out.glob("model*.safetensors*")) if out.is_dir() else ()
 
 # %% ../nbs/13_export.ipynb #c4fe7de
 def export(model:str|Path,  # artifact folder (probe/ or lora/), run folder, or artifacts.zip
@@ -376,8 +374,8 @@ def export(model:str|Path,  # artifact folder (probe/ or lora/), run folder, or 
     check_exportable(info, art, clf.config.num_hidden_layers)
     tok = load_tokenizer(str(art))
     settings = configure(clf, tok, info)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(dest, folder=True) as tmp:  # beside the old folder, swapped in when complete
+    folder = results_folder(dest, _export_files(dest))
+    with folder as tmp:  # beside the old folder; moved in when complete
         clf.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         tc = tmp / "tokenizer_config.json"  # transformers does not always write padding_side; the pooling relies on it
@@ -385,6 +383,7 @@ def export(model:str|Path,  # artifact folder (probe/ or lora/), run folder, or 
         (tmp / "phi_cls_prompt.py").write_text(prompt_helper_source(settings["prompt"], settings["max_length"]))
         dtype = str(next(clf.parameters()).dtype).replace("torch.", "")
         (tmp / "README.md").write_text(model_card(info, run_facts(art), settings, dtype, dest.name))
+    if folder.moved: say(folder.moved)
     return dest
 
 # %% ../nbs/13_export.ipynb #x102

@@ -136,17 +136,31 @@ def _check_hub(name:str):
                      f"or '{TINY}'.")
 
 # %% ../nbs/05_model.ipynb #c013
+def _custom_code(name:str) -> ModelError:
+    return ModelError(f"model '{name}' asks for custom code (an auto_map in its config.json or tokenizer_config.json "
+                      "names classes transformers does not ship), and phi_cls never runs code that comes with a model. "
+                      "Use a backbone whose architecture transformers supports natively.")
+
 def _from_pretrained(loader, name:str, **kwargs):
     path = resolve_model(name)
     try: return loader(path, trust_remote_code=False, **kwargs)  # never run code that comes with a model
     except OSError as e:
         raise ModelError(f"could not load model '{name}': {str(e).splitlines()[0]} "
                          f"Without internet, pass a local folder with the weights, '{EMBEDDED}' or '{TINY}'.") from None
+    except ValueError as e:  # transformers' advice is trust_remote_code=True; ours is the opposite
+        if "trust_remote_code" in str(e): raise _custom_code(name) from None
+        raise
+
+def _from_folder(loader, folder:Path, name:str):
+    try: return loader(folder, trust_remote_code=False)
+    except ValueError as e:
+        if "trust_remote_code" in str(e): raise _custom_code(name) from None
+        raise
 
 def load_tokenizer(name:str):
     "The tokenizer of a model (or of a folder holding just a tokenizer), padding on the left with pad = eos."
     folder = Path(name).expanduser()
-    tok = (AutoTokenizer.from_pretrained(folder, trust_remote_code=False) if (folder / "tokenizer_config.json").exists()
+    tok = (_from_folder(AutoTokenizer.from_pretrained, folder, name) if (folder / "tokenizer_config.json").exists()
            else _from_pretrained(AutoTokenizer.from_pretrained, name))
     tok.pad_token, tok.padding_side = tok.eos_token, "left"
     return tok

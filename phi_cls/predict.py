@@ -117,7 +117,8 @@ def _job(self:Classifier):
 def _start_pool(self:Classifier, rows:int) -> WorkerPool|None:
     if not workers_can_pool(self.clf): return None  # a middle layer or mean pooling: this process
     dev = self.clf.backbone.device
-    n, why = choose_workers(self.workers, dev, rows, model_bytes(self.clf.backbone))
+    quantized = any(type(m).__name__ == "Linear4bit" for m in self.clf.backbone.modules())
+    n, why = choose_workers(self.workers, dev, rows, model_bytes(self.clf.backbone), quantized=quantized)
     if n == 1: return None
     print(f"phi_cls: predicting in {n} single-thread processes ({why})", file=sys.stderr)
     return WorkerPool(dict(model=self.base_model, precision=self.precision, artifact=str(self.path)), n)

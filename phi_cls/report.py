@@ -14,17 +14,18 @@ import pandas as pd
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
 from .decide import checker_flagged, raw_probability
+from .runs import check_results_folder, results_folder, say
 from .data import DataError, read_table, table_path, validate_frame, write_json
 from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, check_threshold, classification_metrics, ece,
                              headline_metrics, cross_validated_baselines, versus_baselines)
 
 
 # %% auto #0
-__all__ = ['FIGURES', 'Experiment', 'load_experiments', 'fake_run', 'plot_loss', 'plot_confusion', 'plot_roc', 'plot_pr',
-           'calibration_table', 'plot_reliability', 'plot_p_hist', 'plot_layers', 'experiment_figures', 'save_figures',
-           'report_grid', 'experiments_from', 'metrics_table', 'signal_table', 'joined', 'disagreements',
-           'plot_confidence_shift', 'example_texts', 'write_comparison', 'baseline_table', 'check_evaluate_paths',
-           'labelled_rows', 'evaluate']
+__all__ = ['FIGURES', 'EVALUATE_FILES', 'Experiment', 'load_experiments', 'fake_run', 'plot_loss', 'plot_confusion', 'plot_roc',
+           'plot_pr', 'calibration_table', 'plot_reliability', 'plot_p_hist', 'plot_layers', 'experiment_figures',
+           'save_figures', 'report_grid', 'experiments_from', 'metrics_table', 'signal_table', 'joined',
+           'disagreements', 'plot_confidence_shift', 'example_texts', 'write_comparison', 'baseline_table',
+           'check_evaluate_paths', 'labelled_rows', 'evaluate', 'one_class_warning']
 
 # %% ../nbs/14_report.ipynb #c006
 @dataclass
@@ -334,21 +335,12 @@ def check_evaluate_paths(input_path, out, overwrite:bool=False) -> tuple:
     if str(input_path) == "-": raise ValueError("evaluate reads a file (CSV, JSONL or Parquet), not stdin; save the "
                                                 "rows to a file first.")
     src = table_path(input_path)
-    if not str(out).strip(): raise ValueError("--out is empty; name a new folder for the results.")
-    out = Path(out).expanduser()
-    where = out.resolve()
-    if where == Path(where.anchor): raise ValueError(f"--out {out} is the root folder; name a new folder for the "
-                                                     "results.")
-    if where == Path.home().resolve(): raise ValueError(f"--out {out} is your home folder; name a new folder for the "
-                                                        "results.")
-    if where == src.resolve().parent:
+    if str(out).strip() and Path(out).expanduser().resolve() == src.resolve().parent:
         raise ValueError(f"--out {out} is the folder of the input file {src}; write the results into a folder of their "
                          "own.")
-    if out.exists() and not out.is_dir(): raise ValueError(f"--out {out} is a file; name a folder for the results.")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"--out {out} is not empty; name a new folder, or pass --overwrite (evaluate then replaces "
-                         "its own files only).")
-    return src, out
+    return src, check_results_folder(out, "evaluate", overwrite)
+
+EVALUATE_FILES = ("metrics.json", "figures", *PRED_FILES.values())  # what evaluate writes, whichever classifier
 
 def labelled_rows(path:Path) -> pd.DataFrame:
     "The rows of a labelled file, validated; `DataError` if it has no labels."
@@ -372,24 +364,38 @@ def evaluate(model, input_path, out, threshold:float|None=None, checker:bool=Fal
     probs = cross_validated_baselines(df, folds)  # every check before the model loads
     clf = load_classifier(model, kind=kind, device=device, batch_size=batch_size, base_model=base_model,
                           workers=workers)
-    mode = clf.info["kind"]
-    out.mkdir(parents=True, exist_ok=True)
-    # None: the artifact's threshold, and its hybrid rule with the rule's own threshold
-    predict_file(clf, src, out / PRED_FILES[mode], threshold, checker, progress=progress)
-    threshold = clf.threshold if threshold is None else threshold
-    scored = df[["index"]].merge(pd.read_csv(out / PRED_FILES[mode]), on="index", how="left", validate="one_to_one")
+    mode, folder = clf.info["kind"], results_folder(out, EVALUATE_FILES)
+    with folder as tmp:  # beside `out`; moved in when every file is written
+        # None: the artifact's threshold, and its hybrid rule with the rule's own threshold
+        predict_file(clf, src, tmp / PRED_FILES[mode], threshold, checker, progress=progress)
+        metrics = _evaluate_metrics(df, tmp / PRED_FILES[mode], probs, mode, clf.threshold if threshold is None
+                                    else threshold, checker, src, folds, model)
+        write_json(tmp / "metrics.json", metrics)
+        save_figures(tmp)
+    if folder.moved: say(folder.moved)
+    return metrics
+
+def _evaluate_metrics(df:pd.DataFrame, preds:Path, probs:dict, mode:str, threshold:float, checker:bool, src:Path,
+                      folds:int, model) -> dict:
+    "metrics.json of `evaluate`: the classifier (checker, hybrid) next to the cross-validated shortcut baselines."
+    scored = df[["index"]].merge(pd.read_csv(preds), on="index", how="left", validate="one_to_one")
     y, p = scored["true_label"].to_numpy(), scored["p(class=1)"].to_numpy()
     results = baseline_metrics(y, probs)
     m = dict(classification_metrics(y, p, threshold),
              **versus_baselines(y, p, threshold, probs, results, f"{mode} classifier"))
+    if len(set(y)) == 1: m["warning"] = one_class_warning(src.name, y, p, threshold)
     if checker:
         signals = {"checker": pd.Series(checker_flagged(scored)), "hybrid": scored["label"]}
         m.update({k: dict(classification_metrics(y, v.astype(float)), **headline_metrics(y, v.astype(float)))
                   for k, v in signals.items()})
     k = min(folds, df["question"].nunique())
     fitted = f"{k}-fold cross-validation on {src.name} itself, grouped by question (no training split)"
-    metrics = {mode: m, "baselines": dict(fitted_on=fitted, scored_on=f"{src.name} ({len(df)} rows)", results=results),
-               "evaluated": dict(model=str(model), input=str(src), rows=len(df), threshold=threshold, checker=checker)}
-    write_json(out / "metrics.json", metrics)
-    save_figures(out)
-    return metrics
+    return {mode: m, "baselines": dict(fitted_on=fitted, scored_on=f"{src.name} ({len(df)} rows)", results=results),
+            "evaluated": dict(model=str(model), input=str(src), rows=len(df), threshold=threshold, checker=checker)}
+
+def one_class_warning(name:str, y, p, threshold:float) -> str:
+    "What a file whose labels are all one class can and cannot say about a classifier."
+    c, called = int(y[0]), int((np.asarray(p) >= threshold).sum())
+    return (f"{name} has only {'flawed' if c else 'correct'} rows (label {c}), so balanced accuracy, F1 and AUROC are "
+            f"undefined or trivial on it and the baselines mean nothing. What it shows: accuracy "
+            f"{float(np.mean((np.asarray(p) >= threshold) == c)):.3f}, {called} of {len(y)} rows called flawed.")

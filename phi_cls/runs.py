@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_runs.ipynb #c003
 from __future__ import annotations
-import contextlib, datetime, hashlib, json, os, platform, shutil, signal, threading, time
+import contextlib, datetime, hashlib, json, os, platform, shutil, signal, tempfile, threading, time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -13,9 +13,10 @@ from .data import write_json
 from .metrics import PRED_FILES
 
 # %% auto #0
-__all__ = ['world', 'first_process', 'say', 'RunLock', 'Interrupted', 'stop_on_signals', 'run_files', 'inspect_run_folder',
-           'prepare_run_folder', 'run_folder', 'git_commit', 'data_fingerprint', 'package_versions', 'last_checkpoint',
-           'previous_run', 'check_same_data', 'RunCard']
+__all__ = ['world', 'first_process', 'say', 'file_in_the_way', 'refuse_place', 'RunLock', 'Interrupted', 'stop_on_signals',
+           'run_files', 'inspect_run_folder', 'prepare_run_folder', 'run_folder', 'check_results_folder',
+           'results_folder', 'git_commit', 'data_fingerprint', 'package_versions', 'last_checkpoint', 'previous_run',
+           'check_same_data', 'RunCard']
 
 # %% ../nbs/09_runs.ipynb #c009
 def world() -> tuple:
@@ -30,6 +31,25 @@ def first_process() -> bool:
 def say(*args):
     "print, on the first process only."
     if first_process(): print(*args)
+
+# %% ../nbs/09_runs.ipynb #c55ff311
+def file_in_the_way(out:str|Path, flag:str="--out") -> Path:
+    "`out` as a `Path`, or `ConfigError` when a file stands where it or one of the folders above it should be."
+    out = Path(out).expanduser()
+    for p in (*reversed(out.parents), out):
+        if p.exists() and not p.is_dir():
+            what = "is a file" if p == out else f"cannot be made: {p} is a file, not a folder"
+            raise ConfigError(f"{flag} {out} {what}. Choose a folder path with no file in it.")
+    return out
+
+def refuse_place(out:Path, flag:str="--out"):
+    "`ConfigError` when `out` is the root folder, the home folder, the current folder or a folder above it."
+    where, here = Path(out).expanduser().resolve(), Path.cwd().resolve()
+    name = ("the root folder" if where == Path(where.anchor) else "your home folder" if where == Path.home().resolve()
+            else "the current folder" if where == here else "a folder above the current one"
+            if here.is_relative_to(where) else None)
+    if name: raise ConfigError(f"{flag} {out} is {name}, which holds more than results. Name a new folder for them, "
+                               f"such as {Path(out) / 'results'}.")
 
 # %% ../nbs/09_runs.ipynb #r007
 def _now() -> str: return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -127,7 +147,7 @@ def _card_files(card:dict) -> list:
 def inspect_run_folder(out:Path) -> tuple:
     ("(run card or None, the names in `out` it lists, the other names) of a run folder; earlier runs moved aside and "
      "the lock aside.")
-    out = Path(out)
+    out = file_in_the_way(out)
     if not out.exists(): return None, [], []
     if not out.is_dir(): raise ConfigError(f"output_dir {out} is a file, not a folder. Choose a folder for the run.")
     try: card = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else None
@@ -150,6 +170,10 @@ def _describe(card:dict) -> str:
     c = card.get("config") or {}
     return f"mode={c.get('mode')}, model={c.get('model')}, started {card.get('started')}, status {card.get('status')}"
 
+def _moved_note(names:list, dest:Path, kept:list) -> str:
+    return (f"phi_cls: --overwrite: moved {', '.join(names)} to {dest}; delete that folder when you no longer need it. "
+            f"{'Other files stay where they are: ' + ', '.join(kept) if kept else ''}").rstrip()
+
 def _move_aside(out:Path, names:list) -> Path:
     dest = out / f"previous-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     while dest.exists(): dest = dest.with_name(dest.name + "-1")
@@ -164,6 +188,7 @@ def prepare_run_folder(cfg:TrainConfig, prev:dict|None=None):
     out = cfg.run_dir
     card, ours, others = inspect_run_folder(out)
     if prev: return  # the same run goes on
+    if cfg.overwrite: refuse_place(out)
     fix = ("Choose a new or empty folder, or pass --overwrite (overwrite=True) to move the earlier results to "
            f"{out}/previous-<time>/")
     if not cfg.overwrite:
@@ -182,8 +207,7 @@ def prepare_run_folder(cfg:TrainConfig, prev:dict|None=None):
     move = ours + [n for n in others if n in _OWN or n in run_files(cfg)]
     if move:
         dest, kept = _move_aside(out, move), [n for n in others if n not in move]
-        say(f"phi_cls: --overwrite: moved {', '.join(move)} to {dest}; delete that folder when you no longer need it. "
-            f"{'Other files stay where they are: ' + ', '.join(kept) if kept else ''}")
+        say(_moved_note(move, dest, kept))
 
 # %% ../nbs/09_runs.ipynb #c46e124f
 @contextlib.contextmanager
@@ -206,6 +230,58 @@ def run_folder(cfg:TrainConfig, prev:dict|None):
             yield out
     finally:
         if lock: lock.release()
+
+# %% ../nbs/09_runs.ipynb #a7ee40d0
+def _artifacts_in(out:Path) -> list:
+    found = [n for n in ("run.json", "classifier.json") if (out / n).is_file()]
+    return found + [f"{p.parent.name}/{p.name}" for p in sorted(out.glob("*/classifier.json"))
+                    if not p.parent.name.startswith("previous-")]
+
+def check_results_folder(out:str|Path, what:str, overwrite:bool=False, error=ConfigError) -> Path:
+    "The folder `what` (evaluate, export) may write its results into, or `error` that says why not. Changes nothing."
+    if not str(out).strip(): raise error(f"--out is empty; name a new folder for {what}'s results.")
+    try: out = file_in_the_way(out); refuse_place(out)
+    except ConfigError as e: raise error(str(e)) from None
+    if out.exists() and any(out.iterdir()):
+        if found := _artifacts_in(out):
+            raise error(f"--out {out} holds a training run or a classifier ({', '.join(found)}); {what} never writes "
+                        "into it, even with --overwrite. Name a new folder for the results.")
+        if not overwrite:
+            raise error(f"--out {out} is not empty; name a new folder, or pass --overwrite ({what} then moves the "
+                        f"files it would replace to {out}/previous-<time>/ and leaves the others).")
+    return out
+
+# %% ../nbs/09_runs.ipynb #a5735307
+class results_folder:
+    ("A temporary folder beside `out` to write results into; on success its files move into `out`, and what they "
+     "replace (and the `owned` names) moves to `out/previous-<time>/` first. On failure `out` is as it was.")
+    def __init__(self, out:Path, owned:tuple=()): self.out, self.owned, self.moved = Path(out), owned, None
+
+    def __enter__(self) -> Path:
+        self.made = [p for p in (self.out, *self.out.parents) if not p.exists()][1:]  # out itself is made by the move
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(dir=self.out.parent, prefix=f".{self.out.name}-new-"))
+        return self.tmp
+
+    def __exit__(self, kind, e, tb):
+        try:
+            if kind is None: self.moved = self._publish()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            if kind is not None or not self.out.exists():
+                for p in self.made:
+                    with contextlib.suppress(OSError): p.rmdir()
+
+    def _publish(self) -> str|None:
+        out, new = self.out, sorted(p.name for p in self.tmp.iterdir())
+        if not out.exists() or not any(out.iterdir()):
+            os.replace(self.tmp, out); return None  # a new (or empty) folder appears complete
+        there = sorted(p.name for p in out.iterdir())
+        old = [n for n in there if n in new or n in self.owned]
+        dest = _move_aside(out, old) if old else None
+        for n in new: os.replace(self.tmp / n, out / n)
+        return _moved_note(old, dest, [n for n in there if n not in old and not n.startswith("previous-")]) if old \
+            else None
 
 # %% ../nbs/09_runs.ipynb #c026
 def git_commit() -> dict|None:
@@ -250,6 +326,12 @@ def previous_run(cfg:TrainConfig) -> dict:
     if not card.exists(): raise ConfigError(f"resume=True, but {cfg.run_dir} holds no run to resume (no run.json). "
                                             "Start it without resume.")
     prev = json.loads(card.read_text())
+    outside = [f for f in prev.get("files", []) if not (isinstance(f, str) and f not in ("", ".", "..")
+                                                        and Path(f).name == f)]
+    if outside or not isinstance(prev.get("files", []), list):
+        raise ConfigError(f"resume=True, but {card} lists files outside its run folder ({', '.join(map(repr, outside))}"
+                          "); a run card names only files in its folder. Restore the card, or start a new run in "
+                          "another folder.")
     # workers change speed, never results
     same_anyway = {"resume", "overwrite", "progress", "output_dir", "run_name", "workers"}
     diff = [k for k, v in asdict(cfg).items() if k not in same_anyway and prev["config"].get(k) != v]
@@ -279,7 +361,7 @@ class RunCard:
     @classmethod
     def start(cls, cfg:TrainConfig, resolved:dict, prev:dict|None, facts:dict, write:bool=True) -> RunCard:
         "The card of a run of `cfg` starting now (`prev`: the card of the run it resumes), saved."
-        files = list(dict.fromkeys([*(prev.get("files", []) if prev else []), *run_files(cfg)]))
+        files = run_files(cfg)  # what this run writes, never what an (edited) earlier card says
         card = dict(status="running", started=_now(), config=asdict(cfg), resolved=dict(resolved),
                     versions=package_versions(), git=git_commit(), host=platform.node(), pid=os.getpid(), files=files,
                     data=facts, seconds={}, done=dict(prev.get("done", {})) if prev else {})

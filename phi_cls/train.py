@@ -14,8 +14,8 @@ import torch
 from transformers import set_seed
 
 from .config import ConfigError, TrainConfig
-from .data import (PROMPT, Collator, PromptEncoder, load_data, tokenize, training_splits, write_csv, write_json,
-                          zip_run)
+from .data import (PROMPT, Collator, PromptEncoder, hold_out_validation, load_data, tokenize, training_splits,
+                          write_csv, write_json, zip_run)
 from .check import check_frame
 from .metrics import (PRED_FILES, baseline_metrics, classification_metrics, ece, headline_metrics,
                              predictions_frame, shortcut_baselines, summary_lines, versus_baselines)
@@ -26,7 +26,7 @@ from .model import (PhiClassifier, add_lora, context_length, decoder_layers, des
 from .artifact import save_classifier
 from .workers import pooled_features, workers_can_pool
 from .runs import (RunCard, check_same_data, data_fingerprint, first_process, last_checkpoint, previous_run,
-                          run_folder, say)
+                          run_files, run_folder, say)
 from .trainer import (ClassifierTrainer, FeatureDataset, Resolved, best_epoch, eval_accuracy, finish_distributed,
                              inference_pool, init_distributed, loss_weights, resolve, sharded, trainable_state_dict,
                              training_args)
@@ -230,13 +230,25 @@ def _decision_metrics(y_test, result:ExperimentResult, decision:Decision, valida
     return out
 
 # %% ../nbs/11_train.ipynb #c027
+def _held_out(cfg:TrainConfig, dd) -> tuple:
+    "(splits, held): without a validation split, a seeded part of the training problems fits the decisions."
+    from datasets import DatasetDict
+    parts = hold_out_validation(dd["train"], cfg.seed)
+    if parts is None:
+        say(f"keep_validation: {cfg.data} has no validation split, and its {len(dd['train'])} training rows are too "
+            "few to hold some out: the threshold (0.5), temperature (1) and hybrid rule are defaults; trust the "
+            "classifier's p(flawed) and the checker each on its own, not the hybrid.")
+        return dd, False
+    say(f"keep_validation: {cfg.data} has no validation split; held out {len(parts[1])} of its {len(dd['train'])} "
+        f"training rows ({len(set(parts[1]['question']))} problems, seed {cfg.seed}) to fit the threshold, temperature "
+        "and hybrid rule.")
+    return DatasetDict({**dd, "train": parts[0], "validation": parts[1]}), True
+
 def prepare_data(cfg:TrainConfig, tok) -> tuple:
     "Load, check, subsample and tokenize the data: ({train, validation or None, test}, facts for the run card)."
     dd = load_data(cfg.data, required=("train", "test"))
-    # without a validation split: train on all
     held = cfg.keep_validation and "validation" in dd and len(dd["validation"]) > 0
-    if cfg.keep_validation and not held:
-        say(f"keep_validation: {cfg.data} has no validation split; nothing is held out or fitted.")
+    if cfg.keep_validation and not held: dd, held = _held_out(cfg, dd)
     train, val, test = training_splits(dd, held,
                                        cfg.max_train_samples, cfg.max_eval_samples, cfg.seed, cfg.allow_leakage)
     raw = dict(train=train, validation=val, test=test)
@@ -365,12 +377,12 @@ def _train_all(cfg:TrainConfig, res:Resolved, start:float, prev:dict|None, tok, 
         metrics["baselines"] = baselines
         if main: write_json(out / "metrics.json", metrics)
         for line in summary_lines(metrics): say(line)
+        if main: zip_run(out, "artifacts.zip", run_files(cfg))  # the card says finished only once the zip exists
     except BaseException as e:
         card.failed(e)
         finish_distributed(created, ok=False)
         raise
     card.timed("total", time.perf_counter() - start).finished()
-    if main: zip_run(out, "artifacts.zip", card.data["files"])
     finish_distributed(created)
     return metrics
 

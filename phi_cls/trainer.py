@@ -245,7 +245,7 @@ def sharded(fn, ds, batch_size:int=1) -> torch.Tensor:
 @contextlib.contextmanager
 def inference_pool(cfg:TrainConfig, res:Resolved, backbone, rows:int, job:str, **spec):
     "(pool, decision) for one inference `job`: workers as `cfg.workers` and the machine decide, or None (this process)."
-    n, why = choose_workers(cfg.workers, res.device, rows, model_bytes(backbone))
+    n, why = choose_workers(cfg.workers, res.device, rows, model_bytes(backbone), quantized=res.quantize == "4bit")
     used = dict(processes=n, why=why)
     if n == 1:
         yield None, used

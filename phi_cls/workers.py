@@ -14,9 +14,9 @@ from .model import PhiClassifier, add_lora, extract_features, freeze, length_bat
 from .artifact import restore_classifier
 
 # %% auto #0
-__all__ = ['WORKER_OVERHEAD', 'MIN_ROWS', 'MIN_WORK', 'shard_batches', 'shard_rows', 'unshard', 'usable_cores',
-           'available_memory', 'model_bytes', 'choose_workers', 'WorkerError', 'WorkerPool', 'workers_can_pool',
-           'pooled_features']
+__all__ = ['WORKER_OVERHEAD', 'MIN_ROWS', 'MIN_WORK', 'QUANTIZED_WORKERS', 'shard_batches', 'shard_rows', 'unshard',
+           'usable_cores', 'available_memory', 'model_bytes', 'choose_workers', 'WorkerError', 'WorkerPool',
+           'workers_can_pool', 'pooled_features']
 
 # %% ../nbs/07_workers.ipynb #w006
 def shard_batches(lengths, batch_size:int, n:int) -> list:
@@ -69,10 +69,18 @@ def model_bytes(model:torch.nn.Module) -> int:
 def _one_process_only(setting, where:str):
     if setting not in ("auto", 1): raise ValueError(f"workers={setting}: {where}; use workers=auto or 1.")
 
-def choose_workers(setting, device, rows:int, weight_bytes:int, cores:int|None=None, memory:int|None=-1) -> tuple:
-    "(processes, why) for an inference job: one per usable core on a CPU, capped by memory; `auto` only when it pays."
+QUANTIZED_WORKERS = ("a 4-bit backbone runs in one process (workers load it unquantized, so their numbers would "
+                     "differ from one process's)")
+
+def choose_workers(setting, device, rows:int, weight_bytes:int, cores:int|None=None, memory:int|None=-1,
+                   quantized:bool=False) -> tuple:
+    ("(processes, why) for an inference job: one per usable core on a CPU, capped by memory, rows and cores; `auto` "
+     "only when it pays; one for a 4-bit (`quantized`) backbone.")
     device = torch.device(device)  # setting: "auto" or a positive int (the run's config checks it)
     cores, memory = cores or usable_cores(), available_memory() if memory == -1 else memory
+    if quantized:
+        _one_process_only(setting, QUANTIZED_WORKERS)
+        return 1, "4-bit backbone: one process"
     if device.type != "cpu":
         _one_process_only(setting, f"workers are for CPU inference; on {device} one process drives the GPU")
         return 1, f"{device}: one process"
@@ -82,8 +90,11 @@ def choose_workers(setting, device, rows:int, weight_bytes:int, cores:int|None=N
     need = weight_bytes + WORKER_OVERHEAD
     fit = max(1, memory // need) if memory else cores
     if setting != "auto":
-        if setting > fit: return fit, f"asked for {setting}, memory holds {fit} (each needs {need / 2**30:.1f} GiB)"
-        return setting, f"asked for {setting}"
+        n = min(setting, fit, cores, max(rows, 1))
+        if n == setting: return n, f"asked for {setting}"
+        return n, f"asked for {setting}, capped at {n}: " + ", ".join(why for limit, why in (
+            (fit, f"memory holds {fit} (each needs {need / 2**30:.1f} GiB)"), (cores, f"{cores} usable cores"),
+            (max(rows, 1), f"{rows} rows")) if limit == n)
     if cores < 2: return 1, "auto: one usable core"
     if rows < MIN_ROWS or rows * weight_bytes < MIN_WORK:
         return 1, f"auto: {rows} rows on a {weight_bytes / 1e6:.0f} MB backbone do not repay starting workers"
@@ -91,8 +102,9 @@ def choose_workers(setting, device, rows:int, weight_bytes:int, cores:int|None=N
     return n, f"auto: {cores} usable cores" + (f", memory holds {fit}" if fit < cores else "")
 
 # %% ../nbs/07_workers.ipynb #w014
-class WorkerError(RuntimeError):
-    "An inference worker failed or died; the job stopped without output for its rows."
+class WorkerError(OSError):
+    ("An inference worker failed or died; the job stopped without output for its rows (an `OSError`: the CLI says so "
+     "in one line, exit 2).")
 
 @contextlib.contextmanager
 def _worker_env():
@@ -161,8 +173,8 @@ def _died(k:int, p, doing:str) -> WorkerError:
     code = p.exitcode
     if code and code < 0: how = f"was killed by signal {-code}" + (" (out of memory?)" if code == -9 else "")
     else: how = f"exited with code {code}"
-    return WorkerError(f"inference worker {k} (pid {p.pid}) {how} while {doing}; the job stopped and wrote nothing "
-                       "for its rows. Run again, or with workers=1 for one process.")
+    return WorkerError(f"an inference worker died: worker {k} (pid {p.pid}) {how} while {doing}; the job stopped and "
+                       "wrote nothing for its rows. Run again, or with --workers 1 (workers=1) for one process.")
 
 # %% ../nbs/07_workers.ipynb #c62ddcf
 class WorkerPool:

@@ -365,7 +365,7 @@ def test_resume_refuses_other_data(tmp_path):
     cfg = config_from_args(build_parser().parse_args(["train", *map(str, TINY_FLAGS), "--data", str(data), "--out", str(out)]))
     out.mkdir()
     (out / "run.json").write_text(json.dumps(dict(status="interrupted", config=dataclasses.asdict(cfg), files=["run.json"], done={},
-                                                  data=dict(fingerprint="0" * 64, rows={"train": 24, "test": 12}))))
+                                                  data=dict(fingerprint="0" * 64, rows={"train": 24, "validation": 8, "test": 12}))))
     before = _tree(tmp_path)
     proc = here("train", *TINY_FLAGS, "--data", data, "--out", out, "--resume", env=_env(tmp_path / "tmp"))
     _refused(proc, f"resume=True, but the data is not what the run in {out} started with (fingerprint 000000000000 then",
