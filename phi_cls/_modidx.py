@@ -535,6 +535,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                              'phi_cls/trainer.py'),
                                  'phi_cls.trainer._TrainableCheckpoints._load_from_checkpoint': ( 'trainer.html#_trainablecheckpoints._load_from_checkpoint',
                                                                                                   'phi_cls/trainer.py'),
+                                 'phi_cls.trainer._TrainableCheckpoints._load_optimizer_and_scheduler': ( 'trainer.html#_trainablecheckpoints._load_optimizer_and_scheduler',
+                                                                                                          'phi_cls/trainer.py'),
                                  'phi_cls.trainer._TrainableCheckpoints._save': ( 'trainer.html#_trainablecheckpoints._save',
                                                                                   'phi_cls/trainer.py'),
                                  'phi_cls.trainer._TrainableCheckpoints._save_checkpoint': ( 'trainer.html#_trainablecheckpoints._save_checkpoint',

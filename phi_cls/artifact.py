@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_artifact.ipynb #c003
 from __future__ import annotations
-import atexit, json, math, shutil, tempfile, zipfile, zlib
+import atexit, json, math, shutil, stat, tempfile, zipfile, zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from torch import nn
@@ -202,6 +202,8 @@ def check_zip(path, z:zipfile.ZipFile) -> list:
     if total > MAX_ZIP_BYTES: _zip_refuse(path, f"would expand to {total / 2**20:,.1f} MiB, more than "
                                                 f"{MAX_ZIP_BYTES / 2**20:,.1f} MiB")
     for i in infos:
+        if stat.S_ISLNK(i.external_attr >> 16):
+            _zip_refuse(path, f"has an entry {i.filename!r} that is a symbolic link")
         name = PurePosixPath(i.filename.replace("\\", "/"))
         if name.is_absolute() or ".." in name.parts or PureWindowsPath(i.filename).drive:
             _zip_refuse(path, f"has an entry named {i.filename!r}, which points outside the folder it is extracted to")

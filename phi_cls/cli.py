@@ -4,7 +4,7 @@
 
 # %% ../nbs/17_cli.ipynb #c003
 from __future__ import annotations
-import argparse, dataclasses, os, sys, typing
+import argparse, dataclasses, os, pickle, sys, typing
 from pathlib import Path
 
 from .config import PRESETS, TrainConfig, preset_values
@@ -257,6 +257,11 @@ def main(argv:list|None=None) -> int:
         signum = getattr(e, "signum", 2)
         print(f"phi-cls {args.command}: interrupted" + (f" ({e})" if signum != 2 else ""), file=sys.stderr)
         return 128 + signum
+    except pickle.UnpicklingError:  # torch's weights_only refusal: many lines that name no file
+        if args.debug: raise
+        print(f"phi-cls {args.command}: error: a file holds pickled objects that torch will not load safely; phi_cls "
+              "loads weights from .safetensors (rerun with --debug to see where).", file=sys.stderr)
+        return 2
     except (ValueError, OSError) as e:  # ConfigError / DataError / ModelError are ValueErrors written for people
         if args.debug: raise
         print(f"phi-cls {args.command}: error: {e}", file=sys.stderr)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_model.ipynb #c003
 from __future__ import annotations
-import contextlib, importlib.util, os, sys, warnings
+import contextlib, importlib.util, os, pickle, sys, warnings
 from pathlib import Path
 
 import torch
@@ -150,6 +150,9 @@ def _from_pretrained(loader, name:str, **kwargs):
     except ValueError as e:  # transformers' advice is trust_remote_code=True; ours is the opposite
         if "trust_remote_code" in str(e): raise _custom_code(name) from None
         raise
+    except pickle.UnpicklingError:  # torch's weights_only refusal, many lines long
+        raise ModelError(f"model '{name}' has pickle-format weights holding more than tensors, which torch will not "
+                         "load safely. Use a copy of the model with .safetensors weights.") from None
 
 def _from_folder(loader, folder:Path, name:str):
     try: return loader(folder, trust_remote_code=False)

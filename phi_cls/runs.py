@@ -403,7 +403,11 @@ class RunCard:
         "Record that the run stopped (interrupted by the user or a signal, or failed with `e`) and save."
         self.data.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed", finished=_now(),
                          error=f"{type(e).__name__}: {e}")
-        return self.save()
+        try: return self.save()
+        except OSError:  # e.g. the disk that stopped the run is still full: the run's own error is the one to read
+            if isinstance(e, OSError) and e.args: e.args = (f"{e.args[0]} ({self.path} could not be updated either)",
+                                                            *e.args[1:])
+            return self
 
     def finished(self) -> RunCard:
         "Save the card as finished."

@@ -14,6 +14,7 @@ from .decide import combine
 from .data import DataError
 from .metrics import check_threshold
 from .predict import Classifier, load_classifier, predict_file
+from .runs import stop_on_signals
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls (and none would get through offline)
 
@@ -175,8 +176,9 @@ def serve(model:str|Path, host:str="127.0.0.1", port:int=7860, checker:bool=True
     "Load the classifier once and serve the app until interrupted."
     clf = load_classifier(model, kind=kind, quantize=quantize)  # auto: as the artifact was trained
     app = build_app(clf, checker, threshold, max_mb)
-    app.launch(server_name=host, server_port=port, max_file_size=int(max_mb * 2**20), theme=_font_theme(),
-               show_error=True, footer_links=[])
+    with stop_on_signals():  # SIGTERM (a service manager's stop) ends it as Ctrl-C does: temporary folders go
+        app.launch(server_name=host, server_port=port, max_file_size=int(max_mb * 2**20), theme=_font_theme(),
+                   show_error=True, footer_links=[])
 
 def demo(clf:Classifier|str|Path, checker:bool=True, **launch_kwargs):
     "Show the app inline in a notebook (Jupyter, Colab); `clf` may be a loaded classifier or an artifact path."

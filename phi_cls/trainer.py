@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_trainer.ipynb #c003
 from __future__ import annotations
-import contextlib, importlib.util, math
+import contextlib, importlib.util, math, pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +111,17 @@ class _TrainableCheckpoints:
         try: return super()._save_checkpoint(model, trial)
         except Exception as e:  # a full disk shows up as "RuntimeError: [enforce fail ...]" from torch.save
             if isinstance(e, WriteError) or not is_write_failure(e): raise
-            raise write_error(Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}", e) from None
+            err = write_error(Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}", e)
+            err.args = (f"{err} Then run the same command with --resume: it continues from the last complete "
+                        "checkpoint.",)
+            raise err from None
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        try: return super()._load_optimizer_and_scheduler(checkpoint)
+        except pickle.UnpicklingError:  # torch's weights_only refusal: a multi-line text about globals
+            raise ValueError(f"{checkpoint}: the optimizer or scheduler state holds pickled objects that torch will "
+                             f"not load safely. Delete {Path(checkpoint).name} to resume from an earlier checkpoint, "
+                             "or start the run again without --resume.") from None
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         model = model or self.model

@@ -265,3 +265,43 @@ def test_no_validation_split_holds_out_training_rows(tmp_path, n_train, held):
     else:
         assert "training rows are too few to hold some out: the threshold (0.5), temperature (1) and hybrid rule are defaults" in proc.stdout
         assert "validation" not in card["data"]["rows"]
+
+
+def test_serve_stopped_by_sigterm_removes_its_temporary_folders(tiny_run, tmp_path):
+    "`phi-cls serve` stopped with SIGTERM (as a service manager does) removes its unzipped artifact, as on Ctrl-C."
+    import signal, socket, subprocess, sys, time
+    tmp = tmp_path / "tmp"; tmp.mkdir()
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    env = dict(os.environ, TMPDIR=str(tmp))
+    proc = subprocess.Popen([sys.executable, "-m", "phi_cls.cli", "serve", "--model", str(tiny_run / "artifacts.zip"),
+                             "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(240):  # until it listens (at most about 2 minutes on a busy machine)
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0: break
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            time.sleep(0.5)
+        assert list(tmp.glob("phi_cls-*")), "the zip was not unzipped into a temporary folder"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None: proc.kill()
+    assert proc.returncode in (0, 128 + signal.SIGTERM), proc.stderr.read()[-2000:]  # stopped, as on Ctrl-C
+    assert not list(tmp.glob("phi_cls-*")), sorted(p.name for p in tmp.iterdir())
+
+
+def test_pickled_weights_are_one_line(tiny_run, tmp_path):
+    "A base model whose weights are a pickle of more than tensors: one line, in phi_cls's words, exit 2."
+    import argparse, torch
+    from phi_cls.model import tiny_dir
+    base = tmp_path / "pickled"
+    shutil.copytree(tiny_dir(), base)
+    for f in base.glob("*.safetensors"): f.unlink()
+    torch.save({"w": argparse.Namespace(a=1)}, base / "pytorch_model.bin")
+    rows = tmp_path / "rows.csv"
+    pd.DataFrame({"question": ["q"], "solution": ["7 * 8 = 56"]}).to_csv(rows, index=False)
+    before = _tree(tmp_path / "pickled")
+    proc = here("predict", "--model", tiny_run / "probe", "--base-model", base, "--input", rows, "--output",
+                tmp_path / "p.csv")
+    _refused(proc, "pickle-format weights holding more than tensors")
+    assert _tree(tmp_path / "pickled") == before and not (tmp_path / "p.csv").exists()
