@@ -14,8 +14,8 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['LIMITS', 'CHECK_COLUMNS', 'ERROR_COLUMNS', 'HYBRID_COLUMNS', 'HYBRID_RULES', 'Limits', 'Finding', 'Checked',
-           'normalize', 'evaluate', 'Explanation', 'explain_solution', 'check_solution', 'explanations_frame',
-           'check_frame', 'combine', 'checker_flagged']
+           'clean_characters', 'normalize', 'evaluate', 'Explanation', 'explain_solution', 'check_solution',
+           'explanations_frame', 'check_frame', 'combine', 'checker_flagged']
 
 # %% ../nbs/01_check.ipynb #c004b
 @dataclass(frozen=True)
@@ -42,6 +42,12 @@ _BUDGET = contextvars.ContextVar("phi_cls_check_budget", default=None)
 
 def _spend(n:int=1):
     if (b := _BUDGET.get()) is not None: b.spend(n)
+
+_RULES = contextvars.ContextVar("phi_cls_check_rules", default=None)
+
+def _rule(text:str):
+    "Note that a reading rule applied to the line being checked (for --explain)."
+    if (r := _RULES.get()) is not None and text not in r: r.append(text)
 
 def _bounded(v:Fraction) -> Fraction:
     if max(v.numerator.bit_length(), v.denominator.bit_length()) > LIMITS.bits:
@@ -72,16 +78,29 @@ class Checked:
     @property
     def finding(self) -> Finding: return Finding(self.line, self.text, self.expression, self.stated, self.computed)
 
+# %% ../nbs/01_check.ipynb #k001
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad\u061c\u180e"
+                        "\x00-\x08\x0e-\x1b\x7f]")
+_LOOKALIKE = str.maketrans({**{chr(0xFF10 + i): str(i) for i in range(10)}, "\u2212": "-", "\u2012": "-",
+                            "\ufe63": "-", "\uff0d": "-", "\uff0b": "+", "\uff1d": "=", "\uff0a": "*", "\uff0f": "/",
+                            "\u2215": "/", "\u2715": "×", "\u2a09": "×", "\uff08": "(", "\uff09": ")", "\uff0e": ".",
+                            "\uff0c": ",", "\uff05": "%", "\u00a0": " ", "\u2007": " ", "\u2009": " ", "\u202f": " "})
+
+def clean_characters(text:str,  # any text a solution is read from
+                     ) -> str:
+    "The text without invisible characters (zero-width, direction marks, BOM, NUL), its look-alike signs made plain."
+    return _INVISIBLE.sub("", text).translate(_LOOKALIKE)
+
 # %% ../nbs/01_check.ipynb #c008
 class _Text:
     def __init__(self, s:str): self.s, self.at = s, [(i, i + 1) for i in range(len(s))]
 
-    def sub(self, pat:str, repl:str) -> bool:
+    def sub(self, pat:str, repl) -> bool:  # repl: a template, or a function of the match (None: leave it)
         out, at, last = [], [], 0
         for m in re.finditer(pat, self.s):
-            if m.end() == m.start(): continue
+            r = m.expand(repl) if isinstance(repl, str) else repl(m)
+            if m.end() == m.start() or r is None: continue
             out.append(self.s[last:m.start()]); at += self.at[last:m.start()]
-            r = m.expand(repl)
             out.append(r); at += [(self.at[m.start()][0], self.at[m.end() - 1][1])] * len(r)
             last = m.end()
         if not out: return False
@@ -92,7 +111,7 @@ class _Text:
 # %% ../nbs/01_check.ipynb #c011
 _CMD = r"(?![A-Za-z])"  # end of a LaTeX command name
 _SUBS = [
-    (r"\\\$|[€£¥]", ""), (r"\$", " "), (r"\\[()\[\]]", " "), (r"\\\{", "⦃"), (r"\\\}", "⦄"),
+    (r"\\\$|[€£¥]", ""), (r"\$", " "), (r"\\[()\[\]]", " ; "), (r"\\\{", "⦃"), (r"\\\}", "⦄"),
     (r"\\(?:left|right|[bB]igg?[lr]?)" + _CMD, ""), (r"\\(?:times|cdot|ast)" + _CMD + r"|[×·⋅∙∗]", "*"),
     (r"\\div" + _CMD + r"|÷", "/"), (r"\\%", "%"), (r"−", "-"), (r" – ", " - "),
     (r"(?<=[\d)])\s*\*\*\s*(?=[-\d(])", "^"), (r"\*\*", " "), (r"²", "^2"), (r"³", "^3"),
@@ -122,7 +141,7 @@ def _normalized(line:str) -> _Text:
 def normalize(line:str,  # one line of a solution
              ) -> str:
     "A line with LaTeX, unicode and currency spellings rewritten as plain arithmetic."
-    return _normalized(line).s
+    return _normalized(clean_characters(line)).s
 
 # %% ../nbs/01_check.ipynb #c014
 @dataclass
@@ -261,7 +280,7 @@ def evaluate(expr:str,        # e.g. "7 * 8" or r"\frac{1}{2} + 3"
              ) -> Fraction|None:
     "The exact value of a pure arithmetic expression (plain or LaTeX); None if it is not one or is too large to judge."
     if len(expr) > LIMITS.line_chars: return None
-    toks = _tokens(_normalized(expr))
+    toks = _tokens(_normalized(clean_characters(expr)))
     if any(t.kind not in ("num", "op", "space") for t in toks): return None
     try: return _evaluate(toks, pct)
     except (_Limit, RecursionError): return None
@@ -352,6 +371,43 @@ def _left(T:list, k:int, line:str) -> _Side|None:
     if T[i0].s == "-" and T[i0 + 1].kind == "space": return None  # "- 3 + 4": a bullet, not a sign
     return _Side(T, i0, i1, line)
 
+# %% ../nbs/01_check.ipynb #k010
+_DIMENSIONS = [set(d.split()) for d in ("second sec s minute min h hr hour day week month year",
+                                        "mm cm m km inch in foot feet ft yard yd mile mi",
+                                        "mg g kg lb pound ounce oz ton", "ml l liter litre cup gallon quart pint",
+                                        "cent penny nickel dime quarter dollar")]
+_NOT_UNITS = _FOLLOW_BAD | set("""am pm is are was were be each every and or if then so max min gcd lcm abs det
+x y z""".split())
+_LABEL_NOTE = r"\(\s*[A-Za-z]{2,}[\w'-]*(?:[ '-]+[\w'-]+)*\s*\)"  # (red marbles), (week 1), ( green )
+_UNIT_WORDS = r"[a-z]{2,}(?:\s+[a-z]{2,})?"  # boxes, red marbles, kg
+_NEXT_OP = r"(?=\s*(?:[-+*/](?![A-Za-z])|[=)]|\((?!\s*[A-Za-z])))"  # an operator, not a hyphen ('fish-eater')
+
+def _singular(w:str) -> str: return {"feet": "foot", "inches": "inch"}.get(w, w[:-1] if w.endswith("s") else w)
+
+def _mixed_units(line:str) -> bool:
+    "'2 weeks + 3 days', '1 hour 30 minutes': two units of one kind; stripping them would add weeks to days."
+    found = {_singular(w) for w in re.findall(r"(?<=\d)\s*([a-z]+)", line)}
+    return any(len(found & {_singular(u) for u in d}) > 1 for d in _DIMENSIONS)
+
+def _unwrapped(t:_Text) -> _Text:
+    "Strip labels, units and notes around the numbers of a calculation: '7995 (total) - 2595 (sold)', '$12/box'."
+    def unit(m):
+        words = m[1].split()
+        if any(w in _NOT_UNITS for w in words): return None
+        _rule(f"words around numbers: '{m[0].strip()}' is read as a unit or label")
+        return " "
+    def note(m):
+        _rule(f"words around numbers: '{m[0].strip()}' is read as a unit or label")
+        return " "
+    t.sub(r"(?<=\d)\s*" + _LABEL_NOTE + _NEXT_OP, note)
+    if _mixed_units(t.s): return t
+    t.sub(r"(?<=\d)\s*/\s*([a-z]{2,})\b(?!\s*[\^(])", unit)             # $12/box, 15/student
+    t.sub(r"(?<=\d)\s+(" + _UNIT_WORDS + r")(?:\s*/\s*[a-z]{2,}\b)?" + _NEXT_OP, unit)  # 38 boxes *, 65 miles/hour
+    t.sub(r"(?<=\d)((?:" + "|".join(sorted(_UNITS, key=len, reverse=True)) + r"))\b" + _NEXT_OP, unit)  # 12cm + 5cm
+    t.sub(r"^(\s*)[-*•](?=\s+[\d(.])", r"\1 ")  # a bullet before a calculation
+    t.sub(r"(?<=[\d)])\s*x\s*(?=[\d(]|\.\d)", " * ")  # 9 eggs x $2, once the eggs are gone
+    return t
+
 # %% ../nbs/01_check.ipynb #c030
 def _counted_more(T:list, q:int, after:int) -> bool:
     "'= 16 more necklaces than Josh', '= 20 more.', '= 4 times a year': a count, not 'more than 3' or 'times 5'."
@@ -361,6 +417,12 @@ def _counted_more(T:list, q:int, after:int) -> bool:
         return s in _MORE and (nxt is None or nxt.kind == "word" and _word_ok(nxt.s))
     if nxt is None or nxt.s in _PROSE_PUNCT: return s in _MORE | {"times"}
     return s in _MORE | {"times"} and nxt.kind == "word" and not nxt.s.startswith("\\") and _word_ok(nxt.s)
+
+_UNITS = set("""mm cm dm km m g kg mg lb lbs oz ft yd mi in ml l hr hrs h min mins s sec secs mph kph kmh""".split())
+
+def _glued_unit(w:str) -> bool:
+    "'12cm', '20mins': a unit glued to a number; '5xy', '4AB', '3ab', '8x' are unknowns times a number."
+    return w.lower() in _UNITS or (len(w) >= 3 and w.isalpha() and w.islower() and bool(re.search("[aeiouy]", w)))
 
 def _follow(T:list, q:int, gap:bool) -> str|None:
     "May T[q] end a right-hand side? None (no), 'exact' or 'approx'."
@@ -375,7 +437,7 @@ def _follow(T:list, q:int, gap:bool) -> str|None:
         if gap and s.lower() in _CLAUSE and nxt_word: return "exact"  # "= 80 and we continue", "= 60 per hour"
         if gap and _counted_more(T, q, after): return "exact"
         if s.lower() in _FOLLOW_BAD: return None
-        if not gap: return "exact" if s.isalpha() and len(s) > 1 else None  # 12cm, not 8x
+        if not gap: return "exact" if _glued_unit(s) else _rule(f"unknowns: '{T[q - 1].s}{s}' holds unknowns") # 12cm
         of_what = _nonspace(T, after + 1, 1)
         if after < len(T) and T[after].s.lower() == "of" and of_what < len(T) and T[of_what].kind in ("num", "op"):
             return None  # "= 5 groups of 3", not "= 7 sets of rolls"
@@ -727,7 +789,7 @@ def _check_line(line:str, n:int, ctx:_Context, tail:_Side|None, ex) -> _Side|Non
         if _SKIP_LINE.search(line):
             if re.search(r"[=≡≈]", line): reasons.append("modular arithmetic (mod, ≡)")
             return None
-        T, unit = _tokens(_normalized(line)), _approx_unit(line)
+        T, unit = _tokens(_unwrapped(_normalized(line))), _approx_unit(line)
         _spend(len(T))
         reasons += [_relation(T, k, line, n, ctx, tail, unit, ex) for k, t in enumerate(T) if t.s in ("=", "≈")]
         ex.checked += [Checked(n, line.strip(), e, s, at, c) for e, s, at, c in _claims(line, unit is not None)]
@@ -853,7 +915,6 @@ def combine(p_flawed,                      # the classifier's p(flawed), one per
     rest = {c: column(c) for c in HYBRID_COLUMNS[2:]}
     decided = np.where(fired | (rule == "checker"), "checker", "classifier")
     return pd.DataFrame({"label": label, "decided_by": decided, **rest})
-
 
 # %% ../nbs/01_check.ipynb #c906
 def checker_flagged(hybrid:pd.DataFrame) -> np.ndarray:
