@@ -23,8 +23,8 @@ $(VENV)/.installed: settings.ini setup.py
 install: $(VENV)/.installed
 
 demo: install
-	@echo "demo: probe + LoRA on the embedded SmolLM2-135M-Instruct and gsm8k-pairs (GSM8K minimal pairs), with $(DEMO_FLAGS)"
-	$(BIN)/phi-cls train --mode both --data gsm8k-pairs --model embedded --out $(DEMO_OUT) --overwrite $(DEMO_FLAGS)
+	@echo "demo: probe + LoRA on the embedded SmolLM2-135M-Instruct and gsm8k-pairs (GSM8K minimal pairs), with the arithmetic checker and $(DEMO_FLAGS)"
+	$(BIN)/phi-cls train --mode both --data gsm8k-pairs --model embedded --out $(DEMO_OUT) --overwrite --checker $(DEMO_FLAGS)
 	@echo "demo: results in $(DEMO_OUT)/ (metrics.json, *_predictions.csv, probe/, lora/, artifacts.zip)"
 
 full: install

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_check.ipynb #c003
 from __future__ import annotations
-import contextvars, math, re
+import contextvars, itertools, math, re
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from fractions import Fraction
@@ -13,8 +13,8 @@ from math import factorial
 import pandas as pd
 
 # %% auto #0
-__all__ = ['LIMITS', 'CHECK_COLUMNS', 'Limits', 'Finding', 'Checked', 'normalize', 'evaluate', 'Explanation', 'explain_solution',
-           'check_solution', 'explanations_frame', 'check_frame']
+__all__ = ['LIMITS', 'CHECK_COLUMNS', 'Limits', 'Finding', 'Checked', 'clean_characters', 'normalize', 'arithmetic_value',
+           'Explanation', 'explain_solution', 'explain_lines', 'check_solution', 'explanations_frame', 'check_frame']
 
 # %% ../nbs/01_check.ipynb #c004b
 @dataclass(frozen=True)
@@ -41,6 +41,12 @@ _BUDGET = contextvars.ContextVar("phi_cls_check_budget", default=None)
 
 def _spend(n:int=1):
     if (b := _BUDGET.get()) is not None: b.spend(n)
+
+_RULES = contextvars.ContextVar("phi_cls_check_rules", default=None)
+
+def _rule(text:str):
+    "Note that a reading rule applied to the line being checked (for --explain)."
+    if (r := _RULES.get()) is not None and text not in r: r.append(text)
 
 def _bounded(v:Fraction) -> Fraction:
     if max(v.numerator.bit_length(), v.denominator.bit_length()) > LIMITS.bits:
@@ -71,16 +77,29 @@ class Checked:
     @property
     def finding(self) -> Finding: return Finding(self.line, self.text, self.expression, self.stated, self.computed)
 
+# %% ../nbs/01_check.ipynb #k001
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad\u061c\u180e"
+                        "\x00-\x08\x0e-\x1b\x7f]")
+_LOOKALIKE = str.maketrans({**{chr(0xFF10 + i): str(i) for i in range(10)}, "\u2212": "-", "\u2012": "-",
+                            "\ufe63": "-", "\uff0d": "-", "\uff0b": "+", "\uff1d": "=", "\uff0a": "*", "\uff0f": "/",
+                            "\u2215": "/", "\u2715": "×", "\u2a09": "×", "\uff08": "(", "\uff09": ")", "\uff0e": ".",
+                            "\uff0c": ",", "\uff05": "%", "\u00a0": " ", "\u2007": " ", "\u2009": " ", "\u202f": " "})
+
+def clean_characters(text:str,  # any text a solution is read from
+                     ) -> str:
+    "The text without invisible characters (zero-width, direction marks, BOM, NUL), its look-alike signs made plain."
+    return _INVISIBLE.sub("", text).translate(_LOOKALIKE)
+
 # %% ../nbs/01_check.ipynb #c008
 class _Text:
     def __init__(self, s:str): self.s, self.at = s, [(i, i + 1) for i in range(len(s))]
 
-    def sub(self, pat:str, repl:str) -> bool:
+    def sub(self, pat:str, repl) -> bool:  # repl: a template, or a function of the match (None: leave it)
         out, at, last = [], [], 0
         for m in re.finditer(pat, self.s):
-            if m.end() == m.start(): continue
+            r = m.expand(repl) if isinstance(repl, str) else repl(m)
+            if m.end() == m.start() or r is None: continue
             out.append(self.s[last:m.start()]); at += self.at[last:m.start()]
-            r = m.expand(repl)
             out.append(r); at += [(self.at[m.start()][0], self.at[m.end() - 1][1])] * len(r)
             last = m.end()
         if not out: return False
@@ -91,7 +110,7 @@ class _Text:
 # %% ../nbs/01_check.ipynb #c011
 _CMD = r"(?![A-Za-z])"  # end of a LaTeX command name
 _SUBS = [
-    (r"\\\$|[€£¥]", ""), (r"\$", " "), (r"\\[()\[\]]", " "), (r"\\\{", "⦃"), (r"\\\}", "⦄"),
+    (r"\\\$|[€£¥]", ""), (r"\$", " "), (r"\\[()\[\]]", " ; "), (r"\\\{", "⦃"), (r"\\\}", "⦄"),
     (r"\\(?:left|right|[bB]igg?[lr]?)" + _CMD, ""), (r"\\(?:times|cdot|ast)" + _CMD + r"|[×·⋅∙∗]", "*"),
     (r"\\div" + _CMD + r"|÷", "/"), (r"\\%", "%"), (r"−", "-"), (r" – ", " - "),
     (r"(?<=[\d)])\s*\*\*\s*(?=[-\d(])", "^"), (r"\*\*", " "), (r"²", "^2"), (r"³", "^3"),
@@ -121,7 +140,7 @@ def _normalized(line:str) -> _Text:
 def normalize(line:str,  # one line of a solution
              ) -> str:
     "A line with LaTeX, unicode and currency spellings rewritten as plain arithmetic."
-    return _normalized(line).s
+    return _normalized(clean_characters(line)).s
 
 # %% ../nbs/01_check.ipynb #c014
 @dataclass
@@ -142,7 +161,7 @@ def _tokens(t:_Text) -> list:
     return [_Tok(m.lastgroup, m.group(), t.at[m.start()][0], t.at[m.end() - 1][1]) for m in _TOKEN.finditer(t.s)]
 
 # %% ../nbs/01_check.ipynb #c017
-def _number(s:str) -> Fraction|None:
+def _fraction(s:str) -> Fraction|None:
     s = s.replace(",", "")
     if len(s) > LIMITS.digits: raise _Limit(f"a number with more than {LIMITS.digits} digits")
     return None if len(s) > 1 and s[0] == "0" and s[1].isdigit() else Fraction(s)
@@ -241,7 +260,7 @@ class _Parser(_Scanner):
 
     def atom(self):
         tok = self.take()
-        if tok.kind == "num": return self.check(_number(tok.s))
+        if tok.kind == "num": return self.check(_fraction(tok.s))
         if tok.s != "(": raise _Fail
         v = self.nest(self.expr)
         if self.take().s != ")": raise _Fail
@@ -255,12 +274,12 @@ def _evaluate(toks:list, pct:bool=True) -> Fraction|None:
     except (_Fail, ZeroDivisionError, OverflowError, ValueError): return None
     return v if p.peek() is None else None
 
-def evaluate(expr:str,        # e.g. "7 * 8" or r"\frac{1}{2} + 3"
+def arithmetic_value(expr:str,        # e.g. "7 * 8" or r"\frac{1}{2} + 3"
              pct:bool=True,    # read % as /100 (True) or as a label (False)
              ) -> Fraction|None:
     "The exact value of a pure arithmetic expression (plain or LaTeX); None if it is not one or is too large to judge."
     if len(expr) > LIMITS.line_chars: return None
-    toks = _tokens(_normalized(expr))
+    toks = _tokens(_normalized(clean_characters(expr)))
     if any(t.kind not in ("num", "op", "space") for t in toks): return None
     try: return _evaluate(toks, pct)
     except (_Limit, RecursionError): return None
@@ -351,6 +370,43 @@ def _left(T:list, k:int, line:str) -> _Side|None:
     if T[i0].s == "-" and T[i0 + 1].kind == "space": return None  # "- 3 + 4": a bullet, not a sign
     return _Side(T, i0, i1, line)
 
+# %% ../nbs/01_check.ipynb #k010
+_DIMENSIONS = [set(d.split()) for d in ("second sec s minute min h hr hour day week month year",
+                                        "mm cm m km inch in foot feet ft yard yd mile mi",
+                                        "mg g kg lb pound ounce oz ton", "ml l liter litre cup gallon quart pint",
+                                        "cent penny nickel dime quarter dollar")]
+_NOT_UNITS = _FOLLOW_BAD | set("""am pm is are was were be each every and or if then so max min gcd lcm abs det
+x y z""".split())
+_LABEL_NOTE = r"\(\s*[A-Za-z]{2,}[\w'-]*(?:[ '-]+[\w'-]+)*\s*\)"  # (red marbles), (week 1), ( green )
+_UNIT_WORDS = r"[a-z]{2,}(?:\s+[a-z]{2,})?"  # boxes, red marbles, kg
+_NEXT_OP = r"(?=\s*(?:[-+*/](?![A-Za-z])|[=)]|\((?!\s*[A-Za-z])))"  # an operator, not a hyphen ('fish-eater')
+
+def _singular(w:str) -> str: return {"feet": "foot", "inches": "inch"}.get(w, w[:-1] if w.endswith("s") else w)
+
+def _mixed_units(line:str) -> bool:
+    "'2 weeks + 3 days', '1 hour 30 minutes': two units of one kind; stripping them would add weeks to days."
+    found = {_singular(w) for w in re.findall(r"(?<=\d)\s*([a-z]+)", line)}
+    return any(len(found & {_singular(u) for u in d}) > 1 for d in _DIMENSIONS)
+
+def _unwrapped(t:_Text) -> _Text:
+    "Strip labels, units and notes around the numbers of a calculation: '7995 (total) - 2595 (sold)', '$12/box'."
+    def unit(m):
+        words = m[1].split()
+        if any(w in _NOT_UNITS for w in words): return None
+        _rule(f"words around numbers: '{m[0].strip()}' is read as a unit or label")
+        return " "
+    def note(m):
+        _rule(f"words around numbers: '{m[0].strip()}' is read as a unit or label")
+        return " "
+    t.sub(r"(?<=\d)\s*" + _LABEL_NOTE + _NEXT_OP, note)
+    if _mixed_units(t.s): return t
+    t.sub(r"(?<=\d)\s*/\s*([a-z]{2,})\b(?!\s*[\^(])", unit)             # $12/box, 15/student
+    t.sub(r"(?<=\d)\s+(" + _UNIT_WORDS + r")(?:\s*/\s*[a-z]{2,}\b)?" + _NEXT_OP, unit)  # 38 boxes *, 65 miles/hour
+    t.sub(r"(?<=\d)((?:" + "|".join(sorted(_UNITS, key=len, reverse=True)) + r"))\b" + _NEXT_OP, unit)  # 12cm + 5cm
+    t.sub(r"^(\s*)[-*•](?=\s+[\d(.])", r"\1 ")  # a bullet before a calculation
+    t.sub(r"(?<=[\d)])\s*x\s*(?=[\d(]|\.\d)", " * ")  # 9 eggs x $2, once the eggs are gone
+    return t
+
 # %% ../nbs/01_check.ipynb #c030
 def _counted_more(T:list, q:int, after:int) -> bool:
     "'= 16 more necklaces than Josh', '= 20 more.', '= 4 times a year': a count, not 'more than 3' or 'times 5'."
@@ -360,6 +416,12 @@ def _counted_more(T:list, q:int, after:int) -> bool:
         return s in _MORE and (nxt is None or nxt.kind == "word" and _word_ok(nxt.s))
     if nxt is None or nxt.s in _PROSE_PUNCT: return s in _MORE | {"times"}
     return s in _MORE | {"times"} and nxt.kind == "word" and not nxt.s.startswith("\\") and _word_ok(nxt.s)
+
+_UNITS = set("""mm cm dm km m g kg mg lb lbs oz ft yd mi in ml l hr hrs h min mins s sec secs mph kph kmh""".split())
+
+def _glued_unit(w:str) -> bool:
+    "'12cm', '20mins': a unit glued to a number; '5xy', '4AB', '3ab', '8x' are unknowns times a number."
+    return w.lower() in _UNITS or (len(w) >= 3 and w.isalpha() and w.islower() and bool(re.search("[aeiouy]", w)))
 
 def _follow(T:list, q:int, gap:bool) -> str|None:
     "May T[q] end a right-hand side? None (no), 'exact' or 'approx'."
@@ -374,7 +436,7 @@ def _follow(T:list, q:int, gap:bool) -> str|None:
         if gap and s.lower() in _CLAUSE and nxt_word: return "exact"  # "= 80 and we continue", "= 60 per hour"
         if gap and _counted_more(T, q, after): return "exact"
         if s.lower() in _FOLLOW_BAD: return None
-        if not gap: return "exact" if s.isalpha() and len(s) > 1 else None  # 12cm, not 8x
+        if not gap: return "exact" if _glued_unit(s) else _rule(f"unknowns: '{T[q - 1].s}{s}' holds unknowns") # 12cm
         of_what = _nonspace(T, after + 1, 1)
         if after < len(T) and T[after].s.lower() == "of" and of_what < len(T) and T[of_what].kind in ("num", "op"):
             return None  # "= 5 groups of 3", not "= 7 sets of rolls"
@@ -415,7 +477,7 @@ def _literal(toks:list) -> _Tok|None:
 def _looks_like_range(toks:list) -> bool:
     "1-5 written without spaces, smaller number first."
     if len(toks) != 3 or toks[1].s != "-" or toks[0].kind != "num" or toks[2].kind != "num": return False
-    a, b = _number(toks[0].s), _number(toks[2].s)
+    a, b = _fraction(toks[0].s), _fraction(toks[2].s)
     return a is not None and b is not None and a < b
 
 def _is_remainder(toks:list, i:int) -> bool:
@@ -455,7 +517,7 @@ def _maybe_rounded(v:Fraction, d:int) -> bool:
 
 def _input_slack(toks:list) -> Fraction:
     "Relative error that rounded inputs (3.33 for 10/3, 3.14 for pi) can carry into a result, at most 1%."
-    nums = [(_number(t.s), _decimals(t.s)) for t in toks if t.kind == "num" and _decimals(t.s) >= 2]
+    nums = [(_fraction(t.s), _decimals(t.s)) for t in toks if t.kind == "num" and _decimals(t.s) >= 2]
     slack = sum((Fraction(1, 10 ** d) / abs(v) for v, d in nums if v and _maybe_rounded(v, d)), Fraction(0))
     return min(slack, Fraction(1, 100))
 
@@ -464,7 +526,10 @@ def _agrees(a:Fraction, b:Fraction, d:int|None, scale:Fraction, approx:bool, rel
     "Is the stated b an acceptable writing of the exact a, given the d decimals b shows (or its round unit if approx)?"
     tol = rel * max(abs(a), abs(b))
     if approx: return abs(a - b) < max(unit, Fraction(1, 10 ** (d or 0))) * scale + tol
-    return abs(a - b) <= (Fraction(1, 2 * 10 ** d) * scale if d else Fraction(0)) + tol
+    if abs(a - b) <= (Fraction(1, 2 * 10 ** d) * scale if d else Fraction(0)) + tol: return True
+    cut = (d or 0) >= 2 and 0 <= a - b < Fraction(1, 10 ** d) * scale  # 100/7 = 14.28: cut after 2 decimals
+    if cut: _rule(f"rounded values: {_fmt(b)} is {_fmt(a)} cut after {d} decimals (accepted like rounding)")
+    return cut
 
 # %% ../nbs/01_check.ipynb #c038
 def _fmt(v:Fraction) -> str:
@@ -491,6 +556,8 @@ _WHOLE = re.compile(r"\b(?:round(?:ed|ing|s)?|nearest|whole|full|complete|left ?
 class _Context:
     moduli: set   # integer mismatches that are multiples of these are fine (1: any)
     whole: bool   # the solution rounds to whole numbers
+    names: dict = field(default_factory=dict)   # a named quantity's _Named value, as the solution computed it
+    rounded: set = field(default_factory=set)   # numbers the solution stated as rounded (after ≈, or 10/3 = 3.33)
 
 def _context(text:str) -> _Context:
     "What a whole solution says about the arithmetic it does."
@@ -667,7 +734,36 @@ def _not_a_calculation(lhs:_Side, rhs:_Side) -> bool:
 def _running(a:Fraction, rhs:_Side) -> bool:
     "'20 - 5 = 15 + 10': the right side starts with the left side's value."
     first = next(t for t in rhs.toks if t.kind != "space")
-    return _literal(rhs.toks) is None and first.kind == "num" and _number(first.s) == a
+    return _literal(rhs.toks) is None and first.kind == "num" and _fraction(first.s) == a
+
+def _root_like(v:Fraction, d:int) -> bool:
+    "1.7320, 3.1623: at least 3 decimals, and a square or cube root of a whole number lies within their rounding."
+    lo, hi = v - Fraction(1, 2 * 10 ** d), v + Fraction(1, 10 ** d)
+    return d >= 3 and any(lo ** q <= round(float(v) ** q) <= hi ** q for q in (2, 3) if round(float(v) ** q) >= 2)
+
+def _rounded_inputs(toks:list, ctx:_Context) -> list:
+    "Positions of the operands that carry rounding: stated as rounded earlier, a cut repeating decimal, a root."
+    out = [i for i, t in enumerate(toks) if t.kind == "num" and "." in t.s and
+           (t.s in ctx.rounded or _maybe_rounded(v := _fraction(t.s), d := _decimals(t.s)) or _root_like(v, d))]
+    return out if len(out) <= 3 else []
+
+def _within_rounding(lhs:_Side, b:Fraction, d:int, ctx:_Context) -> bool:
+    "Interval arithmetic on exact rationals: can the left side, its rounded inputs anywhere in their rounding, be b?"
+    at = _rounded_inputs(lhs.toks, ctx)
+    if not at: return False
+    ends = []
+    for corner in itertools.product((-Fraction(1, 2), Fraction(1)), repeat=len(at)):  # rounded down or cut
+        toks = list(lhs.toks)
+        for c, i in zip(corner, at):
+            v = _fraction(toks[i].s) + c * Fraction(1, 10 ** _decimals(toks[i].s))
+            toks[i] = _Tok("num", str(v), toks[i].a, toks[i].b)
+        if (v := _evaluate(toks)) is None: return False
+        ends.append(v)
+    u = Fraction(1, 10 ** d) if d else Fraction(0)
+    ok = min(ends) - u < b <= max(ends) + u / 2 if d else min(ends) <= b <= max(ends)
+    if ok: _rule(f"rounded inputs: {', '.join(lhs.toks[i].s for i in at)} carry their rounding; "
+                 f"{lhs.text} lies in [{_fmt(min(ends))}, {_fmt(max(ends))}]")
+    return ok
 
 def _mismatch(lhs:_Side, rhs:_Side, approx:bool, unit:Fraction, ctx:_Context) -> Fraction|None:
     "None if the sides agree under some reading of %, else the left value closest to the stated one."
@@ -678,9 +774,12 @@ def _mismatch(lhs:_Side, rhs:_Side, approx:bool, unit:Fraction, ctx:_Context) ->
     for a in _values(lhs).values():
         for pct, b in _values(rhs).items():
             scale = Fraction(1, 100) if pct and rhs.pct else Fraction(1)
-            if _agrees(a, b, d, scale, approx, rel, unit) or _excused(a, b, ctx) or _running(a, rhs): return None
+            if _agrees(a, b, d, scale, approx, rel, unit) or _excused(a, b, ctx) or _running(a, rhs):
+                if lit and d and a != b * scale: ctx.rounded.add(lit.s)  # 10/3 = 3.33: 3.33 is a rounded number
+                return None
             err = abs(a - b) / max(abs(a), abs(b), Fraction(1, 10 ** 9))
             if best is None or err < best[0]: best = (err, a / scale if rhs.pct else a)
+    if lit and not rhs.pct and _within_rounding(lhs, _fraction(lit.s), d, ctx): return None
     return best and best[1]
 
 def _compare(lhs:_Side, rhs:_Side, approx:bool, unit:Fraction, ctx:_Context, n:int, line:str) -> str|Checked:
@@ -702,6 +801,78 @@ def _tail(T:list, line:str) -> _Side|None:
     rest = [t for t in T[side.i1 + 1:] if t.kind != "space"] if side else []
     return side if side and all(t.s in ".,;" for t in rest) else None
 
+# %% ../nbs/01_check.ipynb #k030
+@dataclass
+class _Named:
+    value: Fraction
+    line: int        # where the solution last stated it
+    computed: bool   # it came from a calculation (T = 84 * 3/7), not a bare number (x = 2)
+    rounded: bool    # it was stated rounded (S / 3 ≈ 9.67): not substituted
+
+_AFRESH = re.compile(r"\b(?:let|now|new|set|redefine|instead)\b", re.I)  # a definition, not a restatement
+_MAYBE = re.compile(r"\b(?:suppose|assume|if|case|cases|when|try|otherwise|or|for|where|given|say|each|every|"
+                    r"whenever|unless)\b", re.I)  # a value that holds in one case only: never substituted
+_FRESH = re.compile(r"\b(?:let|now|set)\s+([A-Za-z]\w*)\s+(?:be|equal|denote)\b", re.I)
+
+def _name_at(T:list, j:int) -> bool:
+    "Is T[j] a quantity's name before '=': 'T =', 'Cost =', 'Revenue R ='; not '2x =', '3 + x =', 'per kg ='?"
+    t = T[j] if 0 <= j < len(T) else None
+    if t is None or t.kind != "word" or t.s.startswith("\\") or t.s in ("a", "A", "I", "x", "X") or \
+       len(t.s) > 1 and t.s.lower() in _OPWORDS | _NOT_UNITS | _UNITS: return False
+    if not re.fullmatch(r"[A-Za-z](?:_?\d+|_\w+)?|[A-Z][a-z]+", t.s): return False  # T, x_1, Cost; not 'pounds' 
+    if j > 0 and T[j - 1].kind != "space" and T[j - 1].s not in "([⦃:;,": return False  # 3w, (9/2)x
+    p = _nonspace(T, j - 1, -1)
+    return p < 0 or not (T[p].kind == "num" or T[p].kind == "op" and T[p].s not in "()" or
+                         T[p].kind == "word" and not _word_ok(T[p].s))
+
+def _substituted(T:list, names:dict, skip:set) -> list:
+    "T with each known name (outside `skip`) replaced by its value in brackets: 'Cost + 25' reads '(60) + 25'."
+    out = []
+    for i, t in enumerate(T):
+        e = names.get(t.s) if t.kind == "word" and i not in skip else None
+        if e is None or e.rounded or not e.computed: out.append(t); continue
+        out += [_Tok("op", "(", t.a, t.b), _Tok("num", str(e.value), t.a, t.b), _Tok("op", ")", t.a, t.b)]
+        _rule(f"named quantities: {t.s} is {_fmt(e.value)} (line {e.line})")
+    return out
+
+def _chain(T:list, k:int, line:str) -> list:
+    "The sides after the '=' at k: 'T = 12 * 3 = 36' gives the sides '12 * 3' and '36'."
+    sides = []
+    while k < len(T) and T[k].s in ("=", "≈") and (side := _right(T, k, line)) is not None:
+        sides.append((side, T[k].s == "≈"))
+        k = _nonspace(T, side.i1 + 1, 1)
+    return sides
+
+def _named(T:list, line:str, n:int, ctx:_Context, ex) -> list:
+    "Check restated names against the solution's value, record definitions; T with known names substituted."
+    for m in _FRESH.finditer(line): ctx.names.pop(m[1], None)  # "now let T be ...": T starts afresh
+    defs = [(j, k) for k, t in enumerate(T) if t.s == "=" and _name_at(T, j := _nonspace(T, k - 1, -1))]
+    maybe, skip = bool(_MAYBE.search(line)), {j for j, _ in defs}
+    hedged = maybe or bool(_AFRESH.search(line))
+    for j, k in defs:
+        name, Ts = T[j].s, _substituted(T, ctx.names, skip)
+        shift = sum(2 for i, t in enumerate(T[:k]) if i not in skip and t.kind == "word" and t.s in ctx.names
+                    and not ctx.names[t.s].rounded and ctx.names[t.s].computed)
+        chain = _chain(Ts, k + shift, line)
+        sides = [(side, ap) for side, ap in chain if _values(side)]
+        if maybe or not sides or any(t.kind == "word" and t.s == name for t in Ts[k + shift:chain[-1][0].i1 + 1]):
+            ctx.names.pop(name, None); continue  # x = x + 1, or a value it cannot read
+        old, first = ctx.names.get(name), sides[0][0]
+        if old and old.computed and not old.rounded and not hedged and len(sides) == 1:
+            lit, v = _literal(first.toks), next(iter(_values(first).values()))
+            ok = v == old.value or bool(lit) and _agrees(old.value, v, _decimals(lit.s), 1, sides[0][1], Fraction(0))
+            ex.checked.append(Checked(n, line.strip(), name, first.text, (first.T[first.i0].a, first.T[first.i1].b),
+                                      "" if ok else _fmt(old.value)))
+            _rule(f"named quantities: {name} restated; the solution computed {_fmt(old.value)} on line {old.line}")
+        last, approx = sides[-1][0], any(ap for _, ap in sides)
+        lit = _literal(last.toks)
+        value = next(iter(_values(last).values()))
+        computed = any(_literal(side.toks) is None for side, _ in sides) or bool(old and old.computed)
+        exact = next(iter(_values(sides[0][0]).values()))
+        ctx.names[name] = _Named(value, n, computed, approx or bool(lit and "." in lit.s and exact != value))
+        if computed: _rule(f"named quantities: {name} = {_fmt(value)} recorded")
+    return _substituted(T, ctx.names, skip) if ctx.names else T
+
 # %% ../nbs/01_check.ipynb #e7ed6440
 def _relation(T:list, k:int, line:str, n:int, ctx:_Context, tail:_Side|None, unit:Fraction|None, ex) -> str|None:
     "Check the relation at T[k] into ex; the reason when it is no calculation."
@@ -720,14 +891,18 @@ def _relation(T:list, k:int, line:str, n:int, ctx:_Context, tail:_Side|None, uni
 
 def _check_line(line:str, n:int, ctx:_Context, tail:_Side|None, ex) -> _Side|None:
     "Check one line into ex; return the side a next line starting with '=' would continue."
-    before, reasons = len(ex.checked), []
+    before, reasons, rules = len(ex.checked), [], []
+    token = _RULES.set(rules)
     try:
         if len(line) > LIMITS.line_chars: raise _Limit(f"a line longer than {LIMITS.line_chars} characters")
         if _SKIP_LINE.search(line):
             if re.search(r"[=≡≈]", line): reasons.append("modular arithmetic (mod, ≡)")
             return None
-        T, unit = _tokens(_normalized(line)), _approx_unit(line)
+        T, unit = _tokens(_unwrapped(_normalized(line))), _approx_unit(line)
         _spend(len(T))
+        ctx.rounded |= {T[j].s for k, t in enumerate(T) if t.s == "≈" and (j := _nonspace(T, k + 1, 1)) < len(T)
+                        and T[j].kind == "num"}
+        T = _named(T, line, n, ctx, ex)
         reasons += [_relation(T, k, line, n, ctx, tail, unit, ex) for k, t in enumerate(T) if t.s in ("=", "≈")]
         ex.checked += [Checked(n, line.strip(), e, s, at, c) for e, s, at, c in _claims(line, unit is not None)]
         return _tail(T, line)
@@ -736,8 +911,10 @@ def _check_line(line:str, n:int, ctx:_Context, tail:_Side|None, ex) -> _Side|Non
         ex.limits.append((n, r))
         reasons.insert(0, r)
     finally:
+        _RULES.reset(token)
         reasons = [r for r in reasons if r]
         if len(ex.checked) == before and reasons: ex.skipped.append((n, reasons[0]))
+        ex.rules += [(n, r) for r in rules]
 
 # %% ../nbs/01_check.ipynb #c048
 @dataclass
@@ -746,6 +923,7 @@ class Explanation:
     checked: list = field(default_factory=list)  # a Checked for each calculation re-computed, right or wrong
     skipped: list = field(default_factory=list)  # (line, reason) for each line with an `=` where nothing was checked
     limits: list = field(default_factory=list)   # (line, reason) for each limit reached
+    rules: list = field(default_factory=list)    # (line, rule) for each reading rule that applied to a line
 
     @property
     def findings(self) -> list: return [c.finding for c in self.checked if c.computed]
@@ -761,14 +939,19 @@ class Explanation:
         "One line: counts, then each skipped line and its reason."
         s = f"{len(self.checked)} checked, {len(self.findings)} wrong, {len(self.skipped)} skipped"
         more = "; ..." if len(self.skipped) > 20 else ""
-        return s + "".join(f"; line {n}: {r}" for n, r in self.skipped[:20]) + more
+        rules = "".join(f"; line {n} rule: {r}" for n, r in self.rules[:20]) + ("; ..." if len(self.rules) > 20 else "")
+        return s + "".join(f"; line {n}: {r}" for n, r in self.skipped[:20]) + more + rules
 
 # %% ../nbs/01_check.ipynb #c048a
 def explain_solution(text:str,  # a worked solution, lines separated by newlines
                      ) -> Explanation:
     "Every calculation the checker re-computed in a solution, each line it skipped and why, and any limit it reached."
-    text, ex, tail, read, budget = str(text), Explanation(), None, 0, _Budget(LIMITS.steps)
+    raw, ex, tail, read, budget = str(text), Explanation(), None, 0, _Budget(LIMITS.steps)
+    text = clean_characters(raw)
     lines, token = text.splitlines(), _BUDGET.set(budget)
+    if text != raw:
+        ex.rules += [(n, "invisible or look-alike characters cleaned") for n, (a, b) in
+                     enumerate(zip(raw.splitlines(), lines), 1) if a != b]
     try:
         ctx = _context(text[:LIMITS.text_chars])
         for n, line in enumerate(lines, 1):
@@ -784,6 +967,17 @@ def explain_solution(text:str,  # a worked solution, lines separated by newlines
                 break
     finally: _BUDGET.reset(token)
     return ex
+
+def explain_lines(text:str,  # a worked solution, lines separated by newlines
+                  ) -> list[str]:
+    "One line of text per solution line the checker read: what it checked, skipped, and which reading rules applied."
+    ex, out = explain_solution(text), []
+    for n in sorted({c.line for c in ex.checked} | {n for n, _ in ex.skipped + ex.rules + ex.limits}):
+        done = [f"{c.expression} = {c.stated}: " + (f"wrong, it is {c.computed}" if c.computed else "right")
+                for c in ex.checked if c.line == n]
+        why = [f"skipped: {r}" for m, r in ex.skipped + ex.limits if m == n]
+        out.append(f"line {n}: " + "; ".join(done + why + [f"rule: {r}" for m, r in ex.rules if m == n]))
+    return out
 
 def check_solution(text:str,           # a worked solution, lines separated by newlines
                    explain:bool=False,  # return the whole Explanation instead of the findings

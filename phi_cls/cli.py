@@ -112,7 +112,8 @@ def _add_check(sub):
     check.add_argument("--output", required=True, help="results file (.csv, .jsonl or .parquet); - for CSV on stdout")
     check.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
     check.add_argument("--explain", action="store_true",
-                       help="add a checker_explain column: per row, calculations checked, lines skipped and why")
+                       help="add a checker_explain column: per row, calculations checked, lines skipped "
+                            "and why, and the reading rules applied to each line")
     return check
 
 # %% ../nbs/17_cli.ipynb #c935e767
