@@ -165,16 +165,19 @@ def versus_baselines(y, p, threshold:float, probs:dict, results:dict, name:str="
     return dict(mine, lift=lift, warning=warning)
 
 # %% ../nbs/02_metrics.ipynb #m111
-def cross_validated_baselines(df:pd.DataFrame, folds:int=5) -> dict:
-    "p(flawed) of each shortcut on every row of `df`, each fitted on the other folds (grouped by question)."
+def cross_validated_baselines(df:pd.DataFrame, folds:int=5, num_labels:int=2) -> dict:
+    ("p(flawed) of each shortcut on every row of `df` ((n, K) class probabilities with `num_labels` > 2), each fitted "
+     "on the other folds (grouped by question).")
     from sklearn.model_selection import GroupKFold
     k = min(folds, df["question"].nunique())
     if k < 2:
         raise ValueError(f"cross-validating the shortcut baselines needs at least 2 distinct questions; there are {k}.")
     probs = {}
     for tr, te in GroupKFold(k).split(df, groups=df["question"]):
-        for name, p in shortcut_baselines(df.iloc[tr], df.iloc[te]).items():
-            probs.setdefault(name, np.zeros(len(df)))[te] = p
+        fold = (shortcut_baselines(df.iloc[tr], df.iloc[te]) if num_labels <= 2
+                else shortcut_class_baselines(df.iloc[tr], df.iloc[te], num_labels))
+        for name, p in fold.items():
+            probs.setdefault(name, np.zeros((len(df), *p.shape[1:])))[te] = p
     return probs
 
 # %% ../nbs/02_metrics.ipynb #k4355e3
