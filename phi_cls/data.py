@@ -242,7 +242,8 @@ def load_data(source:str|Path="champ", split_column:str="split", required:tuple=
                         f"Splits needed: {list(required)}.")
     out = {}
     for split in [s for s in SPLITS if s in frames]:
-        df = validate_frame(*frames[split], split=split, classes=classes).drop(columns=["_row", split_column], errors="ignore")
+        df = validate_frame(*frames[split], split=split, classes=classes).drop(columns=["_row", split_column],
+                                                                              errors="ignore")
         from datasets import Dataset
         out[split] = Dataset.from_pandas(df, preserve_index=False)
     from datasets import DatasetDict

@@ -76,7 +76,8 @@ class Classifier:
         ("Labels: 1 (flawed) where p(flawed) >= `threshold` (default: the artifact's fitted threshold), else 0; "
          "with more than two classes, the class numbers its decision gives.")
         if len(self.classes) > 2:
-            return self.decision.with_threshold(threshold).classes_of(self.predict_proba(questions, solutions, **kwargs))
+            probs = self.predict_proba(questions, solutions, **kwargs)
+            return self.decision.with_threshold(threshold).classes_of(probs)
         threshold = self.threshold if threshold is None else check_threshold(threshold)
         return (self.predict_proba(questions, solutions, **kwargs)[:, 1] >= threshold).astype(int)
 
@@ -150,8 +151,9 @@ def _predict_frame(self:Classifier, df:pd.DataFrame, threshold:float|None=None, 
     df = validate_frame(df, source, label_required=False, classes=self.classes)
     probs = self.predict_proba(df["question"].tolist(), df["solution"].tolist(), batch_size=batch_size)
     many, cols = len(self.classes) > 2, prob_columns(probs.shape[1])
+    label = decision.classes_of(probs) if many else (probs[:, 1] >= decision.threshold).astype(int)
     out = pd.DataFrame({"index": df["index"].to_numpy(), **{c: probs[:, j] for j, c in enumerate(cols)},
-                        "label": decision.classes_of(probs) if many else (probs[:, 1] >= decision.threshold).astype(int)})
+                        "label": label})
     if "label" in df: out["true_label"] = df["label"].to_numpy()
     if checker:
         rule, checked = decision.hybrid, check_frame(df[["index", "solution"]])

@@ -132,7 +132,8 @@ def plot_confusion(exp:Experiment, ax=None):
 def _confusion_k(exp:Experiment, ax, fig):
     "The K×K confusion matrix of a K-class experiment (its decision's, from metrics.json; else argmax), with counts."
     k, cm = exp.k, exp.metrics.get("confusion_matrix")
-    if cm is None or np.shape(cm) != (k, k): cm = class_metrics(exp.y, exp.probs, exp.classes, n_boot=0)["confusion_matrix"]
+    if cm is None or np.shape(cm) != (k, k):
+        cm = class_metrics(exp.y, exp.probs, exp.classes, n_boot=0)["confusion_matrix"]
     cm = np.array(cm)
     ax.imshow(cm, cmap="Blues")
     for (i, j), v in np.ndenumerate(cm): ax.text(j, i, str(v), ha="center", va="center",

@@ -287,7 +287,8 @@ def _run_baselines(cfg:TrainConfig, raw:dict) -> tuple:
 def _class_mode_metrics(result:ExperimentResult, decision:Decision, probs:np.ndarray, data:dict, baselines:dict,
                         classes:tuple) -> dict:
     "Test metrics of a K-class experiment: per class and macro, the binary view, ECE of p(flawed), lift over shortcuts."
-    y, pred, raw = np.asarray(data["test"]["labels"]), decision.classes_of(probs), Decision().probabilities(result.logits)
+    y, pred = np.asarray(data["test"]["labels"]), decision.classes_of(probs)
+    raw = Decision().probabilities(result.logits)
     m = dict(class_metrics(y, probs, classes, pred), binary=binary_view(y, probs, pred),
              raw=class_metrics(y, raw, classes, n_boot=0), decision=decision.to_dict(),
              ece=dict(test=dict(before=ece(y != 0, 1 - raw[:, 0]), after=ece(y != 0, 1 - probs[:, 0]))),
@@ -306,7 +307,8 @@ def _class_hybrid_results(out:Path, mode:str, test, probs, checked:pd.DataFrame,
                           classes:tuple) -> dict:
     "`_hybrid_results` for K classes: the hybrid's classes (a proven error is computational) and the typed checker."
     hybrid = combine_classes(probs, checked, classes, decision)
-    write_csv(out / f"{mode}_hybrid_predictions.csv", predictions_frame(test["index"], test["labels"], probs).join(hybrid))
+    write_csv(out / f"{mode}_hybrid_predictions.csv",
+              predictions_frame(test["index"], test["labels"], probs).join(hybrid))
     y, k = np.asarray(test["labels"]), len(classes)
     typed = checker_flagged(checked) * (classes.index("computational") if "computational" in classes else 1)
     scores = lambda pred: dict(class_metrics(y, np.eye(k)[pred], classes, pred),
