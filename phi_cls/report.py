@@ -272,6 +272,7 @@ def signal_table(exps:list) -> pd.DataFrame:
     ("Accuracy, precision, recall and F1 of classifier, checker and hybrid per experiment (checker rows only where "
      "recorded).")
     keys, rows = ["accuracy", "precision", "recall", "f1"], []
+    if any(e.k > 2 for e in exps): keys = ["accuracy", "balanced_accuracy", "macro_f1", "auroc"]  # K classes
     for e in exps:
         rows.append({"experiment": e.name, "signal": "classifier", **{k: e.metrics[k] for k in keys}})
         for sig in ("checker", "hybrid"):

@@ -139,3 +139,42 @@ def test_class_weights_have_k_entries():
     from phi_cls.trainer import loss_weights
     w = loss_weights(TrainConfig(labels="types"), torch.tensor([0, 0, 0, 0, 1, 2]).tolist())
     assert w == pytest.approx([0.5, 2.0, 2.0])
+
+
+def test_papermill_notebook_with_labels_types(tmp_path):
+    "nbs/train.ipynb with `-p labels types`: a three-class run folder, its figures, no error in the notebook."
+    import subprocess, sys
+    from pathlib import Path
+    from conftest import REPO
+    args = ["-p", "labels", "types", "-p", "mode", "probe", "-p", "output_dir", tmp_path, "-p", "model", "tiny",
+            "-p", "max_train_samples", "48", "-p", "max_eval_samples", "12", "-p", "max_length", "128"]
+    proc = subprocess.run([str(Path(sys.executable).parent / "papermill"), "nbs/train.ipynb", str(tmp_path / "o.ipynb"),
+                           "--no-progress-bar", *map(str, args)], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((tmp_path / "probe" / "metrics.json").read_text())
+    assert m["probe"]["classes"] == list(TYPES) and np.array(m["probe"]["confusion_matrix"]).shape == (3, 3)
+    assert (tmp_path / "probe" / "figures" / "probe_roc.png").exists()
+
+
+def test_quality_types_table():
+    "benchmarks/quality.py --types: the K-class row of each signal beside its binary view and the binary run's."
+    import importlib.util
+    from conftest import REPO
+    spec = importlib.util.spec_from_file_location("quality", REPO / "benchmarks" / "quality.py")
+    quality = importlib.util.module_from_spec(spec); spec.loader.exec_module(quality)
+    view = dict(balanced_accuracy=0.6, auroc=0.65, intervals=dict(balanced_accuracy=[0.5, 0.7]))
+    k = dict(accuracy=0.5, balanced_accuracy=0.45, macro_f1=0.4, auroc=0.55, n=9, binary=view,
+             intervals=dict(balanced_accuracy=[0.3, 0.6]),
+             per_class={c: dict(recall=r) for c, r in zip(TYPES, (0.8, 0.3, 0.25))})
+    b = dict(accuracy=0.6, balanced_accuracy=0.62, auroc=0.66, intervals=dict(balanced_accuracy=[0.52, 0.72]))
+    tb = dict(baseline="TF-IDF", **k)
+    df = quality.types_frame({"probe": k, "baselines": {"results": {"tfidf": tb}}},
+                             {"probe": b, "baselines": {"results": {"tfidf": dict(b, baseline="TF-IDF")}}})
+    assert df.signal.tolist() == ["TF-IDF", "probe"]
+    row = df.set_index("signal").loc["probe"]
+    assert (row["recall computational"], row["binary_view_balanced_accuracy"], row["binary_run_auroc"]) == (
+        0.3, 0.6, 0.66)
+    md = quality.types_markdown(df)
+    assert ("| probe | 0.500 | 0.450 (0.30-0.60) | 0.400 | 0.800 | 0.300 | 0.250 | 0.550 | 0.600 (0.50-0.70) | 0.650 "
+            "| 0.620 (0.52-0.72) | 0.660 |") in md
+    assert quality.types_settings(quality.parse(["--types"]), "types")["labels"] == "types"
