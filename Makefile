@@ -43,8 +43,11 @@ levers: install
 
 # The README's quality table (section "What it is good for"): shortcut baselines, checker, probe, LoRA and hybrid on the fair
 # test splits of gsm8k-pairs and CHAMP, embedded backbone (about 25 minutes on 2 idle CPU cores); writes benchmarks/quality.{md,csv}.
+# Then three classes (correct / computational / conceptual) on gsm8k-pairs beside the same binary run, at a small size
+# (about 15 minutes on 2 busy cores); writes benchmarks/quality_types.{md,csv}.
 quality: install
 	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/quality.py --types
 
 bench: install
 	$(BIN)/python benchmarks/bench.py --out benchmarks/results.json

@@ -3,12 +3,18 @@ embedded datasets, with the embedded backbone and 95% bootstrap intervals.
 
     python benchmarks/quality.py                 # both datasets (about 25 minutes on 2 idle CPU cores)
     python benchmarks/quality.py --data champ    # one of them
+    python benchmarks/quality.py --types         # three classes on gsm8k-pairs, beside the same run with two
     make quality
 
 Each dataset is one `phi-cls train --mode both --checker` run (settings in RUNS, shared ones in COMMON) into
 outputs/quality/<data>/; everything is fitted on train, every decision (probe layer, best epoch, threshold,
 temperature, hybrid rule) is chosen on validation, and only the test rows are reported. Writes benchmarks/quality.md
 (the table, the settings and the machine) and benchmarks/quality.csv (every number).
+
+`--types` measures the K-class classifier instead: gsm8k-pairs with labels=types (correct / computational /
+conceptual) and the same run with two classes, at the size in TYPES (about 15 minutes on 2 busy CPU cores), into
+outputs/quality/types/{types,binary}/; it writes benchmarks/quality_types.{md,csv}: per signal the K-class metrics,
+its binary view (correct against any error) and the binary run's figures on the same rows.
 """
 import argparse, json, platform, subprocess, sys, time
 from pathlib import Path
@@ -23,18 +29,25 @@ COMMON = dict(mode="both", model="embedded", checker=True, keep_validation=True,
 RUNS = {"gsm8k-pairs": dict(max_train_samples=256, max_eval_samples=300, max_length=384),
         "champ": dict(max_train_samples=128, max_length=512)}
 NAMES = {"probe": "probe", "lora": "LoRA"}
+# --types: one gsm8k-pairs run with labels=types and one with two classes, same rows and settings; small enough that
+# both finish in about 15 minutes on a busy 2-core AVX2 machine (fp32): measured, not chosen for quality; the test
+# and validation rows are seeded samples of 40
+TYPES = dict(data="gsm8k-pairs", max_train_samples=32, max_eval_samples=40, max_length=128, epochs=1)
 
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", nargs="+", default=list(RUNS), choices=list(RUNS), help="embedded datasets to measure")
     p.add_argument("--out-dir", default="outputs/quality", help="folder for the run folders (one per dataset)")
-    p.add_argument("--table", default=str(HERE / "quality"), help="writes TABLE.md and TABLE.csv")
+    p.add_argument("--table", help="writes TABLE.md and TABLE.csv (default: benchmarks/quality, or quality_types)")
     p.add_argument("--model", default=COMMON["model"], help="backbone (default: embedded SmolLM2-135M-Instruct)")
     p.add_argument("--max-train-samples", type=int, help="override the per-dataset training cap (for a quick look)")
     p.add_argument("--max-eval-samples", type=int, help="cap test and validation rows (default: all of them)")
     p.add_argument("--max-length", type=int, help="override the per-dataset token budget")
     p.add_argument("--epochs", type=float, help="override the recipe's 3 epochs")
+    p.add_argument("--types", action="store_true",
+                   help="three classes (labels=types) on gsm8k-pairs beside the same run with two; "
+                        "writes benchmarks/quality_types.{md,csv} unless --table is given")
     p.add_argument("--from-runs", action="store_true",
                    help="train nothing: build the table from the finished run folders in --out-dir")
     return p.parse_args(argv)
@@ -43,6 +56,15 @@ def parse(argv=None):
 def settings(a, data:str) -> dict:
     "The TrainConfig fields of one dataset's run."
     s = dict(COMMON, **RUNS[data], data=data, model=a.model, output_dir=str(Path(a.out_dir) / data), overwrite=True)
+    for k in ("max_train_samples", "max_eval_samples", "max_length", "epochs"):
+        if getattr(a, k) is not None: s[k] = getattr(a, k)
+    return s
+
+
+def types_settings(a, labels:str) -> dict:
+    "The TrainConfig fields of the --types run with `labels` (types or binary)."
+    s = dict(COMMON, **TYPES, labels=labels, model=a.model, output_dir=str(Path(a.out_dir) / "types" / labels),
+             overwrite=True)
     for k in ("max_train_samples", "max_eval_samples", "max_length", "epochs"):
         if getattr(a, k) is not None: s[k] = getattr(a, k)
     return s
@@ -112,7 +134,8 @@ def _commit() -> str:
 def _note(run_dir:Path, data:str, metrics:dict) -> str:
     "One line on a finished run: how long it took, the test rows, its settings and the probe layer chosen."
     card = json.loads((run_dir / "run.json").read_text())
-    shown = {k: v for k, v in card["config"].items() if k in ("mode", "model", "max_train_samples", "max_eval_samples",
+    shown = {k: v for k, v in card["config"].items() if k in ("mode", "model", "labels", "max_train_samples",
+                                                              "max_eval_samples",
                                                               "max_length", "epochs", "batch_size", "grad_accum",
                                                               "probe_layer", "keep_validation", "checker", "seed")}
     n = (metrics.get("probe") or metrics.get("lora", {})).get("n")
@@ -124,8 +147,82 @@ def _note(run_dir:Path, data:str, metrics:dict) -> str:
             f"settings {json.dumps(shown)}{chosen}")
 
 
+def signals(metrics:dict) -> dict:
+    "name -> metrics of every signal of a run: shortcuts, the checker, the classifiers, the hybrids (rule left out)."
+    out = {r["baseline"]: r for r in metrics.get("baselines", {}).get("results", {}).values()}
+    modes = [mode for mode in NAMES if mode in metrics]
+    checker = next((metrics[mode]["checker"] for mode in modes if "checker" in metrics[mode]), None)
+    if checker: out["checker"] = checker
+    out.update({NAMES[mode]: metrics[mode] for mode in modes})
+    out.update({f"hybrid ({NAMES[mode]})": metrics[mode]["hybrid"] for mode in modes if "hybrid" in metrics[mode]})
+    return out
+
+
+def types_frame(k_metrics:dict, b_metrics:dict) -> pd.DataFrame:
+    "One row per signal: K-class metrics, per-class recall, the binary view and the binary run's figures."
+    ks, bs, rows = signals(k_metrics), signals(b_metrics), []
+    for name, m in ks.items():
+        ci, view, b = m.get("intervals") or {}, m.get("binary") or {}, bs.get(name) or {}
+        row = dict(signal=name, n=m.get("n"), **{k: m.get(k) for k in ("accuracy", "balanced_accuracy", "macro_f1",
+                                                                        "auroc")},
+                   balanced_accuracy_low=(ci.get("balanced_accuracy") or [None, None])[0],
+                   balanced_accuracy_high=(ci.get("balanced_accuracy") or [None, None])[1],
+                   **{f"recall {c}": v.get("recall") for c, v in (m.get("per_class") or {}).items()},
+                   binary_view_balanced_accuracy=view.get("balanced_accuracy"), binary_view_auroc=view.get("auroc"),
+                   binary_run_balanced_accuracy=b.get("balanced_accuracy"), binary_run_auroc=b.get("auroc"))
+        for key, src in (("binary_view", view), ("binary_run", b)):
+            lo, hi = ((src.get("intervals") or {}).get("balanced_accuracy") or [None, None])
+            row.update({f"{key}_balanced_accuracy_low": lo, f"{key}_balanced_accuracy_high": hi})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def types_markdown(df:pd.DataFrame) -> str:
+    "The K-class table as markdown, the binary view and the binary run side by side."
+    f = lambda v: "-" if v is None or pd.isna(v) else f"{v:.3f}"
+    ci = lambda r, k: (f"{f(r[k])} ({r[k + '_low']:.2f}-{r[k + '_high']:.2f})" if pd.notna(r.get(k + "_low"))
+                       else f(r[k]))
+    recalls = [c for c in df.columns if c.startswith("recall ")]
+    lines = ["| signal | accuracy | balanced accuracy (95% CI) | macro-F1 | " + " | ".join(recalls)
+             + " | AUROC (one-vs-rest) | binary view: bal. acc. (95% CI) | binary view: AUROC "
+             "| binary run: bal. acc. (95% CI) | binary run: AUROC |", "|---" * (9 + len(recalls)) + "|"]
+    for _, r in df.iterrows():
+        cells = [r["signal"], f(r["accuracy"]), ci(r, "balanced_accuracy"), f(r["macro_f1"]),
+                 *[f(r[c]) for c in recalls], f(r["auroc"]), ci(r, "binary_view_balanced_accuracy"),
+                 f(r["binary_view_auroc"]), ci(r, "binary_run_balanced_accuracy"), f(r["binary_run_auroc"])]
+        lines.append(f"| {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def main_types(a):
+    "The --types table: a labels=types run and a binary run on the same rows."
+    found, notes = {}, []
+    for labels in ("types", "binary"):
+        s = types_settings(a, labels)
+        if not a.from_runs:
+            from phi_cls.config import TrainConfig
+            from phi_cls.train import run
+            print(f"quality: gsm8k-pairs, labels={labels}: phi-cls train with {s}", flush=True)
+            run(TrainConfig(**s))
+        run_dir = Path(s["output_dir"])
+        if not (run_dir / "metrics.json").exists():
+            raise SystemExit(f"quality: {run_dir} holds no finished run (no metrics.json); run without --from-runs.")
+        found[labels] = json.loads((run_dir / "metrics.json").read_text())
+        notes.append(_note(run_dir, f"gsm8k-pairs, labels={labels}", found[labels]))
+    df = types_frame(found["types"], found["binary"])
+    md, table = types_markdown(df), a.table or str(HERE / "quality_types")
+    print(md)
+    df.to_csv(f"{table}.csv", index=False)
+    title = (f"# Three classes on gsm8k-pairs' test split (`make quality`; table built {time.strftime('%Y-%m-%d')}, "
+             f"commit {_commit()}; {_machine()})")
+    Path(f"{table}.md").write_text(f"{title}\n\n{md}\n\nRuns:\n" + "\n".join(notes) + "\n")
+    print(f"quality: wrote {table}.md and {table}.csv")
+
+
 def main(argv=None):
     a = parse(argv)
+    if a.types: return main_types(a)
+    a.table = a.table or str(HERE / "quality")
     rows, notes = [], []
     for data in a.data:
         s = settings(a, data)

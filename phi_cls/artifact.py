@@ -15,18 +15,22 @@ from .model import ModelError, PhiClassifier, backbone_signature, feature_settin
 
 # %% auto #0
 __all__ = ['MAX_ZIP_BYTES', 'MAX_ZIP_ENTRIES', 'MAX_ZIP_RATIO', 'ArtifactError', 'save_classifier', 'read_classifier_info',
-           'load_head', 'restore_classifier', 'check_classifier_info', 'check_artifact_files', 'find_artifact',
-           'check_zip', 'extract_zip']
+           'load_head', 'restore_classifier', 'artifact_classes', 'check_classifier_info', 'check_artifact_files',
+           'find_artifact', 'check_zip', 'extract_zip']
 
 # %% ../nbs/06_artifact.ipynb #a005
 class ArtifactError(ModelError):
     "A classifier artifact is missing, damaged, of another backbone, or holds something phi_cls never loads."
 
 # %% ../nbs/06_artifact.ipynb #c051
-def save_classifier(clf:PhiClassifier, tokenizer, path:str|Path, meta:dict) -> Path:
+def save_classifier(clf:PhiClassifier, tokenizer, path:str|Path, meta:dict,
+                    classes:tuple=("correct", "flawed")) -> Path:
     ("Write head, adapter (if any), tokenizer and `classifier.json` (with `meta`) to `path`: in a folder beside it, "
      "then swapped in for the old one in one step.")
     path = Path(path)
+    if len(classes) != clf.head.out_features:
+        raise ArtifactError(f"the head has {clf.head.out_features} outputs but {len(classes)} class names "
+                            f"({', '.join(classes)}) were given; they must agree.")
     with atomic_write(path, folder=True) as tmp:
         save_file({k: v.detach().float().cpu().contiguous() for k, v in clf.head.state_dict().items()},
                   tmp / "head.safetensors")
@@ -34,7 +38,7 @@ def save_classifier(clf:PhiClassifier, tokenizer, path:str|Path, meta:dict) -> P
         if kind == "lora": clf.backbone.save_pretrained(tmp / "adapter", safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         info = dict(meta, kind=kind, hidden_size=clf.head.in_features, backbone=backbone_signature(clf.backbone.config),
-                    labels={"0": "correct", "1": "flawed"}, **feature_settings(clf))
+                    labels={str(i): name for i, name in enumerate(classes)}, **feature_settings(clf))
         (tmp / "classifier.json").write_text(json.dumps(info, indent=2))
     return path
 
@@ -72,6 +76,9 @@ def restore_classifier(path:str|Path, backbone) -> PhiClassifier:
         raise ArtifactError(f"{path} was trained on a different backbone ({expected}) than the one given ({found}). "
                          f"Load it with its own base model, '{info.get('base_model')}'.")
     head = load_head(path)
+    if head.out_features != len(classes := artifact_classes(info)):
+        raise ArtifactError(f"{path / 'head.safetensors'} has {head.out_features} outputs, but classifier.json names "
+                            f"{len(classes)} classes ({', '.join(classes)}). Copy the artifact again or retrain.")
     if head.in_features != backbone.config.hidden_size:
         raise ArtifactError(f"{path / 'head.safetensors'} reads {head.in_features} features, "
                          f"but the backbone gives {backbone.config.hidden_size}. Copy the artifact again or retrain.")
@@ -111,7 +118,15 @@ _INFO_FIELDS = {  # field: (required, check, what it must be)
     "layer": (False, lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
               "a layer index (an integer) or null"),
     "pooling": (False, lambda v: v in ("last", "mean"), "'last' or 'mean'"),
+    "labels": (False, lambda v: isinstance(v, dict) and len(v) >= 2 and list(v) == [str(i) for i in range(len(v))]
+               and v["0"] == "correct" and all(isinstance(n, str) and n for n in v.values())
+               and len(set(v.values())) == len(v),
+               'the class names by number, {"0": "correct", "1": ...}'),
 }
+
+def artifact_classes(info:dict) -> tuple:
+    "The class names of a checked `classifier.json` (older artifacts without `labels`: correct, flawed)."
+    return tuple((info.get("labels") or {"0": "correct", "1": "flawed"}).values())
 
 def check_classifier_info(info, file) -> dict:
     "`info` if the fields loading needs are there with the right types; else `ArtifactError` naming `file`, field."

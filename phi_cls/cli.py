@@ -184,7 +184,11 @@ def _report(summary:dict, output:str):
     flagged = f"; the checker flagged {summary['flagged']}" if "flagged" in summary else ""
     print(f"{summary['rows']} rows -> {output}" + flagged, file=stream)
     for name, m in summary.items():
-        if isinstance(m, dict): print(f"{name:>10}: accuracy {m['accuracy']:.3f}  F1 (flawed) {m['f1']:.3f}  "
+        if isinstance(m, dict) and "macro_f1" in m:  # more than two classes
+            recall = ", ".join(f"{c} {'-' if r is None else f'{r:.3f}'}" for c, r in m["recall"].items())
+            print(f"{name:>10}: accuracy {m['accuracy']:.3f}  balanced accuracy {m['balanced_accuracy']:.3f}  "
+                  f"macro-F1 {m['macro_f1']:.3f}  recall {recall}", file=stream)
+        elif isinstance(m, dict): print(f"{name:>10}: accuracy {m['accuracy']:.3f}  F1 (flawed) {m['f1']:.3f}  "
                                       f"precision {m['precision']:.3f}  recall {m['recall']:.3f}", file=stream)
 
 def _check_loading(args):

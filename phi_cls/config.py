@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['MODES', 'EMBEDDED_DATA', 'PRESETS', 'ConfigError', 'parse_workers', 'TrainConfig', 'preset_values', 'preset_config']
+__all__ = ['MODES', 'EMBEDDED_DATA', 'LABEL_SETS', 'PRESETS', 'ConfigError', 'parse_workers', 'class_names', 'TrainConfig',
+           'config_record', 'preset_values', 'preset_config']
 
 # %% ../nbs/08_config.ipynb #c006
 class ConfigError(ValueError):
@@ -38,7 +39,7 @@ def _type_ok(value, kind) -> bool:
 def _type_name(kind) -> str:
     if typing.get_origin(kind) is typing.Union: return " or ".join(_type_name(k) for k in typing.get_args(kind))
     return {type(None): "None", float: "a number", int: "an integer", bool: "true or false",
-            str: "a string"}.get(kind, str(kind))
+            str: "a string", list: "a list"}.get(kind, str(kind))
 
 # %% ../nbs/08_config.ipynb #l202
 def _check_probe_layer(cfg):
@@ -64,6 +65,22 @@ def parse_workers(value) -> str|int:
     if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0): return value
     raise ConfigError(f"workers={value!r} is not allowed; "
                       "use auto or a positive number of processes (1 = one process).")
+
+# %% ../nbs/08_config.ipynb #kfe5c74
+LABEL_SETS = {"binary": ("correct", "flawed"), "types": ("correct", "computational", "conceptual")}
+
+def class_names(labels) -> tuple:
+    "The class names of a `labels` setting: `binary`, `types`, or the names (a list or comma-separated), correct first."
+    names = LABEL_SETS.get(labels) if isinstance(labels, str) else None
+    if names: return names
+    names = [n.strip() for n in labels.split(",")] if isinstance(labels, str) else list(labels)
+    if len(names) < 2 or not all(isinstance(n, str) and n for n in names) or len(set(names)) < len(names):
+        raise ConfigError(f"labels={labels!r} is not allowed; use binary, types, or two or more different class names "
+                          "(comma-separated, correct first), e.g. correct,computational,conceptual.")
+    if names[0] != "correct":
+        raise ConfigError(f"labels={labels!r}: class 0 must be 'correct' (every yes/no view reads any other class as "
+                          f"flawed); put correct first, e.g. correct,{','.join(n for n in names if n != 'correct')}.")
+    return tuple(names)
 
 # %% ../nbs/08_config.ipynb #c006a
 import math
@@ -143,6 +160,7 @@ def _check_config(cfg):
         raise ConfigError(f"data={cfg.data!r}: no such file or folder. Pass a save_to_disk folder, "
                           f"a CSV/JSONL/Parquet file or folder, or one of {', '.join(EMBEDDED_DATA)}.")
     _check_probe_layer(cfg)
+    class_names(cfg.labels)
 
 # %% ../nbs/08_config.ipynb #c030
 @dataclass
@@ -224,13 +242,29 @@ class TrainConfig:
     calibrate: bool = _help("fit a temperature on validation so that p(flawed) is calibrated", True)
     class_weight: str = _help("loss weights per class: auto (inverse class frequency on train; none on balanced data) "
                               "or none", "auto")
+    labels: typing.Union[str, list] = _help("classes: binary (correct / flawed, the recipe), types (correct / "
+                                            "computational / conceptual, from gsm8k-pairs' error_type), or class "
+                                            "names, comma-separated, correct first", "binary")
 
     def __post_init__(self): _check_config(self)
 
     @property
     def modes(self) -> list: return ["probe", "lora"] if self.mode == "both" else [self.mode]
     @property
+    def classes(self) -> tuple: return class_names(self.labels)
+    @property
+    def num_labels(self) -> int: return len(self.classes)
+    @property
+    def id2label(self) -> dict: return dict(enumerate(self.classes))
+    @property
     def run_dir(self) -> Path: return Path(self.output_dir) / self.run_name if self.run_name else Path(self.output_dir)
+
+# %% ../nbs/08_config.ipynb #k2242cb
+def config_record(cfg) -> dict:
+    "The settings of `cfg` as the run's files record them: every field, with `labels` only when it is not binary."
+    out = dataclasses.asdict(cfg)
+    if out.get("labels") == "binary": del out["labels"]
+    return out
 
 # %% ../nbs/08_config.ipynb #c034
 PRESETS = {

@@ -16,11 +16,11 @@ if TYPE_CHECKING:  # torch and datasets load when first used: the run folder and
     from datasets import Dataset, DatasetDict
 
 # %% auto #0
-__all__ = ['PROMPT', 'SPLITS', 'EMBEDDED', 'build_prompt', 'DataError', 'validate_frame', 'table_path', 'read_table', 'load_data',
-           'iter_table', 'WriteError', 'is_write_failure', 'write_error', 'atomic_write', 'write_json', 'write_csv',
-           'zip_run', 'TableWriter', 'champ_file', 'champ_rows', 'split_problems', 'load_champ', 'gsm8k_pairs_file',
-           'load_gsm8k_pairs', 'load_embedded', 'check_leakage', 'check_classes', 'training_splits',
-           'hold_out_validation', 'fit_lengths', 'PromptEncoder', 'tokenize', 'Collator']
+__all__ = ['PROMPT', 'SPLITS', 'EMBEDDED', 'build_prompt', 'DataError', 'class_labels', 'validate_frame', 'table_path',
+           'read_table', 'load_data', 'iter_table', 'WriteError', 'is_write_failure', 'write_error', 'atomic_write',
+           'write_json', 'write_csv', 'zip_run', 'TableWriter', 'champ_file', 'champ_rows', 'split_problems',
+           'load_champ', 'gsm8k_pairs_file', 'load_gsm8k_pairs', 'load_embedded', 'check_leakage', 'check_classes',
+           'training_splits', 'hold_out_validation', 'fit_lengths', 'PromptEncoder', 'tokenize', 'Collator']
 
 # %% ../nbs/00_data.ipynb #c006
 PROMPT = ("Analyze the following mathematical problem and solution to determine if the solution is correct or flawed."
@@ -52,8 +52,30 @@ def _label_mask(labels:pd.Series) -> pd.Series:
 def _text_mask(texts:pd.Series) -> pd.Series:
     return ~texts.map(lambda t: isinstance(t, str) and t.strip() != "")
 
+# %% ../nbs/00_data.ipynb #k083b60
+def _class_ids(values:pd.Series, classes:tuple) -> pd.Series:
+    "Class numbers of labels given as numbers or names; NaN where a label is neither."
+    ids = {name: i for i, name in enumerate(classes)}
+    num = pd.to_numeric(values, errors="coerce")
+    num = num.where(num.isin(range(len(classes))))
+    return num.fillna(values.map(lambda v: ids.get(v.strip() if isinstance(v, str) else v)))
+
+def class_labels(df:pd.DataFrame, classes:tuple, where:str) -> pd.DataFrame:
+    "`df` with `label` as class numbers of `classes` (numbers, names, or 0/1 with an `error_type`); else `DataError`."
+    col, values = "label", df["label"]
+    if "error_type" in df and pd.to_numeric(values, errors="coerce").isin([0, 1]).all():
+        col, values = "error_type", df["error_type"].where(pd.to_numeric(values) == 1, classes[0])
+    ids = _class_ids(values, classes)
+    if (bad := ids.isna()).any():
+        shown = df.assign(**{col: values}, _row=df["_row"] if "_row" in df else np.arange(len(df)))
+        raise DataError(f"{where}, column '{col}' holds a label that is no class in {_count(bad)}: "
+                        f"{_examples(shown, bad, col)}. The classes are {', '.join(classes)} "
+                        f"(or their numbers 0-{len(classes) - 1}); fix those rows or choose other labels.")
+    return df.assign(label=ids.astype("int64"))
+
 # %% ../nbs/00_data.ipynb #c0b10cb
-def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_required:bool=True) -> pd.DataFrame:
+def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_required:bool=True,
+                   classes:tuple|None=None) -> pd.DataFrame:
     ("Check one split or input file (columns, labels, texts, index) and return it with clean dtypes; "
      "raise `DataError` otherwise.")
     where = f"{source}, split '{split}'" if split else str(source)
@@ -65,7 +87,8 @@ def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_requi
         raise DataError(f"{where} has no column {', '.join(map(repr, missing))} (columns found: {found}). "
                         f"Rename your columns to question, solution"
                         f"{', label (0 = correct, 1 = flawed)' if label_required else ''} and optionally index.")
-    if "label" in df and (bad := _label_mask(df["label"])).any():
+    if "label" in df and classes and len(classes) > 2: df = class_labels(df, classes, where)
+    elif "label" in df and (bad := _label_mask(df["label"])).any():
         raise DataError(f"{where}, column 'label' is not 0 or 1 in {_count(bad)}: {_examples(df, bad, 'label')}. "
                         "Labels must be 0 (correct) or 1 (flawed), with no empty cells.")
     for col in ("question", "solution"):
@@ -201,9 +224,10 @@ def _frames_from_path(path:Path, split_column:str) -> dict:
 # %% ../nbs/00_data.ipynb #c016
 EMBEDDED = ("champ", "champ-all", "gsm8k-pairs")  # names of the data shipped with phi_cls
 
-def load_data(source:str|Path="champ", split_column:str="split", required:tuple=("train", "test")) -> DatasetDict:
+def load_data(source:str|Path="champ", split_column:str="split", required:tuple=("train", "test"),
+              classes:tuple|None=None) -> DatasetDict:
     "Load and validate a DatasetDict from a save_to_disk folder, CSV/JSONL/Parquet file(s), or an `EMBEDDED` name."
-    if str(source) in EMBEDDED: return load_embedded(str(source))
+    if str(source) in EMBEDDED: return load_embedded(str(source), classes=classes)
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"data path '{source}' does not exist. Pass a DatasetDict.save_to_disk folder, "
@@ -218,7 +242,8 @@ def load_data(source:str|Path="champ", split_column:str="split", required:tuple=
                         f"Splits needed: {list(required)}.")
     out = {}
     for split in [s for s in SPLITS if s in frames]:
-        df = validate_frame(*frames[split], split=split).drop(columns=["_row", split_column], errors="ignore")
+        df = validate_frame(*frames[split], split=split, classes=classes).drop(columns=["_row", split_column],
+                                                                              errors="ignore")
         from datasets import Dataset
         out[split] = Dataset.from_pandas(df, preserve_index=False)
     from datasets import DatasetDict
@@ -471,7 +496,7 @@ def gsm8k_pairs_file() -> Path:
     "The embedded GSM8K minimal pairs file inside the package."
     return Path(str(importlib.resources.files("phi_cls"))) / "embedded" / "gsm8k_pairs.jsonl.gz"
 
-def load_gsm8k_pairs() -> DatasetDict:
+def load_gsm8k_pairs(classes:tuple|None=None) -> DatasetDict:
     "The embedded GSM8K minimal pairs as a DatasetDict; a problem's correct and flawed solutions share a split."
     path = gsm8k_pairs_file()
     if not path.exists():
@@ -479,15 +504,21 @@ def load_gsm8k_pairs() -> DatasetDict:
                         "(see phi_cls/embedded/README.md).")
     df = pd.read_json(path, lines=True, dtype=False, compression="gzip")
     df = df.assign(changed_line=lambda d: d.changed_line.astype("Int64"))
-    frames = {s: validate_frame(df[df.split == s].reset_index(drop=True), str(path), s) for s in SPLITS}
+    frames = {s: validate_frame(df[df.split == s].reset_index(drop=True), str(path), s, classes=classes)
+              for s in SPLITS}
     from datasets import Dataset, DatasetDict
     return DatasetDict({s: Dataset.from_pandas(f.drop(columns=["_row", "split"]), preserve_index=False)
                         for s, f in frames.items()})
 
-def load_embedded(name:str, seed:int=0) -> DatasetDict:
-    "One of the `EMBEDDED` data sets by name."
-    if name == "gsm8k-pairs": return load_gsm8k_pairs()
-    if name in ("champ", "champ-all"): return load_champ(seed, models_only=name == "champ")
+def load_embedded(name:str, seed:int=0, classes:tuple|None=None) -> DatasetDict:
+    "One of the `EMBEDDED` data sets by name (with `classes`, labelled with their numbers)."
+    if name == "gsm8k-pairs": return load_gsm8k_pairs(classes)
+    if name in ("champ", "champ-all"):
+        dd = load_champ(seed, models_only=name == "champ")
+        if not classes or len(classes) <= 2: return dd
+        from datasets import Dataset, DatasetDict
+        return DatasetDict({s: Dataset.from_pandas(class_labels(d.to_pandas(), classes, f"{name}, split '{s}'"),
+                                                   preserve_index=False) for s, d in dd.items()})
     raise DataError(f"unknown embedded data {name!r}; use one of {', '.join(EMBEDDED)}.")
 
 # %% ../nbs/00_data.ipynb #c028
@@ -506,9 +537,14 @@ def check_leakage(train:Dataset, test:Dataset, allow:bool=False) -> int:
         print(f"warning: {msg}")
     return len(leaked)
 
-def check_classes(train:Dataset, capped:bool=False) -> None:
-    "Raise `DataError` if the training rows have only one label."
+def check_classes(train:Dataset, capped:bool=False, classes:tuple|None=None) -> None:
+    "Raise `DataError` if the training rows have only one label (or, with `classes`, none of one of the classes)."
     labels = set(train["label"])
+    if classes and len(classes) > 2 and (missing := [c for i, c in enumerate(classes) if i not in labels]):
+        hint = " Raise max_train_samples, or" if capped else ""
+        raise DataError(f"the training set ({len(train)} rows) has no row of class {', '.join(missing)}: a classifier "
+                        f"of {', '.join(classes)} needs examples of each.{hint} add rows of those classes, "
+                        "or choose labels the data has (e.g. binary).")
     if len(labels) < 2:
         hint = " Raise max_train_samples, or" if capped else ""
         raise DataError(f"the training set has only label {labels.pop()} ({len(train)} rows): "
@@ -519,7 +555,8 @@ def _cap(ds:Dataset, n:int|None, seed:int) -> Dataset:
     return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed).select(range(n))
 
 def training_splits(dd:DatasetDict, keep_validation:bool=False, max_train_samples:int|None=None,
-                    max_eval_samples:int|None=None, seed:int=42, allow_leakage:bool=False) -> tuple:
+                    max_eval_samples:int|None=None, seed:int=42, allow_leakage:bool=False,
+                    classes:tuple|None=None) -> tuple:
     "(train, validation or None, test) datasets as the recipe uses them, checked for leakage and for both classes."
     has_val = "validation" in dd and len(dd["validation"]) > 0
     if keep_validation and not has_val:
@@ -529,7 +566,7 @@ def training_splits(dd:DatasetDict, keep_validation:bool=False, max_train_sample
     check_leakage(train, dd["test"], allow_leakage)
     val = _cap(dd["validation"], max_eval_samples, seed) if keep_validation else None
     train = _cap(train, max_train_samples, seed)
-    check_classes(train, capped=max_train_samples is not None)
+    check_classes(train, capped=max_train_samples is not None, classes=classes)
     return train, val, _cap(dd["test"], max_eval_samples, seed)
 
 # %% ../nbs/00_data.ipynb #16e87346

@@ -9,12 +9,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 import pandas as pd
 
-from .metrics import THRESHOLD, balanced_accuracy, check_threshold, classification_metrics
+from .metrics import THRESHOLD, balanced_accuracy, check_threshold, classification_metrics, decide_classes
 
 # %% auto #0
 __all__ = ['NOT_FITTED', 'HYBRID_RULES', 'ERROR_COLUMNS', 'HYBRID_COLUMNS', 'PRECISION_TARGET', 'HybridRule', 'Decision',
            'softmax_t', 'fit_temperature', 'raw_probability', 'fit_threshold', 'precision_threshold', 'fit_decision',
-           'checker_flagged', 'combine', 'fit_hybrid']
+           'checker_flagged', 'combine', 'combine_classes', 'fit_hybrid']
 
 # %% ../nbs/03_decide.ipynb #dd02
 NOT_FITTED = "not fitted: no held-out validation"
@@ -48,6 +48,11 @@ class Decision:
     objective:str|None=None  # what the threshold was fitted for
     calibrate:bool|None=None  # whether the temperature was fitted
     hybrid:HybridRule=field(default_factory=HybridRule)
+    argmax:bool|None=None  # K > 2 classes: True = the likeliest class; False = `threshold` on p(flawed) first
+
+    def classes_of(self, probs) -> np.ndarray:
+        "The class of each row of K-class calibrated `probs`: argmax, or `threshold` on 1 - p(correct) then argmax."
+        return decide_classes(probs, None if self.argmax is not False else self.threshold)
 
     def __post_init__(self):
         check_threshold(self.threshold)
@@ -58,8 +63,8 @@ class Decision:
     def with_threshold(self, threshold:float|None) -> Decision:
         "This decision with a threshold the user chose (for the classifier alone and in the hybrid); None: unchanged."
         if threshold is None: return self
-        t = check_threshold(threshold)
-        return replace(self, threshold=t, hybrid=replace(self.hybrid, threshold=t))
+        t, k = check_threshold(threshold), {} if self.argmax is None else dict(argmax=False)  # K classes: t decides
+        return replace(self, threshold=t, hybrid=replace(self.hybrid, threshold=t), **k)
 
     @classmethod
     def from_artifact(cls, info:dict) -> Decision:
@@ -73,7 +78,7 @@ class Decision:
 
 # %% ../nbs/03_decide.ipynb #k004
 def softmax_t(logits, temperature:float=1.0) -> np.ndarray:
-    "(n, 2) probabilities softmax(logits / temperature)."
+    "(n, K) probabilities softmax(logits / temperature)."
     z = np.asarray(logits, dtype=np.float64) / temperature
     z = np.exp(z - z.max(1, keepdims=True))
     return z / z.sum(1, keepdims=True)
@@ -124,8 +129,10 @@ def fit_decision(logits,  # validation logits (n, 2); None: nothing held out, so
                  objective:str="balanced_accuracy",  # the threshold's objective (or none: 0.5)
                  calibrate:bool=True,  # fit the temperature (else 1)
                  checked:pd.DataFrame|None=None,  # `check_frame` of the same rows: the hybrid rule is fitted too
+                 num_labels:int=2,  # classes (more than 2: the threshold is on p(flawed) = 1 - p(correct))
                 ) -> Decision:
     "Temperature, threshold and (with `checked`) hybrid rule fitted on held-out (logits, y)."
+    if num_labels > 2: return _fit_classes(logits, y, objective, calibrate, checked)
     if logits is None: return Decision()
     T = fit_temperature(logits, y) if calibrate else 1.0
     t = fit_threshold(softmax_t(logits, T)[:, 1], y, objective) if objective != "none" else THRESHOLD
@@ -135,6 +142,24 @@ def fit_decision(logits,  # validation logits (n, 2); None: nothing held out, so
               else HybridRule(threshold=t, fitted="not fitted: the run did not use the checker"))
     return Decision(temperature=T, threshold=t, fitted=how, n_validation=len(y), objective=objective,
                     calibrate=calibrate, hybrid=hybrid)
+
+# %% ../nbs/03_decide.ipynb #kaa43dc
+def _fit_classes(logits, y, objective:str, calibrate:bool, checked:pd.DataFrame|None) -> Decision:
+    "`fit_decision` for K > 2 classes."
+    if logits is None: return Decision(argmax=True)
+    y = np.asarray(y).astype(int)
+    T = fit_temperature(logits, y) if calibrate else 1.0
+    p = softmax_t(logits, T)
+    flawed, yb = 1 - p[:, 0], (y != 0).astype(int)
+    t = fit_threshold(flawed, yb, objective) if objective != "none" else THRESHOLD
+    score = flawed if objective != "none" else (p.argmax(1) != 0).astype(float)  # what decides flawed
+    how = f"on {len(y)} validation rows: " + ("temperature by NLL" if calibrate else "temperature 1 (calibrate off)")
+    how += (f", threshold on p(flawed) for {objective}, then the likeliest error class" if objective != "none"
+            else ", argmax (threshold_objective none)")
+    hybrid = (fit_hybrid(score, checked, yb, t if objective != "none" else THRESHOLD) if checked is not None
+              else HybridRule(threshold=t, fitted="not fitted: the run did not use the checker"))
+    return Decision(temperature=T, threshold=t, fitted=how, n_validation=len(y), objective=objective,
+                    calibrate=calibrate, hybrid=hybrid, argmax=objective == "none")
 
 # %% ../nbs/03_decide.ipynb #c906
 def checker_flagged(frame:pd.DataFrame) -> np.ndarray:
@@ -170,6 +195,21 @@ def combine(p_flawed,                      # the classifier's p(flawed), one per
     decided = np.where(fired | (rule == "checker"), "checker", "classifier")
     return pd.DataFrame({"label": label, "decided_by": decided, **rest})
 
+
+# %% ../nbs/03_decide.ipynb #kafbc23
+def combine_classes(probs,  # (n, K) calibrated class probabilities, class 0 correct
+                    checked:pd.DataFrame|None,  # check_frame's rows for the same solutions
+                    classes:tuple,  # the class names
+                    decision:Decision,  # its hybrid rule and how classes are decided
+                   ) -> pd.DataFrame:
+    "HYBRID_COLUMNS for K classes: `combine`'s rule on flawed / correct, with class numbers in `label`."
+    probs, rule = np.asarray(probs, dtype=np.float64), decision.hybrid
+    pred = decide_classes(probs, None if decision.argmax is not False else rule.threshold)
+    out = combine((pred != 0).astype(float), checked, THRESHOLD, rule.rule)
+    fired = (out["decided_by"] == "checker").to_numpy() & (out["label"] == 1).to_numpy()
+    error = (np.full(len(pred), classes.index("computational")) if "computational" in classes
+             else np.where(pred != 0, pred, 1 + probs[:, 1:].argmax(1)))
+    return out.assign(label=np.where(out["label"] == 0, 0, np.where(fired, error, pred)))
 
 # %% ../nbs/03_decide.ipynb #k012
 PRECISION_TARGET = 0.9  # the classifier joins the checker only where it is right this often on validation

@@ -16,7 +16,7 @@ from .decide import Decision
 from .metrics import THRESHOLD
 from .runs import check_results_folder, results_folder, say
 from .model import ModelError, backbone_signature, load_tokenizer, quiet_peft, resolve_model
-from .artifact import check_artifact_files, find_artifact, load_head, read_classifier_info
+from .artifact import artifact_classes, check_artifact_files, find_artifact, load_head, read_classifier_info
 
 # %% auto #0
 __all__ = ['HELPER', 'TRUNCATION', 'BASES', 'METRICS', 'BASELINE_METRICS', 'seq_cls_class', 'score_weight', 'choose_pad_token',
@@ -40,7 +40,7 @@ def seq_cls_class(config, name:str=""):
 # %% ../nbs/13_export.ipynb #c009
 def score_weight(head, source="the artifact") -> torch.Tensor:
     "The head's weight as the bias-free `score` layer; `ModelError` for a head with a class bias (older artifacts)."
-    delta = float(head.bias[1] - head.bias[0]) if head.bias is not None else 0.0
+    delta = float((head.bias - head.bias[0]).abs().max()) if head.bias is not None else 0.0
     if delta != 0:
         raise ModelError(f"{source} was trained with a head bias (phi_cls before bias-free heads): "
                          f"b[flawed] - b[correct] = {delta:.6g}. The score layer of transformers' decoder classifiers "
@@ -125,7 +125,8 @@ def hf_classifier(art:Path, info:dict, path:str, fp32:bool=False):
         raise ModelError(f"{art} was trained on a different backbone ({expected}) than '{path}' ({found}). "
                          f"Export it with its own base model, '{name}'.")
     weight = score_weight(load_head(art), art) / Decision.from_artifact(info).temperature  # softmax(Wh/T), exact
-    model = _quiet_load(cls.from_pretrained, path, num_labels=2, dtype=torch.float32 if fp32 else "auto",
+    model = _quiet_load(cls.from_pretrained, path, num_labels=len(artifact_classes(info)),
+                        dtype=torch.float32 if fp32 else "auto",
                         trust_remote_code=False)
     if info.get("kind") == "lora":
         from peft import PeftModel
@@ -148,7 +149,8 @@ def configure(model, tokenizer, info:dict) -> dict:
     tokenizer.pad_token, tokenizer.padding_side = choose_pad_token(tokenizer), "right"
     c = model.config
     c.pad_token_id = tokenizer.pad_token_id
-    c.id2label, c.label2id = {0: "correct", 1: "flawed"}, {"correct": 0, "flawed": 1}
+    classes = artifact_classes(info)  # correct, flawed; or correct and the kinds of error
+    c.id2label, c.label2id = dict(enumerate(classes)), {name: i for i, name in enumerate(classes)}
     c.problem_type, decision = "single_label_classification", Decision.from_artifact(info)
     c.phi_cls = dict(kind=info.get("kind"), base_model=info.get("base_model"), prompt=info.get("prompt", PROMPT),
                      max_length=info["max_length"], truncation=TRUNCATION, prompt_helper="phi_cls_prompt.py",
@@ -207,6 +209,7 @@ def metrics_section(facts:dict, kind:str) -> str:
     metrics = facts.get("metrics", {})
     m = metrics.get(kind)
     if not m: return "No `metrics.json` was found next to the artifact, so this card has no test metrics."
+    if "per_class" in m: return _class_metrics_section(m)
     out = [f"On the run's test split ({m.get('n', '?')} rows, threshold {m.get('threshold', THRESHOLD)} on p(flawed)), "
            "from its `metrics.json`:", "", "| metric | value |", "|---|---|"]
     out += [f"| {k}{' (flawed)' if k != 'accuracy' else ''} | {_fmt(m[k])} |" for k in METRICS if k in m]
@@ -224,6 +227,23 @@ def metrics_section(facts:dict, kind:str) -> str:
         out += ["", "The run recorded no shortcut baselines (majority class, solution length, TF-IDF), so these "
                 "figures alone do not show that the model does better than surface cues such as the style or length "
                 "of a solution."]
+    return "\n".join(out)
+
+# %% ../nbs/13_export.ipynb #k9e8a4b
+def _class_metrics_section(m:dict) -> str:
+    "`metrics_section` of a K-class classifier: headline figures, per-class table, confusion matrix, binary view."
+    head = [k for k in ("accuracy", "balanced_accuracy", "macro_f1", "auroc") if m.get(k) is not None]
+    out = [f"On the run's test split ({m.get('n', '?')} rows), from its `metrics.json`:", "", "| metric | value |",
+           "|---|---|"] + [f"| {k.replace('_', ' ')} | {_fmt(m[k])} |" for k in head]
+    out += ["", "| class | precision | recall | F1 | AUROC (one vs rest) | rows |", "|---|---|---|---|---|---|"]
+    out += [f"| {c} | " + " | ".join(_fmt(v.get(k)) for k in ("precision", "recall", "f1", "auroc", "n")) + " |"
+            for c, v in m["per_class"].items()]
+    out += ["", f"Confusion matrix (rows true, columns predicted, in the order {', '.join(m['per_class'])}): "
+                f"`{m.get('confusion_matrix')}`."]
+    b = m.get("binary") or {}
+    if b: out += ["", f"Binary view (correct against any error): accuracy {_fmt(b.get('accuracy'))}, balanced accuracy "
+                      f"{_fmt(b.get('balanced_accuracy'))}, F1 (flawed) {_fmt(b.get('f1'))}, AUROC of 1 - p(correct) "
+                      f"{_fmt(b.get('auroc'))}."]
     return "\n".join(out)
 
 # %% ../nbs/13_export.ipynb #c027
@@ -319,12 +339,19 @@ def model_card(info:dict, facts:dict, settings:dict, dtype:str, name:str="phi_cl
     note = " (phi_cls's tiny random test model: its predictions mean nothing)"
     base = hub or f"`{info.get('base_model')}`" + (note if info.get("base_model") == "tiny" else "")
     licensed = f" (license {license})" if license else " (check the base model license)"
+    classes = artifact_classes(info)
+    link = f"Exported by phi_cls from a trained {info.get('kind')} classifier on"
+    reads = "Reads a math problem and a worked solution and says"
+    intro = (f"{reads} whether the solution is **correct** (label 0) or **flawed**\n(label 1). {link}"
+             if len(classes) == 2 else
+             f"{reads} which class the solution is in:\n" + ", ".join(f"**{c}** (label {i})" for i, c in
+                                                                     enumerate(classes))
+             + f"; any label but 0 is an error,\nand p(flawed) = 1 - p(correct). {link}")
     text = f"""{card_metadata(info, facts, name)}
 
 # {name}
 
-Reads a math problem and a worked solution and says whether the solution is **correct** (label 0) or **flawed**
-(label 1). Exported by phi_cls from a trained {info.get('kind')} classifier on
+{intro}
 {base}{licensed}.
 {_kind_text(info)} Weights are {dtype} safetensors.
 

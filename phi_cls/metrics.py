@@ -8,20 +8,26 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['PRED_COLUMNS', 'PRED_FILES', 'THRESHOLD', 'HEADLINE', 'BASELINES', 'predictions_frame', 'check_threshold',
-           'classification_metrics', 'ece', 'balanced_accuracy', 'class_weights', 'bootstrap', 'headline_metrics',
-           'source_column', 'shortcut_baselines', 'baseline_metrics', 'versus_baselines', 'cross_validated_baselines',
-           'summary_lines']
+__all__ = ['PRED_COLUMNS', 'PRED_FILES', 'THRESHOLD', 'HEADLINE', 'BASELINES', 'prob_columns', 'predictions_frame',
+           'check_threshold', 'classification_metrics', 'ece', 'balanced_accuracy', 'class_weights', 'bootstrap',
+           'headline_metrics', 'source_column', 'shortcut_baselines', 'baseline_metrics', 'versus_baselines',
+           'cross_validated_baselines', 'decide_classes', 'class_metrics', 'binary_view', 'shortcut_class_baselines',
+           'class_baseline_metrics', 'summary_lines']
 
 # %% ../nbs/02_metrics.ipynb #c017
 PRED_COLUMNS = ["index", "true_label", "p(class=0)", "p(class=1)"]
 PRED_FILES = {"probe": "probe_baseline_predictions.csv", "lora": "lora_finetuned_predictions.csv"}
 
+def prob_columns(k:int=2) -> list:
+    "The probability columns of a K-class predictions file: p(class=0) ... p(class=K-1)."
+    return [f"p(class={j})" for j in range(k)]
+
 def predictions_frame(index, labels, probs) -> pd.DataFrame:
-    "index, true_label, p(class=0), p(class=1)."
+    "index, true_label, p(class=0) ... p(class=K-1) (K = columns of `probs`; two: exactly `PRED_COLUMNS`)."
     probs = np.asarray(probs, dtype=np.float64)
+    cols = prob_columns(probs.shape[1])
     return pd.DataFrame({"index": np.asarray(index, dtype=np.int64), "true_label": np.asarray(labels, dtype=np.int64),
-                         "p(class=0)": probs[:, 0], "p(class=1)": probs[:, 1]})[PRED_COLUMNS]
+                         **{c: probs[:, j] for j, c in enumerate(cols)}})[["index", "true_label", *cols]]
 
 THRESHOLD = 0.5  # p(flawed) at or above which a row is called flawed, unless told otherwise
 
@@ -57,10 +63,10 @@ def balanced_accuracy(y_true, pred) -> float:
     return float(np.mean([(pred[y == c] == c).mean() for c in np.unique(y)]))
 
 # %% ../nbs/02_metrics.ipynb #k009
-def class_weights(labels) -> list:
-    "Inverse class frequency, n / (2 n_c), for classes 0 and 1: [1, 1] on balanced labels."
-    counts = np.bincount(np.asarray(labels).astype(int), minlength=2)[:2]
-    return [float(counts.sum() / (2 * c)) if c else 1.0 for c in counts]
+def class_weights(labels, num_labels:int=2) -> list:
+    "Inverse class frequency, n / (K n_c), for classes 0..K-1: [1, ..., 1] on balanced labels."
+    counts = np.bincount(np.asarray(labels).astype(int), minlength=num_labels)[:num_labels]
+    return [float(counts.sum() / (num_labels * c)) if c else 1.0 for c in counts]
 
 # %% ../nbs/02_metrics.ipynb #m101
 HEADLINE = ("accuracy", "balanced_accuracy", "f1", "auroc")
@@ -159,17 +165,110 @@ def versus_baselines(y, p, threshold:float, probs:dict, results:dict, name:str="
     return dict(mine, lift=lift, warning=warning)
 
 # %% ../nbs/02_metrics.ipynb #m111
-def cross_validated_baselines(df:pd.DataFrame, folds:int=5) -> dict:
-    "p(flawed) of each shortcut on every row of `df`, each fitted on the other folds (grouped by question)."
+def cross_validated_baselines(df:pd.DataFrame, folds:int=5, num_labels:int=2) -> dict:
+    ("p(flawed) of each shortcut on every row of `df` ((n, K) class probabilities with `num_labels` > 2), each fitted "
+     "on the other folds (grouped by question).")
     from sklearn.model_selection import GroupKFold
     k = min(folds, df["question"].nunique())
     if k < 2:
         raise ValueError(f"cross-validating the shortcut baselines needs at least 2 distinct questions; there are {k}.")
     probs = {}
     for tr, te in GroupKFold(k).split(df, groups=df["question"]):
-        for name, p in shortcut_baselines(df.iloc[tr], df.iloc[te]).items():
-            probs.setdefault(name, np.zeros(len(df)))[te] = p
+        fold = (shortcut_baselines(df.iloc[tr], df.iloc[te]) if num_labels <= 2
+                else shortcut_class_baselines(df.iloc[tr], df.iloc[te], num_labels))
+        for name, p in fold.items():
+            probs.setdefault(name, np.zeros((len(df), *p.shape[1:])))[te] = p
     return probs
+
+# %% ../nbs/02_metrics.ipynb #k4355e3
+def decide_classes(probs, threshold:float|None=None) -> np.ndarray:
+    ("The class of each row: the most probable (`threshold=None`), or correct below `threshold` on p(flawed) = "
+     "1 - p(correct) and else the most probable error class.")
+    probs = np.asarray(probs, dtype=np.float64)
+    if threshold is None: return probs.argmax(1)
+    return np.where(1 - probs[:, 0] >= check_threshold(threshold), 1 + probs[:, 1:].argmax(1), 0)
+
+def _auroc(y:np.ndarray, score:np.ndarray) -> float:
+    "Mann-Whitney AUROC of `score` for y == 1 (ties count half); NaN with one class only."
+    from scipy.stats import rankdata
+    pos = int(y.sum()); neg = len(y) - pos
+    if not pos or not neg: return float("nan")
+    return float((rankdata(score)[y == 1].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+# %% ../nbs/02_metrics.ipynb #k1f7949
+def _class_scores(y:np.ndarray, pred:np.ndarray, probs:np.ndarray) -> dict:
+    "Accuracy, balanced accuracy, macro-F1, macro AUROC and per-class precision / recall / F1 / AUROC of one sample."
+    k = probs.shape[1]
+    cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+    tp, true, called = np.diag(cm), cm.sum(1), cm.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision, recall = np.where(called > 0, tp / called, 0.0), np.where(true > 0, tp / true, np.nan)
+        f1 = np.where(true + called > 0, 2 * tp / (true + called), np.nan)
+    auroc = np.array([_auroc((y == c).astype(int), probs[:, c]) for c in range(k)])
+    return dict(accuracy=tp.sum() / len(y), balanced_accuracy=np.nanmean(recall), macro_f1=np.nanmean(f1),
+                auroc=np.nanmean(auroc) if not np.isnan(auroc).all() else np.nan,
+                precision=precision, recall=recall, f1=f1, class_auroc=auroc, confusion=cm)
+
+def class_metrics(y, probs, classes:tuple, pred=None, n_boot:int=1000, seed:int=0) -> dict:
+    ("Per-class precision / recall / F1 / one-vs-rest AUROC, macro-F1, balanced accuracy, accuracy and the K×K "
+     "confusion matrix of `pred` (default: argmax) and `probs`, with 95% bootstrap intervals.")
+    y, probs = np.asarray(y).astype(int), np.asarray(probs, dtype=np.float64)
+    pred = probs.argmax(1) if pred is None else np.asarray(pred).astype(int)
+    point, rng, boot = _class_scores(y, pred, probs), np.random.default_rng(seed), []
+    with np.errstate(all="ignore"):
+        for _ in range(n_boot):
+            i = rng.integers(0, len(y), len(y))
+            boot.append(_class_scores(y[i], pred[i], probs[i]))
+    ci = lambda key, j=None: _interval(np.array([b[key] if j is None else b[key][j] for b in boot])[
+        ~np.isnan(np.array([b[key] if j is None else b[key][j] for b in boot], dtype=float))])
+    main = ("accuracy", "balanced_accuracy", "macro_f1", "auroc")
+    per = {name: dict(precision=float(point["precision"][j]), recall=_json_number(point["recall"][j]),
+                      f1=_json_number(point["f1"][j]), auroc=_json_number(point["class_auroc"][j]),
+                      n=int(point["confusion"][j].sum()),
+                      intervals=dict(recall=ci("recall", j), f1=ci("f1", j), auroc=ci("class_auroc", j)))
+           for j, name in enumerate(classes)}
+    return dict(classes=list(classes), **{k: _json_number(point[k]) for k in main}, per_class=per,
+                confusion_matrix=point["confusion"].tolist(), n=len(y), intervals={k: ci(k) for k in main})
+
+# %% ../nbs/02_metrics.ipynb #k925287
+def binary_view(y, probs, pred, n_boot:int=1000, seed:int=0) -> dict:
+    ("A K-class result as a binary run reports it: correct (class 0) against any error, decided by `pred != 0`, with "
+     "AUROC and ECE of p(flawed) = 1 - p(correct).")
+    yb, pb = (np.asarray(y).astype(int) != 0).astype(int), (np.asarray(pred).astype(int) != 0).astype(float)
+    flawed = 1 - np.asarray(probs, dtype=np.float64)[:, 0]
+    m = dict(classification_metrics(yb, pb), **headline_metrics(yb, pb, THRESHOLD, n_boot, seed))
+    scored = headline_metrics(yb, flawed, THRESHOLD, n_boot, seed)
+    m["auroc"], m["intervals"]["auroc"] = scored["auroc"], scored["intervals"]["auroc"]
+    return dict(m, ece=ece(yb, flawed), threshold=None)
+
+# %% ../nbs/02_metrics.ipynb #kaa3849
+def shortcut_class_baselines(train_df:pd.DataFrame, test_df:pd.DataFrame, num_labels:int) -> dict:
+    "(n, K) class probabilities of each shortcut on `test_df`, fitted on `train_df`: the K-class `shortcut_baselines`."
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    y, n = train_df["label"].to_numpy().astype(int), len(test_df)
+    prior = np.bincount(y, minlength=num_labels)[:num_labels] / len(y)
+    def fit(x_train, x_test):
+        if len(np.unique(y)) < 2: return np.tile(prior, (n, 1))
+        lr = LogisticRegression(max_iter=2000, class_weight="balanced").fit(x_train, y)
+        out = np.zeros((n, num_labels)); out[:, lr.classes_] = lr.predict_proba(x_test)
+        return out
+    out = {"majority": np.tile(prior, (n, 1)),
+           "length": fit(_log_length(train_df), _log_length(test_df))}
+    tfidf, text = TfidfVectorizer(ngram_range=(1, 2)), lambda df: df["solution"].astype(str)
+    try: out["tfidf"] = fit(tfidf.fit_transform(text(train_df)), tfidf.transform(text(test_df)))
+    except ValueError: out["tfidf"] = np.tile(prior, (n, 1))
+    if (col := source_column(train_df)) and col in test_df:
+        rates = pd.get_dummies(train_df["label"]).reindex(columns=range(num_labels), fill_value=0).groupby(
+            train_df[col].to_numpy()).mean()
+        out["source"] = rates.reindex(test_df[col].to_numpy()).fillna(pd.Series(prior)).to_numpy(dtype=np.float64)
+    return out
+
+def class_baseline_metrics(y, probs:dict, classes:tuple, n_boot:int=1000, seed:int=0) -> dict:
+    "K-class metrics (argmax) and the binary view of each shortcut's class probabilities in `probs`."
+    return {name: dict(class_metrics(y, p, classes, None, n_boot, seed),
+                       binary=binary_view(y, p, p.argmax(1), n_boot, seed), baseline=BASELINES[name])
+            for name, p in probs.items()}
 
 # %% ../nbs/02_metrics.ipynb #m114
 def _line(name:str, m:dict) -> str:

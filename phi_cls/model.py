@@ -306,10 +306,12 @@ def init_head(hidden_size:int, num_labels:int=2) -> nn.Linear:
 class PhiClassifier(nn.Module):
     ("Backbone -> hidden state of the last real token (or `layer`, `pooling`) -> linear head -> logits "
      "(+ cross-entropy with `labels`).")
-    def __init__(self, backbone, head:nn.Linear|None=None, layer:int|tuple|None=None, pooling:str="last"):
+    def __init__(self, backbone, head:nn.Linear|None=None, layer:int|tuple|None=None, pooling:str="last",
+                 num_labels:int=2):
         super().__init__()
         self.backbone = backbone
-        self.head = (head or init_head(backbone.config.hidden_size)).to(device=backbone.device, dtype=torch.float32)
+        self.head = (head or init_head(backbone.config.hidden_size, num_labels)).to(device=backbone.device,
+                                                                                     dtype=torch.float32)
         self.layer, self.pooling = check_features(backbone, layer, pooling)
 
     def pool(self, input_ids, attention_mask, mask_attention:bool=True, solution_mask=None):

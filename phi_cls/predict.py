@@ -14,11 +14,12 @@ from datasets import Dataset
 
 from .data import DataError, PromptEncoder, TableWriter, iter_table, validate_frame
 from .check import check_frame
-from .decide import HYBRID_COLUMNS, Decision, checker_flagged, combine
-from .metrics import check_threshold, classification_metrics
+from .decide import HYBRID_COLUMNS, Decision, checker_flagged, combine, combine_classes
+from .metrics import check_threshold, class_metrics, classification_metrics, prob_columns
 from .hardware import gpu_inference_batch, resolve_device, resolve_precision
 from .model import finite_probabilities, forward_batch_size, load_backbone, load_tokenizer
-from .artifact import check_artifact_files, find_artifact, read_classifier_info, restore_classifier
+from .artifact import (artifact_classes, check_artifact_files, find_artifact, read_classifier_info,
+                              restore_classifier)
 from .workers import WorkerPool, choose_workers, model_bytes, pooled_features, workers_can_pool
 from .config import parse_workers
 
@@ -48,6 +49,7 @@ class Classifier:
         self.clf, self.tokenizer, self.info, self.precision = clf, tokenizer, info, precision
         self.batch_size, self.path = batch_size, path
         self.decision = Decision.from_artifact(info)  # fitted on validation by the run
+        self.classes = artifact_classes(info)  # class 0 correct; more than two: kinds of error
         self.workers, self.base_model = parse_workers(workers), base_model or info["base_model"]
         self._pool, self._in_job = None, False
         self.encoder = PromptEncoder(tokenizer, info["max_length"])
@@ -71,7 +73,11 @@ class Classifier:
     def threshold(self) -> float: return self.decision.threshold
 
     def predict(self, questions, solutions=None, threshold:float|None=None, **kwargs) -> np.ndarray:
-        "Labels: 1 (flawed) where p(flawed) >= `threshold` (default: the artifact's fitted threshold), else 0."
+        ("Labels: 1 (flawed) where p(flawed) >= `threshold` (default: the artifact's fitted threshold), else 0; "
+         "with more than two classes, the class numbers its decision gives.")
+        if len(self.classes) > 2:
+            probs = self.predict_proba(questions, solutions, **kwargs)
+            return self.decision.with_threshold(threshold).classes_of(probs)
         threshold = self.threshold if threshold is None else check_threshold(threshold)
         return (self.predict_proba(questions, solutions, **kwargs)[:, 1] >= threshold).astype(int)
 
@@ -145,16 +151,19 @@ def _predict_frame(self:Classifier, df:pd.DataFrame, threshold:float|None=None, 
     ("Prediction rows for a DataFrame with question, solution (and optional index, label) columns; `threshold=None`: "
      "the artifact's.")
     decision = self.decision.with_threshold(threshold)  # a given threshold wins
-    df = validate_frame(df, source, label_required=False)
+    df = validate_frame(df, source, label_required=False, classes=self.classes)
     probs = self.predict_proba(df["question"].tolist(), df["solution"].tolist(), batch_size=batch_size)
-    out = pd.DataFrame({"index": df["index"].to_numpy(), "p(class=0)": probs[:, 0], "p(class=1)": probs[:, 1],
-                        "label": (probs[:, 1] >= decision.threshold).astype(int)})
+    many, cols = len(self.classes) > 2, prob_columns(probs.shape[1])
+    label = decision.classes_of(probs) if many else (probs[:, 1] >= decision.threshold).astype(int)
+    out = pd.DataFrame({"index": df["index"].to_numpy(), **{c: probs[:, j] for j, c in enumerate(cols)},
+                        "label": label})
     if "label" in df: out["true_label"] = df["label"].to_numpy()
     if checker:
-        rule = decision.hybrid
-        hybrid = combine(probs[:, 1], check_frame(df[["index", "solution"]]), rule.threshold, rule.rule)
+        rule, checked = decision.hybrid, check_frame(df[["index", "solution"]])
+        hybrid = (combine_classes(probs, checked, self.classes, decision) if many
+                  else combine(probs[:, 1], checked, rule.threshold, rule.rule))
         out = out.drop(columns="label").join(hybrid)
-        first = ["index", "p(class=0)", "p(class=1)", "label"] + (["true_label"] if "true_label" in out else [])
+        first = ["index", *cols, "label"] + (["true_label"] if "true_label" in out else [])
         out = out[first + HYBRID_COLUMNS[1:]]
     return out.reset_index(drop=True)
 
@@ -205,9 +214,17 @@ def _stream(path, rows_fn, output, chunk_rows:int, progress:bool, desc:str) -> p
     return pd.concat(keep, ignore_index=True)
 
 # %% ../nbs/12_predict.ipynb #b32fb983
-def _summary(done:pd.DataFrame, signals:dict) -> dict:
+def _summary(done:pd.DataFrame, signals:dict, classes:tuple=("correct", "flawed")) -> dict:
     summary = {"rows": len(done)}
-    if "true_label" in done:
+    if "true_label" in done and len(classes) > 2:
+        y, k = done["true_label"].to_numpy().astype(int), len(classes)
+        for name, col in signals.items():
+            pred = done[col].to_numpy().astype(int)
+            m = class_metrics(y, np.eye(k)[pred], classes, pred, n_boot=0)
+            summary[name] = dict({key: m[key] for key in ("accuracy", "balanced_accuracy", "macro_f1",
+                                                          "confusion_matrix")},
+                                 recall={c: v["recall"] for c, v in m["per_class"].items()})
+    elif "true_label" in done:
         for name, col in signals.items():
             m = classification_metrics(done["true_label"], done[col].astype(float))
             summary[name] = {k: m[k] for k in ("accuracy", "precision", "recall", "f1", "confusion_matrix")}
@@ -222,12 +239,16 @@ def predict_file(clf:Classifier, path, output, threshold:float|None=None, checke
     # one pool of workers for every chunk
     with clf.job(): done = _stream(path, rows, output, chunk_rows, progress, "Predicting")
     # the classifier's own labels at the chosen threshold
-    done["classifier"] = (done["p(class=1)"] >= (clf.threshold if threshold is None else threshold)).astype(int)
+    if len(clf.classes) > 2:
+        probs = done[prob_columns(len(clf.classes))].to_numpy()
+        done["classifier"] = clf.decision.with_threshold(threshold).classes_of(probs)
+    else: done["classifier"] = (done["p(class=1)"] >= (clf.threshold if threshold is None else threshold)).astype(int)
     signals = {"classifier": "classifier"}
-    if checker:
-        done["checker"] = checker_flagged(done)
+    if checker:  # typed with more than two classes: computational (else the first error class) where it fires
+        error = clf.classes.index("computational") if "computational" in clf.classes else 1
+        done["checker"] = checker_flagged(done) * error
         signals.update(checker="checker", hybrid="label")
-    return _summary(done, signals)
+    return _summary(done, signals, clf.classes)
 
 # %% ../nbs/12_predict.ipynb #e60c5495
 def check_file(path, output, chunk_rows:int=4096, progress:bool=True, explain:bool=False) -> dict:

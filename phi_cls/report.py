@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
-from .decide import checker_flagged, raw_probability
+from .decide import Decision, checker_flagged, raw_probability
 from .runs import check_results_folder, results_folder, say
 from .data import DataError, read_table, table_path, validate_frame, write_json
-from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, check_threshold, classification_metrics, ece,
-                             headline_metrics, cross_validated_baselines, versus_baselines)
+from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, binary_view, check_threshold,
+                             class_baseline_metrics, class_metrics, classification_metrics, ece, headline_metrics,
+                             cross_validated_baselines, prob_columns, versus_baselines)
 
 
 # %% auto #0
@@ -42,7 +43,18 @@ class Experiment:
     @property
     def y(self) -> np.ndarray: return self.predictions["true_label"].to_numpy()
     @property
-    def p(self) -> np.ndarray: return self.predictions["p(class=1)"].to_numpy()
+    def k(self) -> int: return sum(c.startswith("p(class=") for c in self.predictions.columns)
+    @property
+    def classes(self) -> list: return self.metrics.get("classes") or ["correct", "flawed"][:self.k] + [
+        str(j) for j in range(2, self.k)]
+    @property
+    def probs(self) -> np.ndarray: return self.predictions[prob_columns(self.k)].to_numpy()
+    @property
+    def p(self) -> np.ndarray:
+        "p(flawed): p(class=1), or 1 - p(correct) with more than two classes."
+        return self.predictions["p(class=1)"].to_numpy() if self.k == 2 else 1 - self.probs[:, 0]
+    @property
+    def flawed(self) -> np.ndarray: return (self.y != 0).astype(int)  # the binary view's truth
 
 def load_experiments(run_dir:str|Path, modes:list|None=None) -> list:
     "The experiments (probe and/or lora) found in a run folder."
@@ -107,7 +119,8 @@ def plot_loss(exp:Experiment, ax=None):
 
 def plot_confusion(exp:Experiment, ax=None):
     "Confusion matrix at threshold 0.5, with counts."
-    fig, ax = _axes(ax, f"{exp.name}: confusion matrix", (3.8, 3.4))
+    fig, ax = _axes(ax, f"{exp.name}: confusion matrix", (3.8, 3.4) if exp.k == 2 else (2 + exp.k, 1.6 + exp.k))
+    if exp.k > 2: return _confusion_k(exp, ax, fig)
     cm = np.array(classification_metrics(exp.y, exp.p)["confusion_matrix"])
     ax.imshow(cm, cmap="Blues")
     for (i, j), v in np.ndenumerate(cm): ax.text(j, i, str(v), ha="center", va="center",
@@ -116,11 +129,30 @@ def plot_confusion(exp:Experiment, ax=None):
     ax.set_xlabel("predicted"); ax.set_ylabel("true")
     return fig
 
+# %% ../nbs/14_report.ipynb #k654f74
+def _confusion_k(exp:Experiment, ax, fig):
+    "The K×K confusion matrix of a K-class experiment (its decision's, from metrics.json; else argmax), with counts."
+    k, cm = exp.k, exp.metrics.get("confusion_matrix")
+    if cm is None or np.shape(cm) != (k, k):
+        cm = class_metrics(exp.y, exp.probs, exp.classes, n_boot=0)["confusion_matrix"]
+    cm = np.array(cm)
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm): ax.text(j, i, str(v), ha="center", va="center",
+                                                 color="white" if v > cm.max() / 2 else "black")
+    ax.set_xticks(range(k), exp.classes, rotation=30); ax.set_yticks(range(k), exp.classes)
+    ax.set_xlabel("predicted"); ax.set_ylabel("true")
+    return fig
+
 # %% ../nbs/14_report.ipynb #c012
 def plot_roc(exp:Experiment, ax=None):
     "ROC curve of p(flawed), with its AUC."
     fig, ax = _axes(ax, f"{exp.name}: ROC")
-    if len(set(exp.y)) == 2:
+    if exp.k > 2:  # one-vs-rest, one curve per class
+        for j, name in enumerate(exp.classes):
+            if len(set(exp.y == j)) == 2:
+                fpr, tpr, _ = roc_curve(exp.y == j, exp.probs[:, j])
+                ax.plot(fpr, tpr, label=f"{name} vs rest, AUC {auc(fpr, tpr):.3f}")
+    elif len(set(exp.y)) == 2:
         fpr, tpr, _ = roc_curve(exp.y, exp.p)
         ax.plot(fpr, tpr, label=f"AUC {auc(fpr, tpr):.3f}")
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
@@ -131,9 +163,9 @@ def plot_pr(exp:Experiment, ax=None):
     "Precision-recall curve for the flawed class, with its area and the base rate."
     fig, ax = _axes(ax, f"{exp.name}: precision-recall (flawed)")
     if len(set(exp.y)) == 2:
-        prec, rec, _ = precision_recall_curve(exp.y, exp.p)
+        prec, rec, _ = precision_recall_curve(exp.flawed, exp.p)
         ax.plot(rec, prec, label=f"AUC {auc(rec, prec):.3f}")
-    ax.axhline(exp.y.mean(), color="grey", lw=0.8, ls=":", label=f"base rate {exp.y.mean():.2f}")
+    ax.axhline(exp.flawed.mean(), color="grey", lw=0.8, ls=":", label=f"base rate {exp.flawed.mean():.2f}")
     ax.set_xlabel("recall"); ax.set_ylabel("precision"); ax.set_ylim(0, 1.02); ax.legend(fontsize=8)
     return fig
 
@@ -150,7 +182,8 @@ def plot_reliability(exp:Experiment, ax=None, bins:int=10):
     ("Reliability diagram: observed fraction flawed against mean predicted p(flawed), per bin (dot size = count); "
      "before and after the fitted temperature.")
     fig, ax = _axes(ax, f"{exp.name}: calibration")
-    t, T = calibration_table(exp.y, exp.p, bins), exp.metrics.get("decision", {}).get("temperature", 1.0)
+    t, T = calibration_table(exp.flawed, exp.p, bins), exp.metrics.get("decision", {}).get("temperature", 1.0)
+    if exp.k > 2: T = 1.0  # 1 - p(correct) of K classes has no two-class log-odds to undo: the calibrated curve only
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="perfect")
     if T != 1.0:  # the predictions file holds calibrated p; the raw softmax is p with the log-odds times T
         raw = raw_probability(exp.p, T)
@@ -158,7 +191,7 @@ def plot_reliability(exp:Experiment, ax=None, bins:int=10):
         ax.plot(b.mean_p, b.frac_flawed, marker="o", ls="--", alpha=0.6,
                 label=f"before (ECE {ece(exp.y, raw, bins):.3f})")
     ax.plot(t.mean_p, t.frac_flawed, marker="o",
-            label=f"after T = {T:.2f} (ECE {ece(exp.y, exp.p, bins):.3f})" if T != 1.0 else "model")
+            label=f"after T = {T:.2f} (ECE {ece(exp.flawed, exp.p, bins):.3f})" if T != 1.0 else "model")
     ax.scatter(t.mean_p, t.frac_flawed, s=10 + 200 * t.n / t.n.max(), alpha=0.3)
     ax.set_xlabel("mean predicted p(flawed)"); ax.set_ylabel("observed fraction flawed")
     ax.set_xlim(0, 1); ax.set_ylim(0, 1)
@@ -168,7 +201,7 @@ def plot_reliability(exp:Experiment, ax=None, bins:int=10):
 def plot_p_hist(exp:Experiment, ax=None):
     "Histogram of p(flawed), one colour per true class."
     fig, ax = _axes(ax, f"{exp.name}: p(flawed) by true class")
-    for label, name in ((0, "correct"), (1, "flawed")):
+    for label, name in enumerate(exp.classes):
         ax.hist(exp.p[exp.y == label], bins=np.linspace(0, 1, 21), alpha=0.6, label=f"true {name}")
     ax.axvline(0.5, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("p(flawed)"); ax.set_ylabel("examples"); ax.legend(fontsize=8)
@@ -211,8 +244,9 @@ def report_grid(exp:Experiment):
     "The six figures of an experiment side by side in one figure."
     fig, axes = plt.subplots(2, 3, figsize=(14, 8))
     for ax, draw in zip(axes.flat, FIGURES.values()): draw(exp, ax=ax)
-    fig.suptitle(f"{exp.name}: accuracy {exp.metrics['accuracy']:.3f}, F1 (flawed) {exp.metrics['f1']:.3f}, n = "
-                 f"{len(exp.y)}")
+    f1 = (f"F1 (flawed) {exp.metrics['f1']:.3f}" if "f1" in exp.metrics
+          else f"macro-F1 {exp.metrics.get('macro_f1') or 0:.3f}")
+    fig.suptitle(f"{exp.name}: accuracy {exp.metrics['accuracy']:.3f}, {f1}, n = {len(exp.y)}")
     fig.tight_layout()
     return fig
 
@@ -230,6 +264,7 @@ def experiments_from(specs) -> list:
 def metrics_table(exps:list) -> pd.DataFrame:
     "Side-by-side metrics, one row per experiment."
     keys = ["accuracy", "precision", "recall", "f1", "n", "n_train", "train_seconds"]
+    if any(e.k > 2 for e in exps): keys[1:4] = ["balanced_accuracy", "macro_f1"]  # K classes: no one flawed class
     return pd.DataFrame([{"experiment": e.name, **{k: e.metrics.get(k) for k in keys}}
                          for e in exps]).set_index("experiment")
 
@@ -238,6 +273,7 @@ def signal_table(exps:list) -> pd.DataFrame:
     ("Accuracy, precision, recall and F1 of classifier, checker and hybrid per experiment (checker rows only where "
      "recorded).")
     keys, rows = ["accuracy", "precision", "recall", "f1"], []
+    if any(e.k > 2 for e in exps): keys = ["accuracy", "balanced_accuracy", "macro_f1", "auroc"]  # K classes
     for e in exps:
         rows.append({"experiment": e.name, "signal": "classifier", **{k: e.metrics[k] for k in keys}})
         for sig in ("checker", "hybrid"):
@@ -246,11 +282,20 @@ def signal_table(exps:list) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["experiment", "signal"])
 
 # %% ../nbs/14_report.ipynb #c026
+def _view(e:Experiment) -> pd.DataFrame:
+    "index, true_label and p(class=1); with more than two classes p(flawed) and the class its decision gives."
+    if e.k == 2: return e.predictions[["index", "true_label", "p(class=1)"]]
+    decision = Decision.from_artifact(dict(decision=e.metrics.get("decision") or {}))
+    return e.predictions[["index", "true_label"]].assign(**{"p(flawed)": e.p, "class": decision.classes_of(e.probs)})
+
+def _pcol(e:Experiment) -> str: return "p(class=1)" if e.k == 2 else "p(flawed)"
+
 def joined(a:Experiment, b:Experiment) -> pd.DataFrame:
     "Predictions of two experiments side by side, on the examples both scored."
-    cols = ["index", "true_label", "p(class=1)"]
-    df = a.predictions[cols].merge(b.predictions[cols], on=["index", "true_label"],
-                                   suffixes=(f" {a.name}", f" {b.name}"))
+    if a.k != b.k:
+        raise ValueError(f"{a.name} has {a.k} classes and {b.name} has {b.k}: compare runs with the same labels "
+                         "(a K-class run's binary view, correct against any error, is in its metrics.json).")
+    df = _view(a).merge(_view(b), on=["index", "true_label"], suffixes=(f" {a.name}", f" {b.name}"))
     if df.empty: raise ValueError(f"{a.name} and {b.name} share no test examples (by index); compare runs on the same "
                                   "data.")
     return df
@@ -258,8 +303,8 @@ def joined(a:Experiment, b:Experiment) -> pd.DataFrame:
 def disagreements(a:Experiment, b:Experiment, threshold:float=THRESHOLD) -> pd.DataFrame:
     "Examples exactly one of the two experiments gets right, with who was right."
     df = joined(a, b)
-    right_a = (df[f"p(class=1) {a.name}"] >= threshold).astype(int) == df.true_label
-    right_b = (df[f"p(class=1) {b.name}"] >= threshold).astype(int) == df.true_label
+    said = lambda e: (df[f"class {e.name}"] if e.k > 2 else (df[f"p(class=1) {e.name}"] >= threshold).astype(int))
+    right_a, right_b = said(a) == df.true_label, said(b) == df.true_label
     return df[right_a != right_b].assign(right=np.where(right_a[right_a != right_b], a.name,
                                                         b.name)).reset_index(drop=True)
 
@@ -267,9 +312,11 @@ def plot_confidence_shift(a:Experiment, b:Experiment, ax=None):
     "Scatter of p(flawed) under `a` against `b`, coloured by the true label."
     fig, ax = _axes(ax, f"p(flawed): {a.name} vs {b.name}", (5, 4.5))
     df = joined(a, b)
-    for label, name, colour in ((0, "correct", "tab:blue"), (1, "flawed", "tab:red")):
+    names = ((0, "correct", "tab:blue"), (1, "flawed", "tab:red")) if a.k == 2 else [
+        (j, name, f"C{j}") for j, name in enumerate(a.classes)]
+    for label, name, colour in names:
         d = df[df.true_label == label]
-        ax.scatter(d[f"p(class=1) {a.name}"], d[f"p(class=1) {b.name}"], s=14, alpha=0.6, c=colour,
+        ax.scatter(d[f"{_pcol(a)} {a.name}"], d[f"{_pcol(b)} {b.name}"], s=14, alpha=0.6, c=colour,
                    label=f"true {name}")
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
     ax.axvline(0.5, color="grey", lw=0.5); ax.axhline(0.5, color="grey", lw=0.5)
@@ -301,7 +348,8 @@ def write_comparison(exps:list, out_dir:str|Path, texts:pd.DataFrame|None=None) 
         fig = plot_confidence_shift(a, other); fig.tight_layout()
         fig.savefig(out / f"confidence_shift_{i}.png", dpi=100); plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    table[["accuracy", "precision", "recall", "f1"]].T.plot.bar(ax=ax, rot=0)
+    table[[c for c in ("accuracy", "precision", "recall", "f1", "balanced_accuracy", "macro_f1")
+           if c in table]].T.plot.bar(ax=ax, rot=0)
     ax.set_ylim(0, 1); ax.set_title("metrics by experiment"); fig.tight_layout()
     fig.savefig(out / "metrics.png", dpi=100); plt.close(fig)
     return dict(comparison=table, disagreements=dis)
@@ -342,14 +390,14 @@ def check_evaluate_paths(input_path, out, overwrite:bool=False) -> tuple:
 
 EVALUATE_FILES = ("metrics.json", "figures", *PRED_FILES.values())  # what evaluate writes, whichever classifier
 
-def labelled_rows(path:Path) -> pd.DataFrame:
+def labelled_rows(path:Path, classes:tuple|None=None) -> pd.DataFrame:
     "The rows of a labelled file, validated; `DataError` if it has no labels."
     df = read_table(path)
     if "label" not in df:
         raise DataError(f"{path} has no 'label' column (columns found: {[c for c in df.columns if c != '_row']}). "
                         "evaluate needs labelled rows (label 0 = correct, 1 = flawed); to score rows without labels "
                         "use phi-cls predict.")
-    return validate_frame(df, str(path)).reset_index(drop=True)
+    return validate_frame(df, str(path), classes=classes).reset_index(drop=True)
 
 # %% ../nbs/14_report.ipynb #r106
 def evaluate(model, input_path, out, threshold:float|None=None, checker:bool=False, kind:str|None=None,
@@ -360,31 +408,36 @@ def evaluate(model, input_path, out, threshold:float|None=None, checker:bool=Fal
     from phi_cls.predict import load_classifier, predict_file
     if threshold is not None: check_threshold(threshold)
     src, out = check_evaluate_paths(input_path, out, overwrite)
-    df = labelled_rows(src)
-    probs = cross_validated_baselines(df, folds)  # every check before the model loads
+    from phi_cls.artifact import artifact_classes, find_artifact, read_classifier_info
+    classes = artifact_classes(read_classifier_info(find_artifact(model, kind)))  # the labels the file must hold
+    df = labelled_rows(src, classes)
+    probs = cross_validated_baselines(df, folds, len(classes))  # every check before the model loads
     clf = load_classifier(model, kind=kind, device=device, batch_size=batch_size, base_model=base_model,
                           workers=workers)
     mode, folder = clf.info["kind"], results_folder(out, EVALUATE_FILES)
     with folder as tmp:  # beside `out`; moved in when every file is written
         # None: the artifact's threshold, and its hybrid rule with the rule's own threshold
         predict_file(clf, src, tmp / PRED_FILES[mode], threshold, checker, progress=progress)
-        metrics = _evaluate_metrics(df, tmp / PRED_FILES[mode], probs, mode, clf.threshold if threshold is None
-                                    else threshold, checker, src, folds, model)
+        metrics = _evaluate_metrics(clf, df, tmp / PRED_FILES[mode], probs, mode, threshold, checker, src, folds,
+                                    model, classes)
         write_json(tmp / "metrics.json", metrics)
         save_figures(tmp)
     if folder.moved: say(folder.moved)
     return metrics
 
-def _evaluate_metrics(df:pd.DataFrame, preds:Path, probs:dict, mode:str, threshold:float, checker:bool, src:Path,
-                      folds:int, model) -> dict:
+def _evaluate_metrics(clf, df:pd.DataFrame, preds:Path, probs:dict, mode:str, given:float|None, checker:bool,
+                      src:Path, folds:int, model, classes:list) -> dict:
     "metrics.json of `evaluate`: the classifier (checker, hybrid) next to the cross-validated shortcut baselines."
+    threshold = clf.threshold if given is None else given
     scored = df[["index"]].merge(pd.read_csv(preds), on="index", how="left", validate="one_to_one")
     y, p = scored["true_label"].to_numpy(), scored["p(class=1)"].to_numpy()
-    results = baseline_metrics(y, probs)
-    m = dict(classification_metrics(y, p, threshold),
-             **versus_baselines(y, p, threshold, probs, results, f"{mode} classifier"))
-    if len(set(y)) == 1: m["warning"] = one_class_warning(src.name, y, p, threshold)
-    if checker:
+    if len(classes) > 2: m, results = _class_evaluation(clf, scored, probs, classes, checker, given)
+    else:
+        results = baseline_metrics(y, probs)
+        m = dict(classification_metrics(y, p, threshold),
+                 **versus_baselines(y, p, threshold, probs, results, f"{mode} classifier"))
+    if len(set(y)) == 1 and len(classes) == 2: m["warning"] = one_class_warning(src.name, y, p, threshold)
+    if checker and len(classes) == 2:
         signals = {"checker": pd.Series(checker_flagged(scored)), "hybrid": scored["label"]}
         m.update({k: dict(classification_metrics(y, v.astype(float)), **headline_metrics(y, v.astype(float)))
                   for k, v in signals.items()})
@@ -399,3 +452,24 @@ def one_class_warning(name:str, y, p, threshold:float) -> str:
     return (f"{name} has only {'flawed' if c else 'correct'} rows (label {c}), so balanced accuracy, F1 and AUROC are "
             f"undefined or trivial on it and the baselines mean nothing. What it shows: accuracy "
             f"{float(np.mean((np.asarray(p) >= threshold) == c)):.3f}, {called} of {len(y)} rows called flawed.")
+
+# %% ../nbs/14_report.ipynb #k9ed4b1
+def _class_evaluation(clf, scored:pd.DataFrame, base_probs:dict, classes:tuple, checker:bool,
+                      threshold:float|None) -> tuple:
+    "(metrics, shortcut results) of a K-class classifier's predictions `scored` (true_label, p(class=j), label)."
+    k, y = len(classes), scored["true_label"].to_numpy().astype(int)
+    probs = scored[prob_columns(k)].to_numpy()
+    pred = clf.decision.with_threshold(threshold).classes_of(probs)
+    results = class_baseline_metrics(y, base_probs, classes)
+    m = dict(class_metrics(y, probs, classes, pred), binary=binary_view(y, probs, pred),
+             decision=clf.decision.with_threshold(threshold).to_dict())
+    best = max(results, key=lambda r: results[r]["balanced_accuracy"] or 0)
+    b, c = results[best]["balanced_accuracy"] or 0, m["balanced_accuracy"] or 0
+    m.update(lift=dict(over=best, balanced_accuracy=c - b),
+             warning=(f"The {results[best]['baseline']} baseline ({b:.2f}) matches or beats the classifier ({c:.2f}) "
+                      "on balanced accuracy over the classes.") if round(b, 2) >= round(c, 2) else None)
+    if checker:
+        typed = checker_flagged(scored) * (classes.index("computational") if "computational" in classes else 1)
+        for name, pr in (("checker", typed), ("hybrid", scored["label"].to_numpy().astype(int))):
+            m[name] = dict(class_metrics(y, np.eye(k)[pr], classes, pr), binary=binary_view(y, np.eye(k)[pr], pr))
+    return m, results

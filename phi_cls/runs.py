@@ -8,7 +8,7 @@ import contextlib, datetime, hashlib, json, os, platform, shutil, signal, tempfi
 from dataclasses import asdict
 from pathlib import Path
 
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, config_record
 from .data import write_json
 from .metrics import PRED_FILES
 
@@ -334,7 +334,8 @@ def previous_run(cfg:TrainConfig) -> dict:
                           "another folder.")
     # workers change speed, never results
     same_anyway = {"resume", "overwrite", "progress", "output_dir", "run_name", "workers"}
-    diff = [k for k, v in asdict(cfg).items() if k not in same_anyway and prev["config"].get(k) != v]
+    then = {"labels": "binary", **prev["config"]}  # run cards of binary runs do not record labels
+    diff = [k for k, v in asdict(cfg).items() if k not in same_anyway and then.get(k) != v]
     if diff:
         raise ConfigError(f"resume=True, but the run in {cfg.run_dir} used other settings: "
                           + ", ".join(f"{k}={prev['config'].get(k)!r} (now {getattr(cfg, k)!r})" for k in diff)
@@ -362,7 +363,7 @@ class RunCard:
     def start(cls, cfg:TrainConfig, resolved:dict, prev:dict|None, facts:dict, write:bool=True) -> RunCard:
         "The card of a run of `cfg` starting now (`prev`: the card of the run it resumes), saved."
         files = run_files(cfg)  # what this run writes, never what an (edited) earlier card says
-        card = dict(status="running", started=_now(), config=asdict(cfg), resolved=dict(resolved),
+        card = dict(status="running", started=_now(), config=config_record(cfg), resolved=dict(resolved),
                     versions=package_versions(), git=git_commit(), host=platform.node(), pid=os.getpid(), files=files,
                     data=facts, seconds={}, done=dict(prev.get("done", {})) if prev else {})
         if prev: card["resumed_from"] = dict(started=prev.get("started"), status=prev.get("status"))

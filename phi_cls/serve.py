@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from .check import Explanation, explain_solution, explanations_frame
-from .decide import combine
+from dataclasses import replace
+from .decide import combine, combine_classes
 from .data import DataError
 from .metrics import check_threshold
 from .predict import Classifier, load_classifier, predict_file
@@ -40,15 +41,21 @@ def classify_one(clf:Classifier, question:str, solution:str, checker:bool=True, 
     if missing: return dict(error=f"Enter the {' and the '.join(missing)} first.")
     d = clf.decision.with_threshold(threshold)
     rule, cut = (d.hybrid.rule, d.hybrid.threshold) if checker else ("classifier", d.threshold)
-    p = float(clf.predict_proba([question], [solution])[0, 1])
+    probs = clf.predict_proba([question], [solution])
+    p = float(probs[0, 1]) if len(clf.classes) == 2 else float(1 - probs[0, 0])  # p(flawed)
     ex = explain_solution(solution) if checker else None  # once: findings and the row combine reads
-    decision = combine([p], explanations_frame([ex]) if ex else None, cut, rule).iloc[0]
+    if len(clf.classes) > 2:  # the class: the hybrid's (a proven error is computational) or the classifier's
+        d = d if checker else replace(d, hybrid=replace(d.hybrid, rule="classifier", threshold=d.threshold))
+        decision = combine_classes(probs, explanations_frame([ex]) if ex else None, clf.classes, d).iloc[0]
+    else: decision = combine([p], explanations_frame([ex]) if ex else None, cut, rule).iloc[0]
     findings = ex.findings if ex else []
     cut = clf.encoder([question], [solution])["truncated"][0]
     note = (f"The prompt is longer than the model reads ({clf.encoder.max_length} tokens): the classifier saw the "
             "start of the problem and the end of the solution." if cut else "")
-    return dict(verdict="Flawed" if decision["label"] else "Correct", p_flawed=p,
-                decided_by=str(decision["decided_by"]),
+    name = clf.classes[int(decision["label"])] if len(clf.classes) > 2 else None
+    many = dict(label=name, probabilities=dict(zip(clf.classes, map(float, probs[0])))) if name else {}
+    return dict(verdict=(name.capitalize() if name else "Flawed" if decision["label"] else "Correct"), p_flawed=p,
+                **many, decided_by=str(decision["decided_by"]),
                 findings=findings, checker=_checker_line(ex) if ex else "", lines=_lines(solution, findings), note=note)
 
 # %% ../nbs/16_serve.ipynb #c008
@@ -71,8 +78,9 @@ def classify_file(clf:Classifier, path:str|Path|None, checker:bool=True, thresho
     result = dict(output=str(out), rows=summary["rows"], metrics=metrics)
     if "hybrid" in summary or "classifier" in summary:
         m = summary.get("hybrid", summary.get("classifier"))
-        result["confusion"] = pd.DataFrame(m["confusion_matrix"], index=["true correct", "true flawed"],
-                                           columns=["predicted correct", "predicted flawed"])
+        names = clf.classes if len(clf.classes) > 2 else ("correct", "flawed")
+        result["confusion"] = pd.DataFrame(m["confusion_matrix"], index=[f"true {c}" for c in names],
+                                           columns=[f"predicted {c}" for c in names])
     return result
 
 # %% ../nbs/16_serve.ipynb #c008b
@@ -112,7 +120,8 @@ def _summary_md(r:dict) -> str:
     if "error" in r: return f"**Cannot score this file.** {r['error']}"
     lines = [f"Scored **{r['rows']}** rows. Download the predictions below."]
     for name, m in r["metrics"].items():
-        lines.append(f"- {name}: accuracy {m['accuracy']:.3f}, F1 (flawed) {m['f1']:.3f}")
+        f1 = f"F1 (flawed) {m['f1']:.3f}" if "f1" in m else f"macro-F1 {m['macro_f1']:.3f}"
+        lines.append(f"- {name}: accuracy {m['accuracy']:.3f}, {f1}")
     return "\n".join(lines)
 
 def _verdict_md(r:dict) -> str:
@@ -121,6 +130,8 @@ def _verdict_md(r:dict) -> str:
     if r["findings"]:
         f = r["findings"][0]
         head += f": line {f.line}, `{f.text}` states {f.stated}, but {f.expression} = {f.computed}."
+    elif r.get("label"):
+        head += f" (p({r['label']}) = {r['probabilities'][r['label']]:.3f}; p(flawed) = {r['p_flawed']:.3f})."
     else: head += f" (p(flawed) = {r['p_flawed']:.3f})."
     head += f"\n\nArithmetic checker: {r['checker']}." if r.get("checker") else ""
     return head + (f"\n\n_{r['note']}_" if r["note"] else "")
@@ -133,7 +144,8 @@ def build_app(clf:Classifier, checker:bool=True, threshold:float|None=None, max_
     def one(q, s):
         r = classify_one(clf, q, s, checker, threshold)
         if "error" in r: return _verdict_md(r), None, None
-        return _verdict_md(r), {"flawed": r["p_flawed"], "correct": 1 - r["p_flawed"]}, r["lines"]
+        bars = r.get("probabilities") or {"flawed": r["p_flawed"], "correct": 1 - r["p_flawed"]}
+        return _verdict_md(r), bars, r["lines"]
     scorer = BatchScorer(clf, checker, threshold, max_mb)
     def batch(path):
         r = scorer(path)
@@ -148,7 +160,8 @@ def build_app(clf:Classifier, checker:bool=True, threshold:float|None=None, max_
                     go = gr.Button("Classify", variant="primary", elem_id="classify")
                 with gr.Column():
                     verdict = gr.Markdown(elem_id="verdict")
-                    bar = gr.Label(label="p(flawed)", num_top_classes=2, elem_id="p-flawed")
+                    bar = gr.Label(label="p(flawed)" if len(clf.classes) == 2 else "class probabilities",
+                                   num_top_classes=len(clf.classes), elem_id="p-flawed")
                     view = gr.HighlightedText(label="Solution, line by line", elem_id="solution-view",
                                               show_legend=False, combine_adjacent=False)
             gr.Examples(examples(), inputs=[q, s], label="Examples")

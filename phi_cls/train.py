@@ -13,13 +13,14 @@ import pandas as pd
 import torch
 from transformers import set_seed
 
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, config_record
 from .data import (PROMPT, Collator, PromptEncoder, hold_out_validation, load_data, tokenize, training_splits,
                           write_csv, write_json, zip_run)
 from .check import check_frame
-from .metrics import (PRED_FILES, baseline_metrics, classification_metrics, ece, headline_metrics,
-                             predictions_frame, shortcut_baselines, summary_lines, versus_baselines)
-from .decide import Decision, checker_flagged, combine, fit_decision
+from .metrics import (PRED_FILES, baseline_metrics, binary_view, class_baseline_metrics, class_metrics,
+                             classification_metrics, ece, headline_metrics, predictions_frame, shortcut_baselines,
+                             shortcut_class_baselines, summary_lines, versus_baselines)
+from .decide import Decision, checker_flagged, combine, combine_classes, fit_decision
 from .hardware import apply_kernels
 from .model import (PhiClassifier, add_lora, context_length, decoder_layers, describe_trainable,
                            feature_settings, finite_probabilities, freeze, load_backbone, load_tokenizer, resolve_layer)
@@ -83,7 +84,8 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolve
     ("Freeze the backbone, extract features once (of every candidate layer for `probe_layer='best'`), train the head "
      "on them, predict the test set.")
     set_seed(cfg.seed)
-    clf = PhiClassifier(freeze(backbone), layer=_probe_layers(cfg.probe_layer, backbone), pooling=cfg.pooling)
+    clf = PhiClassifier(freeze(backbone), layer=_probe_layers(cfg.probe_layer, backbone), pooling=cfg.pooling,
+                        num_labels=cfg.num_labels)
     say("probe:", describe_trainable(clf))
     pad, start, show, bs = tok.pad_token_id, time.perf_counter(), cfg.progress and first_process(), res.eval_batch_size
     splits = {k: ds for k, ds in data.items() if ds is not None}
@@ -143,6 +145,10 @@ def _validation_metrics(clf:PhiClassifier, features:torch.Tensor, labels) -> dic
     from sklearn.metrics import roc_auc_score
     with torch.no_grad(): logits = clf(features=features.to(clf.head.weight.device)).logits.cpu().float()
     y, p = np.asarray(labels), torch.softmax(logits, -1)[:, 1].numpy()
+    if logits.shape[1] > 2:  # K classes: the argmax's balanced accuracy
+        m = class_metrics(y, torch.softmax(logits, -1).numpy(), tuple(map(str, range(logits.shape[1]))), n_boot=0)
+        return dict(balanced_accuracy=m["balanced_accuracy"], accuracy=m["accuracy"], f1=m["macro_f1"], n=m["n"],
+                    loss=float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(y))), auc=m["auroc"])
     m = classification_metrics(y, p)
     (tn, fp), (fn, tp) = m["confusion_matrix"]
     recalls = [r / n for r, n in ((tn, tn + fp), (tp, tp + fn)) if n]
@@ -157,8 +163,8 @@ def _select_layer(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, out:P
     rows, best = [], None
     for j, layer in enumerate(clf.layer):
         set_seed(cfg.seed)  # every layer's head starts as a single-layer probe's would
-        cand, feats = PhiClassifier(clf.backbone, layer=layer,
-                                    pooling=clf.pooling), {k: f[:, j] for k, f in raw.items()}
+        cand, feats = PhiClassifier(clf.backbone, layer=layer, pooling=clf.pooling,
+                                    num_labels=clf.head.out_features), {k: f[:, j] for k, f in raw.items()}
         trainer = _fit_probe(cfg, cand, feats, data, out / "checkpoints" / "probe" / f"layer-{layer}", res)
         rows.append(dict(layer=layer, **_validation_metrics(cand, feats["validation"], data["validation"]["labels"])))
         say(f"probe layer {layer}: validation balanced accuracy {rows[-1]['balanced_accuracy']:.3f}, loss "
@@ -176,7 +182,8 @@ def _select_layer(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, out:P
 def lora_trainer(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved) -> ClassifierTrainer:
     "A Trainer for a fresh LoRA classifier on `backbone` (seeded head, adapters on all linear layers)."
     set_seed(cfg.seed)
-    clf = PhiClassifier(add_lora(backbone, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, res.gradient_checkpointing))
+    clf = PhiClassifier(add_lora(backbone, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, res.gradient_checkpointing),
+                        num_labels=cfg.num_labels)
     say("lora:", describe_trainable(clf))
     args = training_args(cfg, out / "checkpoints" / "lora", res, res.precision, data.get("validation") is not None,
                          by_length=cfg.group_by_length)
@@ -215,7 +222,7 @@ def _fit_decision(cfg:TrainConfig, result:ExperimentResult, validation, checked_
     "The `Decision` fitted on the held-out `validation` rows (with the checker: its hybrid rule too); defaults without."
     y = np.asarray(validation["labels"]) if validation is not None and result.val_logits is not None else None
     return fit_decision(result.val_logits if y is not None else None, y, cfg.threshold_objective, cfg.calibrate,
-                        checked_val)
+                        checked_val, cfg.num_labels)
 
 def _decision_metrics(y_test, result:ExperimentResult, decision:Decision, validation=None) -> dict:
     ("Test metrics with the fitted decision (calibrated p, fitted threshold), the raw ones (softmax, 0.5), and ECE "
@@ -246,11 +253,12 @@ def _held_out(cfg:TrainConfig, dd) -> tuple:
 
 def prepare_data(cfg:TrainConfig, tok) -> tuple:
     "Load, check, subsample and tokenize the data: ({train, validation or None, test}, facts for the run card)."
-    dd = load_data(cfg.data, required=("train", "test"))
+    dd = load_data(cfg.data, required=("train", "test"), classes=cfg.classes)
     held = cfg.keep_validation and "validation" in dd and len(dd["validation"]) > 0
     if cfg.keep_validation and not held: dd, held = _held_out(cfg, dd)
     train, val, test = training_splits(dd, held,
-                                       cfg.max_train_samples, cfg.max_eval_samples, cfg.seed, cfg.allow_leakage)
+                                       cfg.max_train_samples, cfg.max_eval_samples, cfg.seed, cfg.allow_leakage,
+                                       cfg.classes)
     raw = dict(train=train, validation=val, test=test)
     enc = PromptEncoder(tok, cfg.max_length)
     data = {k: tokenize(ds, enc) if ds is not None else None for k, ds in raw.items()}
@@ -263,8 +271,10 @@ def prepare_data(cfg:TrainConfig, tok) -> tuple:
     return data, facts, raw
 
 # %% ../nbs/11_train.ipynb #bdcee94c
-def _hybrid_results(out:Path, mode:str, test, probs, checked:pd.DataFrame, decision:Decision) -> dict:
+def _hybrid_results(out:Path, mode:str, test, probs, checked:pd.DataFrame, decision:Decision,
+                    classes:tuple=("correct", "flawed")) -> dict:
     "Write `<mode>_hybrid_predictions.csv` and return checker-alone and hybrid metrics under `decision`'s hybrid rule."
+    if len(classes) > 2: return _class_hybrid_results(out, mode, test, probs, checked, decision, classes)
     rule = decision.hybrid
     hybrid = combine(probs[:, 1], checked, rule.threshold, rule.rule)
     frame = predictions_frame(test["index"], test["labels"], probs).join(hybrid)
@@ -277,9 +287,46 @@ def _run_baselines(cfg:TrainConfig, raw:dict) -> tuple:
     ("The shortcut baselines, fitted on the rows the classifier trains on and scored on the test rows: (p(flawed) by "
      "name, metrics).")
     train, test = raw["train"].to_pandas(), raw["test"].to_pandas()
+    if cfg.num_labels > 2:
+        probs = shortcut_class_baselines(train, test, cfg.num_labels)
+        return probs, dict(fitted_on=f"the classifier's training rows ({len(train)})",
+                           scored_on=f"test ({len(test)} rows)",
+                           results=class_baseline_metrics(test["label"], probs, cfg.classes))
     probs = shortcut_baselines(train, test)
     return probs, dict(fitted_on=f"the classifier's training rows ({len(train)})", scored_on=f"test ({len(test)} rows)",
                        results=baseline_metrics(test["label"], probs))
+
+# %% ../nbs/11_train.ipynb #kc8a6a6
+def _class_mode_metrics(result:ExperimentResult, decision:Decision, probs:np.ndarray, data:dict, baselines:dict,
+                        classes:tuple) -> dict:
+    "Test metrics of a K-class experiment: per class and macro, the binary view, ECE of p(flawed), lift over shortcuts."
+    y, pred = np.asarray(data["test"]["labels"]), decision.classes_of(probs)
+    raw = Decision().probabilities(result.logits)
+    m = dict(class_metrics(y, probs, classes, pred), binary=binary_view(y, probs, pred),
+             raw=class_metrics(y, raw, classes, n_boot=0), decision=decision.to_dict(),
+             ece=dict(test=dict(before=ece(y != 0, 1 - raw[:, 0]), after=ece(y != 0, 1 - probs[:, 0]))),
+             n_train=len(data["train"]), train_seconds=round(result.train_seconds, 2),
+             **({"feature_seconds": round(result.feature_seconds, 2)} if result.feature_seconds is not None else {}),
+             **result.details)
+    results = baselines["results"]
+    best = max(results, key=lambda k: results[k]["balanced_accuracy"] or 0)
+    b, c = results[best]["balanced_accuracy"] or 0, m["balanced_accuracy"] or 0
+    m["lift"] = dict(over=best, balanced_accuracy=c - b)
+    m["warning"] = (f"The {results[best]['baseline']} baseline ({b:.2f}) matches or beats the classifier ({c:.2f}) on "
+                    "balanced accuracy over the classes.") if round(b, 2) >= round(c, 2) else None
+    return m
+
+def _class_hybrid_results(out:Path, mode:str, test, probs, checked:pd.DataFrame, decision:Decision,
+                          classes:tuple) -> dict:
+    "`_hybrid_results` for K classes: the hybrid's classes (a proven error is computational) and the typed checker."
+    hybrid = combine_classes(probs, checked, classes, decision)
+    write_csv(out / f"{mode}_hybrid_predictions.csv",
+              predictions_frame(test["index"], test["labels"], probs).join(hybrid))
+    y, k = np.asarray(test["labels"]), len(classes)
+    typed = checker_flagged(checked) * (classes.index("computational") if "computational" in classes else 1)
+    scores = lambda pred: dict(class_metrics(y, np.eye(k)[pred], classes, pred),
+                               binary=binary_view(y, np.eye(k)[pred], pred))
+    return dict(checker=scores(typed), hybrid=dict(scores(hybrid["label"].to_numpy()), rule=decision.hybrid.rule))
 
 # %% ../nbs/11_train.ipynb #b3d27504
 def _check_max_length(cfg:TrainConfig):
@@ -303,8 +350,9 @@ def _train_mode(cfg:TrainConfig, mode:str, res:Resolved, backbone, tok, data:dic
     return result, decision, probs
 
 def _mode_metrics(mode:str, result:ExperimentResult, decision:Decision, probs:np.ndarray, data:dict, base_probs:dict,
-                  baselines:dict) -> dict:
+                  baselines:dict, classes:tuple=("correct", "flawed")) -> dict:
     "Test metrics of one experiment with its fitted decision, next to the shortcut baselines."
+    if probs.shape[1] > 2: return _class_mode_metrics(result, decision, probs, data, baselines, classes)
     test = data["test"]
     metrics = dict(_decision_metrics(test["labels"], result, decision, data["validation"]), n_train=len(data["train"]),
                    train_seconds=round(result.train_seconds, 2),
@@ -322,9 +370,10 @@ def _save_mode(cfg:TrainConfig, mode:str, tok, meta:dict, test, result:Experimen
     out = cfg.run_dir
     write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], probs))
     save_classifier(result.clf, tok, out / mode, dict(meta, **result.details, threshold=decision.threshold,
-                                                      temperature=decision.temperature, decision=decision.to_dict()))
+                                                      temperature=decision.temperature, decision=decision.to_dict()),
+                    cfg.classes)
     write_json(out / mode / "training_log.json", result.log_history)
-    if checked is not None: metrics.update(_hybrid_results(out, mode, test, probs, checked, decision))
+    if checked is not None: metrics.update(_hybrid_results(out, mode, test, probs, checked, decision, cfg.classes))
 
 # %% ../nbs/11_train.ipynb #8607b8f0
 def _setup_line(cfg:TrainConfig, res:Resolved) -> str:
@@ -357,7 +406,7 @@ def _train_all(cfg:TrainConfig, res:Resolved, start:float, prev:dict|None, tok, 
     try:
         created = init_distributed(res.device)
         checked, checked_val, base_probs, baselines, backbone = _shared_inputs(cfg, res, raw, data, card, start)
-        if main: write_json(out / "config.json", dict(config=asdict(cfg), resolved=asdict(res),
+        if main: write_json(out / "config.json", dict(config=config_record(cfg), resolved=asdict(res),
                                                       versions=card.data["versions"]))
         meta = dict(base_model=cfg.model, max_length=cfg.max_length, precision=res.precision, quantize=res.quantize,
                     prompt=PROMPT, batch_size=cfg.eval_batch_size)
@@ -369,10 +418,11 @@ def _train_all(cfg:TrainConfig, res:Resolved, start:float, prev:dict|None, tok, 
                 continue
             t0 = time.perf_counter()
             result, decision, probs = _train_mode(cfg, mode, res, backbone, tok, data, prev, checked_val, card)
-            metrics[mode] = _mode_metrics(mode, result, decision, probs, data, base_probs, baselines)
+            metrics[mode] = _mode_metrics(mode, result, decision, probs, data, base_probs, baselines, cfg.classes)
             if main: _save_mode(cfg, mode, tok, meta, test, result, decision, probs, checked, metrics[mode])
             card.experiment_done(mode, metrics[mode], time.perf_counter() - t0, result.best_epoch)
-            say(f"{mode}: test accuracy {metrics[mode]['accuracy']:.3f}, F1 (flawed) {metrics[mode]['f1']:.3f} on "
+            f1 = ("F1 (flawed)", "f1") if "f1" in metrics[mode] else ("macro-F1", "macro_f1")
+            say(f"{mode}: test accuracy {metrics[mode]['accuracy']:.3f}, {f1[0]} {metrics[mode][f1[1]]:.3f} on "
                 f"{len(test)} rows")
         metrics["baselines"] = baselines
         if main: write_json(out / "metrics.json", metrics)

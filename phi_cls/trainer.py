@@ -212,7 +212,7 @@ def loss_weights(cfg:TrainConfig, labels) -> list|None:
     ("Per-class loss weights for `cfg.class_weight`: inverse class frequency of `labels` with auto; None when all are "
      "1 (balanced).")
     if cfg.class_weight == "none": return None
-    w = class_weights(labels)
+    w = class_weights(labels, cfg.num_labels)
     return None if all(abs(x - 1) < 1e-9 for x in w) else w
 
 def best_epoch(state) -> dict|None:
