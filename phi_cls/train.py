@@ -392,7 +392,7 @@ def _shared_inputs(cfg:TrainConfig, res:Resolved, raw:dict, data:dict, card:RunC
     backbone = load_backbone(cfg.model, res.device, res.quantize, res.precision, cfg.attn_implementation)
     kernels = apply_kernels(backbone, cfg.liger, cfg.compile)
     card.note_resolved(kernels=kernels)
-    for line in kernels: say(f"phi_cls: {line}")
+    for line in kernels if res.device.startswith("cuda") else []: say(f"phi_cls: {line}")  # on a CPU: the card only
     card.timed("load", time.perf_counter() - start)
     return checked, checked_val, base_probs, baselines, backbone
 
