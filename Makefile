@@ -1,4 +1,5 @@
-# phi_cls: `make demo` runs the main job on the embedded defaults (a rerun moves the earlier results to previous-<time>/); `make test` runs every test.
+# phi_cls: `make demo` runs the main job on the embedded defaults (a rerun moves the earlier results to previous-<time>/); `make test` runs every test,
+# `make test-fast` the notebooks' own checks and the tests not marked slow (the edit loop).
 # Both create .venv and install into it first (CPU build of torch; see README for GPUs).
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -10,7 +11,7 @@ TORCH ?= torch==2.13.0
 DEMO_FLAGS ?= --preset demo
 DEMO_OUT ?= outputs/demo
 
-.PHONY: install demo full levers quality test lint chromium serve screenshot bench bench-avx2 bench-quick gpu-check gpu-wheels export readme clean
+.PHONY: install demo full levers quality test test-fast lint chromium serve screenshot bench bench-avx2 bench-quick gpu-check gpu-wheels export readme clean
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -90,11 +91,17 @@ chromium:
 	  { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q >/dev/null && $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q chromium >/dev/null; }; }
 
 lint: install
-	$(BIN)/ruff check phi_cls nbs
+	$(BIN)/ruff check phi_cls nbs tests
 
 test: install chromium
 	$(BIN)/nbdev_test
 	$(BIN)/python -m pytest tests -q
+
+# The edit loop: every notebook's own checks (nbdev_test skips `#| slow` cells) and the tests not marked slow (none of
+# them trains a model, starts a browser or runs a benchmark; tests/conftest.py says which are slow). A few minutes.
+test-fast: install
+	$(BIN)/nbdev_test
+	$(BIN)/python -m pytest tests -q -m "not slow"
 
 serve: install
 	$(BIN)/phi-cls serve --model $(DEMO_OUT) --checker

@@ -1,8 +1,9 @@
-"""The package is layered: a module imports only modules of lower-numbered notebooks (or of its own notebook), and no cycles.
+"""The package is layered: a module imports only modules of lower-numbered notebooks (or of its own notebook), and no
+cycles.
 
-The numbering comes from the notebooks: `nbs/NN_name.ipynb` with `#| default_exp module` (and any `#| export other`) puts
-that module in layer NN. Every import counts, at the top of a file or inside a function. `import phi_cls` (the package, for
-`__version__`) is not a layer: it loads nothing else.
+The numbering comes from the notebooks: `nbs/NN_name.ipynb` with `#| default_exp module` (and any `#| export other`)
+puts that module in layer NN. Every import counts, at the top of a file or inside a function. `import phi_cls` (the
+package, for `__version__`) is not a layer: it loads nothing else.
 """
 import ast, json, re
 from pathlib import Path
@@ -47,7 +48,8 @@ def module_imports(pkg: Path) -> dict:
 
 
 def upward_imports(graph: dict, layers: dict) -> list:
-    "(module, its layer, imported module, that layer) for every import of a higher layer or of a module no notebook writes."
+    """(module, its layer, imported module, that layer) for every import of a higher layer or of a module no notebook
+    writes."""
     return [(m, layers.get(m), t, layers.get(t)) for m, ts in graph.items() for t in sorted(ts)
             if layers.get(m) is None or layers.get(t) is None or layers[t] > layers[m]]
 
@@ -98,7 +100,8 @@ def test_the_walk_sees_function_level_and_absolute_imports(tmp_path):
 
 def test_layers_come_from_the_notebooks(tmp_path):
     def nb(name, *sources):
-        cells = [{"cell_type": "code", "source": s, "metadata": {}, "outputs": [], "execution_count": None} for s in sources]
+        cells = [{"cell_type": "code", "source": s, "metadata": {}, "outputs": [], "execution_count": None}
+                 for s in sources]
         (tmp_path / name).write_text(json.dumps({"cells": cells}))
     nb("00_base.ipynb", "#| default_exp base", "#| export\nx = 1")
     nb("03_top.ipynb", "#| default_exp top", "#| export light\ny = 2")

@@ -1,8 +1,9 @@
-"""Folders and files users own: evaluate and export into folders that already hold things (nothing lost, what is replaced
-moved to previous-<time>/), refusals with one clear line and exit 2, messages that name the right thing, and resources
-(workers, temporary folders).
+"""Folders and files users own: evaluate and export into folders that already hold things (nothing lost, what is
+replaced moved to previous-<time>/), refusals with one clear line and exit 2, messages that name the right thing, and
+resources (workers, temporary folders).
 
-Each case checks the exit code, the message, no traceback, and the user's folder before and after (a sha256 of every file).
+Each case checks the exit code, the message, no traceback, and the user's folder before and after (a sha256 of every
+file).
 Refusals run `phi_cls.cli.main` in this process (`here`); a subprocess only where the process itself is the point."""
 import hashlib, json, os, shutil
 from pathlib import Path
@@ -206,9 +207,9 @@ def test_evaluate_on_one_class_says_so(tiny_run, rows, tmp_path):
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())["probe"]
     preds = pd.read_csv(tmp_path / "ev" / "probe_baseline_predictions.csv")
     called = int((preds["p(class=1)"] >= m["threshold"]).sum())
-    line = (f"warning: correct.csv has only correct rows (label 0), so balanced accuracy, F1 and AUROC are undefined or "
-            f"trivial on it and the baselines mean nothing. What it shows: accuracy {1 - called / 10:.3f}, {called} of "
-            "10 rows called flawed.")
+    line = ("warning: correct.csv has only correct rows (label 0), so balanced accuracy, F1 and AUROC are undefined "
+            "or trivial on it and the baselines mean nothing. What it shows: accuracy "
+            f"{1 - called / 10:.3f}, {called} of 10 rows called flawed.")
     assert line in proc.stdout.splitlines() and "matches or beats" not in proc.stdout
 
 
@@ -231,11 +232,11 @@ def test_base_model_with_custom_code_is_refused(tiny_run, rows, tmp_path):
 # 6. resources
 
 def test_workers_capped_by_rows_and_cores(tiny_run, rows, tmp_path):
-    "--workers 100000 on 12 rows starts at most 12 (and no more than the cores), says so once, and gives the same output."
+    "--workers 100000 on 12 rows starts at most 12 (no more than the cores), says so once, and gives the same output."
     one = here("predict", "--model", tiny_run / "probe", "--input", rows / "rows.csv", "--output", tmp_path / "one.csv",
                "--workers", "1", "--no-progress")
-    many = here("predict", "--model", tiny_run / "probe", "--input", rows / "rows.csv", "--output", tmp_path / "many.csv",
-                "--workers", "100000", "--no-progress")
+    many = here("predict", "--model", tiny_run / "probe", "--input", rows / "rows.csv",
+                "--output", tmp_path / "many.csv", "--workers", "100000", "--no-progress")
     assert one.returncode == 0 and many.returncode == 0, many.stderr
     assert many.stderr.count("asked for 100000, capped at") == 1, many.stderr
     assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "many.csv").read_bytes()
@@ -243,7 +244,8 @@ def test_workers_capped_by_rows_and_cores(tiny_run, rows, tmp_path):
 
 @pytest.mark.parametrize("n_train, held", [(40, True), (12, False)])
 def test_no_validation_split_holds_out_training_rows(tmp_path, n_train, held):
-    "Data with only train and test files: a seeded part of the training problems fits the decisions, or the run says they are defaults."
+    ("Data with only train and test files: a seeded part of the training problems fits the decisions, or the run says "
+     "they are defaults.")
     from conftest import TINY_FLAGS
     from phi_cls.data import load_champ
     champ = load_champ()
@@ -259,11 +261,13 @@ def test_no_validation_split_holds_out_training_rows(tmp_path, n_train, held):
     if held:
         line = next(x for x in proc.stdout.splitlines() if "has no validation split; held out" in x)
         n = int(line.split("held out ")[1].split()[0])
-        assert card["data"]["rows"]["validation"] == n and card["data"]["rows"]["train"] == min(24, n_train - n)  # --max-train-samples 24
+        rows_used = card["data"]["rows"]
+        assert rows_used["validation"] == n and rows_used["train"] == min(24, n_train - n)  # --max-train-samples 24
         assert "to fit the threshold, temperature and hybrid rule" in line
         assert card["best_epoch"]["probe"] != "last (no held-out validation)"
     else:
-        assert "training rows are too few to hold some out: the threshold (0.5), temperature (1) and hybrid rule are defaults" in proc.stdout
+        assert ("training rows are too few to hold some out: the threshold (0.5), temperature (1) and hybrid rule are "
+                "defaults") in proc.stdout
         assert "validation" not in card["data"]["rows"]
 
 

@@ -1,11 +1,12 @@
-"""CPU inference in worker processes: the same bytes as one process, and a worker that dies fails the job with a message."""
+"""CPU inference in worker processes: the same bytes as one process, and a worker that dies fails the job with a
+message."""
 import os, signal, subprocess, sys, time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import SLOW, REPO
 
 
 @pytest.fixture(scope="module")
@@ -14,8 +15,8 @@ def tiny_artifacts(tmp_path_factory):
     from phi_cls.config import TrainConfig
     from phi_cls.train import run
     out = tmp_path_factory.mktemp("workers") / "run"
-    run(TrainConfig(mode="both", model="tiny", output_dir=str(out), max_train_samples=16, max_eval_samples=4, max_length=96,
-                    batch_size=4, grad_accum=1, epochs=1, progress=False, workers=1))
+    run(TrainConfig(mode="both", model="tiny", output_dir=str(out), max_train_samples=16, max_eval_samples=4,
+                    max_length=96, batch_size=4, grad_accum=1, epochs=1, progress=False, workers=1))
     return out
 
 
@@ -24,8 +25,8 @@ def _rows(n=13):
     from phi_cls.data import load_champ, training_splits
     test = training_splits(load_champ(), max_train_samples=8, max_eval_samples=n - 2, seed=0)[2].to_pandas()
     rows = test[["index", "question", "solution", "label"]]
-    extra = pd.DataFrame({"index": [10_001, 10_002], "question": ["1+1?", "Sum 1..50?"], "solution": ["2", " + ".join(map(str, range(1, 51))) + " = 1275"],
-                          "label": [0, 0]})
+    extra = pd.DataFrame({"index": [10_001, 10_002], "question": ["1+1?", "Sum 1..50?"],
+                          "solution": ["2", " + ".join(map(str, range(1, 51))) + " = 1275"], "label": [0, 0]})
     return pd.concat([rows, extra], ignore_index=True)
 
 
@@ -58,9 +59,11 @@ def _workers_of(pid):
 
 def test_killed_worker_fails_the_job(tiny_artifacts, tmp_path):
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.csv"
-    pd.concat([_rows()] * 40, ignore_index=True).assign(index=lambda d: range(len(d))).to_json(inp, orient="records", lines=True)
-    proc = subprocess.Popen([sys.executable, "-m", "phi_cls.cli", "predict", "--model", tiny_artifacts / "probe", "--input", inp, "--output", out,
-                             "--workers", "2", "--no-progress"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    many = pd.concat([_rows()] * 40, ignore_index=True).assign(index=lambda d: range(len(d)))
+    many.to_json(inp, orient="records", lines=True)
+    proc = subprocess.Popen([sys.executable, "-m", "phi_cls.cli", "predict", "--model", tiny_artifacts / "probe",
+                             "--input", inp, "--output", out, "--workers", "2", "--no-progress"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not (workers := _workers_of(proc.pid)) and proc.poll() is None and time.time() < deadline: time.sleep(0.2)
     assert workers, "no worker process started"
@@ -70,25 +73,33 @@ def test_killed_worker_fails_the_job(tiny_artifacts, tmp_path):
     assert "inference worker" in err and "killed by signal 9" in err, err
     assert not out.exists() and not Path(str(out) + ".tmp").exists()
     time.sleep(1)
-    assert not [p for p in workers[1:] if Path(f"/proc/{p}").exists() and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
+    assert not [p for p in workers[1:]
+                if Path(f"/proc/{p}").exists() and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
 
 
+@SLOW
 def test_script_without_main_guard(tmp_path):
-    "A user's script that starts workers at top level (no `if __name__ == '__main__'`) works: the workers do not re-run it."
+    """A user's script that starts workers at top level (no `if __name__ == '__main__'`) works: the workers do not
+    re-run it."""
     script = tmp_path / "score.py"
-    script.write_text("import torch\nfrom datasets import Dataset\nfrom phi_cls.model import load_tokenizer\nfrom phi_cls.workers import WorkerPool\n"
+    script.write_text("import torch\nfrom datasets import Dataset\nfrom phi_cls.model import load_tokenizer\n"
+                      "from phi_cls.workers import WorkerPool\n"
                       "tok = load_tokenizer('tiny')\nids = [tok('x ' * n)['input_ids'] for n in (3, 40, 9)]\n"
                       "ds = Dataset.from_dict({'input_ids': ids, 'length': [len(i) for i in ids]})\n"
-                      "with WorkerPool(dict(model='tiny', precision='fp32'), 1) as pool: print('rows', len(pool.features(ds, tok.pad_token_id, 2, progress=False)))\n")
+                      "with WorkerPool(dict(model='tiny', precision='fp32'), 1) as pool:\n"
+                      "    print('rows', len(pool.features(ds, tok.pad_token_id, 2, progress=False)))\n")
     proc = subprocess.run([sys.executable, script], capture_output=True, text=True, cwd=tmp_path, timeout=600,
                           env=dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"))
     assert proc.returncode == 0 and proc.stdout.count("rows 3") == 1, proc.stderr[-2000:]
 
 
 def test_import_sets_strict_mkl_reproducibility():
-    "fp32 products must not depend on the thread count, or workers (one thread) would differ from one process in the last bits."
+    """fp32 products must not depend on the thread count, or workers (one thread) would differ from one process in the
+    last bits."""
     code = "import os, phi_cls; print(os.environ['MKL_CBWR'])"
     env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip() == "AUTO,STRICT"
-    mine = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(env, MKL_CBWR="COMPATIBLE"))
+    default = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert default.stdout.strip() == "AUTO,STRICT"
+    mine = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(env, MKL_CBWR="COMPATIBLE"))
     assert mine.stdout.strip() == "COMPATIBLE"  # a value the user set wins

@@ -1,4 +1,5 @@
-"""The embedded evaluation data: the GSM8K minimal-pairs builder and file, and CHAMP's fair (model-written only) composition."""
+"""The embedded evaluation data: the GSM8K minimal-pairs builder and file, and CHAMP's fair (model-written only)
+composition."""
 import gzip, importlib.util, json, subprocess, sys
 
 import pandas as pd
@@ -31,7 +32,8 @@ def _build(out, *extra):
 
 def test_builder_is_deterministic(tmp_path):
     a, b, c = tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.gz", tmp_path / "c.jsonl.gz"
-    for out, seed in ((a, "0"), (b, "0"), (c, "1")): assert _build(out, "--seed", seed, "--problems", "12").returncode == 0
+    for out, seed in ((a, "0"), (b, "0"), (c, "1")):
+        assert _build(out, "--seed", seed, "--problems", "12").returncode == 0
     assert a.read_bytes() == b.read_bytes()
     assert a.read_bytes() != c.read_bytes()  # the seed matters
     rows = [json.loads(l) for l in gzip.open(a, "rt")]
@@ -45,23 +47,27 @@ def test_builder_reads_only_its_input(tmp_path):
 import sys, os
 seen = []
 def hook(event, args):
-    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)): seen.append(os.path.realpath(os.fsdecode(args[0])))
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        seen.append(os.path.realpath(os.fsdecode(args[0])))
 sys.addaudithook(hook)
 sys.argv = ["build", "--input", {str(FIXTURE)!r}, "--out", {str(out)!r}, "--problems", "5"]
 import runpy; runpy.run_path({str(SCRIPT)!r}, run_name="__main__")
-skip = tuple(os.path.realpath(p) for p in {{sys.prefix, sys.base_prefix, sys.exec_prefix}}) + (os.path.realpath({str(SCRIPT)!r}),)
-print("\\n".join("OPENED " + p for p in sorted({{p for p in seen if not p.startswith(skip) and not p.startswith({str(out)!r})}})))
+skip = tuple(os.path.realpath(p) for p in {{sys.prefix, sys.base_prefix, sys.exec_prefix}})
+skip += (os.path.realpath({str(SCRIPT)!r}),)
+mine = sorted({{p for p in seen if not p.startswith(skip) and not p.startswith({str(out)!r})}})
+print("\\n".join("OPENED " + p for p in mine))
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    opened = [l[7:] for l in r.stdout.splitlines() if l.startswith("OPENED ") and not l.endswith((".py", ".pyc", ".so"))]
+    opened = [line[7:] for line in r.stdout.splitlines()
+              if line.startswith("OPENED ") and not line.endswith((".py", ".pyc", ".so"))]
     assert opened == [str(FIXTURE.resolve())], opened
 
 
 def test_builder_refuses_a_test_split(tmp_path):
     (tmp_path / "test.jsonl").write_text(FIXTURE.read_text())
-    r = subprocess.run([sys.executable, str(SCRIPT), "--input", str(tmp_path / "test.jsonl"), "--out", str(tmp_path / "o.gz")],
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, str(SCRIPT), "--input", str(tmp_path / "test.jsonl"), "--out",
+                        str(tmp_path / "o.gz")], capture_output=True, text=True)
     assert r.returncode != 0 and "test split" in r.stderr and not (tmp_path / "o.gz").exists()
 
 
@@ -78,9 +84,11 @@ def test_shipped_file_is_compact_and_balanced(shipped):
     assert (per_problem.split.nunique() == 1).all()  # a pair never straddles splits
     assert shipped.problem_id.str.fullmatch(r"gsm8k-train-\d{5}").all()
     counts = shipped.error_type.value_counts()
-    assert counts["none"] == len(shipped) // 2 and abs(counts["computational"] - counts["conceptual"]) <= 0.1 * counts["none"]
+    assert counts["none"] == len(shipped) // 2
+    assert abs(counts["computational"] - counts["conceptual"]) <= 0.1 * counts["none"]
     assert shipped.groupby("split").problem_id.nunique().to_dict() == {"train": 1400, "validation": 200, "test": 400}
-    assert shipped[shipped.label == 0].changed_line.isna().all() and shipped[shipped.label == 1].changed_line.notna().all()
+    assert shipped[shipped.label == 0].changed_line.isna().all()
+    assert shipped[shipped.label == 1].changed_line.notna().all()
 
 
 def test_computational_rows_change_one_calculation_from_the_changed_line_on(shipped, builder):
@@ -89,7 +97,8 @@ def test_computational_rows_change_one_calculation_from_the_changed_line_on(ship
     for _, r in t.iterrows():
         line, flawed, correct = int(r.changed_line), r.solution.split("\n"), r.solution_correct.split("\n")
         assert flawed[:line - 1] == correct[:line - 1] and flawed[line - 1] != correct[line - 1], r.problem_id
-        assert builder.wrong_lines(r.solution) == [line], r.problem_id  # exactly the changed calculation fails to check out
+        # exactly the changed calculation fails to check out
+        assert builder.wrong_lines(r.solution) == [line], r.problem_id
         assert flawed[-1] != correct[-1]  # the wrong value is carried to the final answer
 
 
@@ -99,7 +108,8 @@ def test_conceptual_rows_state_only_calculations_that_check_out(shipped, builder
     assert len(t) > 500
     for _, r in t.iterrows():
         line, flawed, correct = int(r.changed_line), r.solution.split("\n"), r.solution_correct.split("\n")
-        assert flawed[:line - 1] == correct[:line - 1] and flawed[line - 1] != correct[line - 1] and flawed[-1] != correct[-1]
+        assert flawed[:line - 1] == correct[:line - 1] and flawed[line - 1] != correct[line - 1]
+        assert flawed[-1] != correct[-1]
         calcs = builder.stated_calculations(r.solution)
         assert calcs and all(stated == value for _, _, stated, value in calcs), r.problem_id
         assert check_solution(r.solution) == [], r.problem_id
@@ -109,7 +119,8 @@ def test_conceptual_rows_state_only_calculations_that_check_out(shipped, builder
 def test_stated_calculations_recompute(builder):
     assert builder.wrong_lines("She has 3 x 4 = 12 eggs.\nThen 12 + 5 = 18 eggs.\n#### 18") == [2]
     assert builder.wrong_lines("He pays $60 + $20 = $80.\nSo 28(1/3) = 9 left.") == [2]  # implicit multiplication
-    assert builder.stated_calculations("It is 4/20 of the class and 5 books = 5") == []  # fractions and prose are not claims
+    # fractions and prose are not claims
+    assert builder.stated_calculations("It is 4/20 of the class and 5 books = 5") == []
 
 
 def test_load_gsm8k_pairs_schema():

@@ -1,19 +1,21 @@
-"""The web demo in a real browser: headless Chromium (Debian's, no browser download) driven by Playwright."""
+"""The web demo: in a real browser (headless Chromium, Debian's, no browser download, driven by Playwright), and its
+batch tab's temporary files."""
 import os, shutil, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import REPO, WRONG
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 QUESTION = "A box holds 7 rows of 8 eggs and 2 loose eggs. How many eggs are there?"
 SOLUTION = "There are 7 rows of 8 eggs.\n7 * 8 = 54\nAdding the loose eggs: 54 + 2 = 56.\nThe answer is 56."
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test and .ci/run install it)")
+NO_CHROMIUM = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                 reason="needs Debian's chromium (make test and .ci/run install it)")
 
 
 def _free_port():
@@ -25,9 +27,11 @@ def _free_port():
 @pytest.fixture(scope="module")
 def server(tiny_run, tmp_path_factory):
     port, log = _free_port(), tmp_path_factory.mktemp("serve") / "server.log"
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-    proc = subprocess.Popen([sys.executable, "-m", "phi_cls.cli", "serve", "--model", str(tiny_run / "lora"), "--port", str(port),
-                             "--checker", "--max-upload-mb", "1"], cwd=REPO, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", NO_PROXY="127.0.0.1,localhost",
+               no_proxy="127.0.0.1,localhost")
+    proc = subprocess.Popen([sys.executable, "-m", "phi_cls.cli", "serve", "--model", str(tiny_run / "lora"), "--port",
+                             str(port), "--checker", "--max-upload-mb", "1"], cwd=REPO, env=env, stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT)
     url, deadline = f"http://127.0.0.1:{port}/", time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None: raise AssertionError(f"server exited:\n{log.read_text()[-3000:]}")
@@ -56,6 +60,7 @@ def page(browser, server):
     page.close()
 
 
+@NO_CHROMIUM
 def test_single_solution_with_wrong_calculation(page, tmp_path):
     page.locator("#question textarea").fill(QUESTION)
     page.locator("#solution textarea").fill(SOLUTION)
@@ -72,6 +77,7 @@ def test_single_solution_with_wrong_calculation(page, tmp_path):
     assert (tmp_path / "single.png").stat().st_size > 10_000
 
 
+@NO_CHROMIUM
 def test_empty_fields_answered_in_page(page):
     page.locator("#question textarea").fill("")
     page.locator("#solution textarea").fill("")
@@ -79,9 +85,11 @@ def test_empty_fields_answered_in_page(page):
     page.locator("#verdict").get_by_text("Enter the problem and the solution first.").wait_for(timeout=30_000)
 
 
+@NO_CHROMIUM
 def test_batch_upload_and_download(page, tmp_path):
     data = tmp_path / "batch.csv"
-    pd.DataFrame({"question": [QUESTION, QUESTION], "solution": [SOLUTION, "7 * 8 = 56 and 56 + 2 = 58."], "label": [1, 0]}).to_csv(data, index=False)
+    pd.DataFrame({"question": [QUESTION, QUESTION], "solution": [SOLUTION, "7 * 8 = 56 and 56 + 2 = 58."],
+                  "label": [1, 0]}).to_csv(data, index=False)
     page.get_by_role("tab", name="Batch").click()
     page.locator("#batch-file input[type=file]").set_input_files(str(data))
     page.wait_for_timeout(1000)
@@ -99,6 +107,7 @@ def test_batch_upload_and_download(page, tmp_path):
     page.screenshot(path=str(tmp_path / "batch.png"), full_page=True)
 
 
+@NO_CHROMIUM
 def test_bad_file_answered_in_page(page, tmp_path):
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"text": ["no question here"]}).to_csv(bad, index=False)
@@ -108,3 +117,25 @@ def test_bad_file_answered_in_page(page, tmp_path):
     page.locator("#score").click()
     page.locator("#batch-summary").get_by_text("Cannot score this file").wait_for(timeout=60_000)
     assert "no column 'question'" in page.locator("#batch-summary").inner_text()
+
+
+def test_batch_scorer_cleans_up(tiny_run, tmp_path, monkeypatch):
+    "The batch tab leaves no temporary folders: only the latest result, until Gradio has copied it."
+    import tempfile
+    from phi_cls.predict import load_classifier
+    from phi_cls.serve import BatchScorer
+    clf = load_classifier(tiny_run / "probe")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp")); (tmp_path / "tmp").mkdir()
+    pd.DataFrame({"index": [1, 2, 3], "question": ["What is 7 times 8?", "What is 2 + 2?", "What is 3 * 3?"],
+                  "solution": [WRONG, "2 + 2 = 4", "3 * 3 = 9"], "label": [1, 0, 0]}).to_csv(tmp_path / "in.csv",
+                                                                                             index=False)
+    pd.DataFrame({"text": ["x"]}).to_csv(tmp_path / "bad.csv", index=False)
+    scorer, results = BatchScorer(clf), []
+    for _ in range(3):
+        results.append(scorer(tmp_path / "in.csv"))
+        assert len(list((tmp_path / "tmp").glob("phi_cls-*"))) == 1  # the latest result, until Gradio has copied it
+    assert Path(results[-1]["output"]).exists() and not Path(results[0]["output"]).exists()
+    assert "no column 'question'" in scorer(tmp_path / "bad.csv")["error"]
+    assert not list((tmp_path / "tmp").iterdir())  # a failed request leaves nothing, and the previous result is gone
+    scorer(tmp_path / "in.csv"); scorer.cleanup()
+    assert not list((tmp_path / "tmp").iterdir())
