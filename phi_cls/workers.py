@@ -140,7 +140,7 @@ def _load(spec:dict) -> PhiClassifier:
         backbone = load_backbone(spec["model"], "cpu", "none", spec["precision"], attn)
     if spec.get("artifact"): return restore_classifier(spec["artifact"], backbone)
     if spec.get("lora"):  # adapters trained in the parent and not saved yet: the same wrapping, then their weights
-        clf = PhiClassifier(add_lora(backbone, **spec["lora"]))
+        clf = PhiClassifier(add_lora(backbone, **spec["lora"]), num_labels=spec["state"]["head.weight"].shape[0])
         clf.load_state_dict(spec["state"], strict=False)
         return freeze(clf).eval()
     return PhiClassifier(freeze(backbone)).eval()
