@@ -100,3 +100,6 @@ def test_bad_parameter_stops_at_validation_cell(tmp_path, args, message):
                    and any(o.get("output_type") == "error" for o in c.get("outputs", [])))
     assert "config_from_parameters" in failing.source  # stopped at the validation cell, before any training
     assert not list(tmp_path.glob("*/metrics.json"))
+    # what the cell shows is the one line: papermill's own frames come above it, the notebook's traceback does not
+    cell_part = proc.stderr.split('Exception encountered at "In [', 1)[1].split("\n", 1)[1].strip()
+    assert len(cell_part.splitlines()) == 1 and message in cell_part, cell_part
