@@ -24,8 +24,8 @@ __all__ = ['EMBEDDED', 'TINY', 'POOLINGS', 'ModelError', 'cache_dir', 'embedded_
            'last_token_pool', 'mean_pool', 'decoder_layers', 'resolve_layer', 'layer_states', 'pooled_states',
            'check_features', 'feature_settings', 'init_head', 'PhiClassifier', 'freeze', 'count_parameters',
            'describe_trainable', 'autocast', 'forward_batch_size', 'length_batches', 'is_causal_backbone',
-           'batched_apply', 'extract_features', 'predict_logits', 'NotFiniteError', 'finite_probabilities', 'add_lora',
-           'quiet_peft']
+           'batched_apply', 'extract_features', 'predict_logits', 'NotFiniteError', 'finite_probabilities',
+           'probe_scaling', 'standardize', 'fold_standardization', 'add_lora', 'quiet_peft']
 
 # %% ../nbs/05_model.ipynb #m005
 class ModelError(ValueError):
@@ -424,6 +424,28 @@ def finite_probabilities(probs, step:str):
                              f"(rows {rows[:5].tolist()}{' ...' if len(rows) > 5 else ''}): "
                              "the weights or the inputs hold NaN or inf. Retrain, or use precision='fp32'.")
     return probs
+
+# %% ../nbs/05_model.ipynb #c020
+@torch.no_grad()
+def probe_scaling(train:torch.Tensor) -> tuple:
+    ("(s, u, k) for `standardize` from the training features: per-feature std `s`, unit mean direction `u` of x/s, "
+     "shrink `k`.")
+    s = train.std(0).clamp_min(1e-6)
+    m = (train / s).mean(0)
+    n = m.norm()
+    return s, m / n.clamp_min(1e-12), float((1 - 1 / n).clamp_min(0))  # k = 0 when the mean is already short
+
+def standardize(x:torch.Tensor, s:torch.Tensor, u:torch.Tensor, k:float) -> torch.Tensor:
+    "x / s with its component along `u` scaled by 1 - k: on the training rows, unit spread and mean `u`."
+    z = x / s
+    return z - k * (z @ u)[:, None] * u
+
+@torch.no_grad()
+def fold_standardization(head:torch.nn.Linear, s:torch.Tensor, u:torch.Tensor, k:float) -> torch.nn.Linear:
+    "Turn a bias-free head trained on `standardize(x, s, u, k)` into the same bias-free head on x, in place."
+    s, u = s.to(head.weight), u.to(head.weight)
+    head.weight.sub_(k * torch.outer(head.weight @ u, u)).div_(s)
+    return head
 
 # %% ../nbs/05_model.ipynb #c046
 def add_lora(backbone, r:int=16, alpha:int=32, dropout:float=0.05, gradient_checkpointing:bool=False):

@@ -22,8 +22,9 @@ from .metrics import (PRED_FILES, baseline_metrics, binary_view, class_baseline_
                              shortcut_class_baselines, summary_lines, versus_baselines)
 from .decide import Decision, checker_flagged, combine, combine_classes, fit_decision
 from .hardware import apply_kernels
-from .model import (PhiClassifier, add_lora, context_length, decoder_layers, describe_trainable,
-                           feature_settings, finite_probabilities, freeze, load_backbone, load_tokenizer, resolve_layer)
+from .model import (add_lora, context_length, decoder_layers, describe_trainable, feature_settings,
+                           finite_probabilities, fold_standardization, freeze, load_backbone, load_tokenizer,
+                           PhiClassifier, probe_scaling, resolve_layer, standardize)
 from .artifact import save_classifier
 from .workers import pooled_features, workers_can_pool
 from .runs import (RunCard, check_same_data, data_fingerprint, first_process, last_checkpoint, previous_run,
@@ -34,28 +35,6 @@ from .trainer import (ClassifierTrainer, FeatureDataset, Resolved, best_epoch, e
 
 # %% auto #0
 __all__ = ['ExperimentResult', 'train_probe', 'candidate_layers', 'lora_trainer', 'train_lora', 'prepare_data', 'run']
-
-# %% ../nbs/11_train.ipynb #c020
-@torch.no_grad()
-def _probe_scaling(train:torch.Tensor) -> tuple:
-    ("(s, u, k) for `_standardize` from the training features: per-feature std `s`, unit mean direction `u` of x/s, "
-     "shrink `k`.")
-    s = train.std(0).clamp_min(1e-6)
-    m = (train / s).mean(0)
-    n = m.norm()
-    return s, m / n.clamp_min(1e-12), float((1 - 1 / n).clamp_min(0))  # k = 0 when the mean is already short
-
-def _standardize(x:torch.Tensor, s:torch.Tensor, u:torch.Tensor, k:float) -> torch.Tensor:
-    "x / s with its component along `u` scaled by 1 - k: on the training rows, unit spread and mean `u`."
-    z = x / s
-    return z - k * (z @ u)[:, None] * u
-
-@torch.no_grad()
-def _fold_standardization(head:torch.nn.Linear, s:torch.Tensor, u:torch.Tensor, k:float) -> torch.nn.Linear:
-    "Turn a bias-free head trained on `standardize(x, s, u, k)` into the same bias-free head on x, in place."
-    s, u = s.to(head.weight), u.to(head.weight)
-    head.weight.sub_(k * torch.outer(head.weight @ u, u)).div_(s)
-    return head
 
 # %% ../nbs/11_train.ipynb #c037
 @dataclass(frozen=True)
@@ -113,8 +92,8 @@ def _fit_probe(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, output_d
               resume_from:str|None=None) -> ClassifierTrainer:
     ("Train `clf`'s head on standardized features `raw` (per split), then fold the standardization into it; the "
      "Trainer comes back.")
-    scaling = _probe_scaling(raw["train"])
-    feats = {k: _standardize(f, *scaling) for k, f in raw.items()}  # the head trains on standardized features
+    scaling = probe_scaling(raw["train"])
+    feats = {k: standardize(f, *scaling) for k, f in raw.items()}  # the head trains on standardized features
     trainer = ClassifierTrainer(
         model=clf, args=training_args(cfg, output_dir, res, "fp32", "validation" in feats, by_length=False),
         train_dataset=FeatureDataset(feats["train"], data["train"]["labels"]), data_collator=Collator(0),
@@ -123,7 +102,7 @@ def _fit_probe(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, output_d
         compute_metrics=eval_accuracy, class_weights=loss_weights(cfg, data["train"]["labels"]))
     trainer.train(resume_from_checkpoint=resume_from)
     clf.eval()
-    _fold_standardization(clf.head, *scaling)  # now a plain bias-free linear head on raw pooled states
+    fold_standardization(clf.head, *scaling)  # now a plain bias-free linear head on raw pooled states
     return trainer
 
 # %% ../nbs/11_train.ipynb #l302
