@@ -55,7 +55,7 @@ def test_run_card_records_cpu_4bit_and_8bit_optimizer(q4):
     assert "test / low-memory mode" in res["note"] and res["bitsandbytes"] == phi_cls.hardware.bitsandbytes_version()
     resolved = json.loads((q4 / "config.json").read_text())["resolved"]
     assert {k: v for k, v in res.items() if k not in ("inference_workers", "kernels")} == resolved  # + what ran
-    assert list(resolved)[-2:] == ["bitsandbytes", "note"]  # new keys last: existing ones keep their place
+    assert list(resolved)[-4:] == ["bitsandbytes", "note", "gradient_checkpointing", "memory"]  # new keys last
     assert all(json.loads((q4 / k / "classifier.json").read_text())["quantize"] == "4bit" for k in PRED_FILES)
     assert resolve(TrainConfig(model="tiny", quantize="none", **SMALL)).note is None
 
