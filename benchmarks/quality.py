@@ -194,21 +194,26 @@ def types_markdown(df:pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _finished_metrics(a, s:dict, name:str) -> dict:
+    "metrics.json of the run with settings `s`: trained now, or (with --from-runs) read from its finished folder."
+    if not a.from_runs:
+        from phi_cls.config import TrainConfig
+        from phi_cls.train import run
+        print(f"quality: {name}: phi-cls train with {s}", flush=True)
+        run(TrainConfig(**s))
+    run_dir = Path(s["output_dir"])
+    if not (run_dir / "metrics.json").exists():
+        raise SystemExit(f"quality: {run_dir} holds no finished run (no metrics.json); run without --from-runs.")
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
 def main_types(a):
     "The --types table: a labels=types run and a binary run on the same rows."
     found, notes = {}, []
     for labels in ("types", "binary"):
         s = types_settings(a, labels)
-        if not a.from_runs:
-            from phi_cls.config import TrainConfig
-            from phi_cls.train import run
-            print(f"quality: gsm8k-pairs, labels={labels}: phi-cls train with {s}", flush=True)
-            run(TrainConfig(**s))
-        run_dir = Path(s["output_dir"])
-        if not (run_dir / "metrics.json").exists():
-            raise SystemExit(f"quality: {run_dir} holds no finished run (no metrics.json); run without --from-runs.")
-        found[labels] = json.loads((run_dir / "metrics.json").read_text())
-        notes.append(_note(run_dir, f"gsm8k-pairs, labels={labels}", found[labels]))
+        found[labels] = _finished_metrics(a, s, f"gsm8k-pairs, labels={labels}")
+        notes.append(_note(Path(s["output_dir"]), f"gsm8k-pairs, labels={labels}", found[labels]))
     df = types_frame(found["types"], found["binary"])
     md, table = types_markdown(df), a.table or str(HERE / "quality_types")
     print(md)
@@ -226,17 +231,9 @@ def main(argv=None):
     rows, notes = [], []
     for data in a.data:
         s = settings(a, data)
-        if not a.from_runs:
-            from phi_cls.config import TrainConfig
-            from phi_cls.train import run
-            print(f"quality: {data}: phi-cls train with {s}", flush=True)
-            run(TrainConfig(**s))
-        run_dir = Path(s["output_dir"])
-        if not (run_dir / "metrics.json").exists():
-            raise SystemExit(f"quality: {run_dir} holds no finished run (no metrics.json); run without --from-runs.")
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+        metrics = _finished_metrics(a, s, data)
         rows += signal_rows(metrics, data)
-        notes.append(_note(run_dir, data, metrics))
+        notes.append(_note(Path(s["output_dir"]), data, metrics))
     md = markdown(rows)
     print(md)
     Path(a.table).parent.mkdir(parents=True, exist_ok=True)
