@@ -16,11 +16,13 @@ if TYPE_CHECKING:  # torch and datasets load when first used: the run folder and
     from datasets import Dataset, DatasetDict
 
 # %% auto #0
-__all__ = ['PROMPT', 'SPLITS', 'EMBEDDED', 'build_prompt', 'DataError', 'class_labels', 'validate_frame', 'table_path',
-           'read_table', 'load_data', 'iter_table', 'WriteError', 'is_write_failure', 'write_error', 'atomic_write',
-           'write_json', 'write_csv', 'zip_run', 'TableWriter', 'champ_file', 'champ_rows', 'split_problems',
-           'load_champ', 'gsm8k_pairs_file', 'load_gsm8k_pairs', 'load_embedded', 'check_leakage', 'check_classes',
-           'training_splits', 'hold_out_validation', 'fit_lengths', 'PromptEncoder', 'tokenize', 'Collator']
+__all__ = ['PROMPT', 'SPLITS', 'STEP_SEPARATORS', 'STEP_FORMATS', 'EMBEDDED', 'build_prompt', 'DataError', 'class_labels',
+           'check_separator', 'step_spans', 'step_at', 'check_first_error_step', 'step_format', 'read_step_format',
+           'validate_frame', 'table_path', 'read_table', 'load_data', 'iter_table', 'WriteError', 'is_write_failure',
+           'write_error', 'atomic_write', 'write_json', 'write_csv', 'zip_run', 'TableWriter', 'champ_file',
+           'champ_rows', 'split_problems', 'load_champ', 'gsm8k_pairs_file', 'load_gsm8k_pairs', 'load_embedded',
+           'check_leakage', 'check_classes', 'training_splits', 'hold_out_validation', 'fit_lengths', 'PromptEncoder',
+           'tokenize', 'Collator']
 
 # %% ../nbs/00_data.ipynb #c006
 PROMPT = ("Analyze the following mathematical problem and solution to determine if the solution is correct or flawed."
@@ -73,13 +75,114 @@ def class_labels(df:pd.DataFrame, classes:tuple, where:str) -> pd.DataFrame:
                         f"(or their numbers 0-{len(classes) - 1}); fix those rows or choose other labels.")
     return df.assign(label=ids.astype("int64"))
 
+# %% ../nbs/00_data.ipynb #st02
+STEP_SEPARATORS = ("line", "blank")  # a step per non-empty line; a step per paragraph (blank lines between)
+
+def check_separator(separator:str) -> str:
+    if separator not in STEP_SEPARATORS:
+        raise DataError(f"step_separator={separator!r} is not one of {', '.join(STEP_SEPARATORS)}: 'line' makes every "
+                        "non-empty line a step, 'blank' every paragraph (steps separated by a blank line).")
+    return separator
+
+def step_spans(solution:str, separator:str="line") -> list:
+    "(start, end) character spans of the steps of `solution`, without the spaces around them."
+    check_separator(separator)
+    spans, at, gap = [], 0, True
+    for line in solution.split("\n"):
+        if line.strip():
+            start, end = at + len(line) - len(line.lstrip()), at + len(line.rstrip())
+            if separator == "blank" and not gap: spans[-1] = (spans[-1][0], end)
+            else: spans.append((start, end))
+        gap = not line.strip()
+        at += len(line) + 1
+    return spans
+
+def step_at(spans:list, char:int) -> int|None:
+    "The step holding character `char` (one in a separator belongs to the next step); None past the last step."
+    return next((i for i, (_, end) in enumerate(spans) if char < end), None)
+
+# %% ../nbs/00_data.ipynb #st05
+def _step_counts(df:pd.DataFrame, separator:str) -> pd.Series:
+    return df["solution"].map(lambda s: len(step_spans(s, separator)) if isinstance(s, str) else 0)
+
+def check_first_error_step(df:pd.DataFrame, where:str, separator:str="line") -> pd.DataFrame:
+    "`df` with `first_error_step` as nullable whole numbers, checked against the steps and the labels; else `DataError`."
+    col, values = "first_error_step", df["first_error_step"]
+    num = pd.to_numeric(values, errors="coerce")
+    if (bad := values.notna() & ~(num.notna() & (num % 1 == 0) & (num >= -1))).any():
+        raise DataError(f"{where}, column '{col}' is not a whole number from -1 up in {_count(bad)}: "
+                        f"{_examples(df, bad, col)}. Use the 0-based index of the first wrong step, -1 when none is wrong.")
+    n = _step_counts(df, separator)
+    if (bad := num >= n).any():
+        shown = df.assign(**{col: [f"{v:g} of {k} steps" for v, k in zip(num, n)]})
+        raise DataError(f"{where}, column '{col}' points past the last step in {_count(bad)}: {_examples(shown, bad, col)} "
+                        f"(steps split with step_separator={separator!r}). Steps count from 0; "
+                        "use step_separator='blank' if the steps are paragraphs.")
+    if "label" in df:
+        flawed = pd.to_numeric(df["label"], errors="coerce") > 0
+        if (bad := (flawed & (num == -1)) | (~flawed & (num >= 0))).any():
+            raise DataError(f"{where}, columns 'label' and '{col}' disagree in {_count(bad)}: "
+                            f"{_examples(df, bad, col)}. A correct row (label 0) has first_error_step -1; "
+                            "a flawed one the index of its first wrong step (or nothing).")
+        num = num.where(flawed | num.notna(), -1)
+    return df.assign(**{col: num.astype("Int64")})
+
+# %% ../nbs/00_data.ipynb #st08
+STEP_FORMATS = {"ProcessBench": ("problem", "steps", "label"), "TRL stepwise": ("prompt", "completions", "labels")}
+
+def _step_list(v) -> list|None:
+    if isinstance(v, str):
+        try: v = json.loads(v)
+        except ValueError: return None
+    return list(v) if isinstance(v, (list, tuple, np.ndarray)) else None
+
+def _joined(steps:list, separator:str) -> str|None:
+    "The steps as one solution, or None if a step is empty, not text, or holds the separator."
+    if not steps or any(not isinstance(s, str) or not s.strip() or (separator == "line" and "\n" in s.strip())
+                        or len(step_spans(s, "blank")) > 1 for s in steps): return None
+    return ("\n" if separator == "line" else "\n\n").join(s.strip() for s in steps)
+
+def _first_false(flags) -> int|None:
+    flags = _step_list(flags)
+    if flags is None or not all(isinstance(f, (bool, np.bool_)) for f in flags): return None
+    return next((i for i, f in enumerate(flags) if not f), -1)
+
+# %% ../nbs/00_data.ipynb #st09
+def step_format(df:pd.DataFrame) -> str|None:
+    "Which of `STEP_FORMATS` a frame is in (None: the usual question / solution columns)."
+    if "question" in df or "solution" in df: return None
+    return next((name for name, cols in STEP_FORMATS.items() if all(c in df for c in cols[:2])), None)
+
+def read_step_format(df:pd.DataFrame, where:str, separator:str="line") -> pd.DataFrame:
+    "A ProcessBench or TRL stepwise frame as question, solution, label and first_error_step; other frames unchanged."
+    name = step_format(df)
+    if name is None: return df
+    q, steps_col, labels_col = STEP_FORMATS[name]
+    steps = df[steps_col].map(_step_list)
+    solution = [None if s is None else _joined(s, separator) for s in steps]
+    if (bad := pd.Series([s is None for s in solution], index=df.index)).any():
+        raise DataError(f"{where} ({name} format), column '{steps_col}' is not a list of non-empty steps, or a step holds "
+                        f"a line break, in {_count(bad)}: {_examples(df, bad, steps_col)}. Give each step as one string; "
+                        "for steps of several lines use step_separator='blank'.")
+    if name == "ProcessBench": first = pd.to_numeric(df[labels_col], errors="coerce") if labels_col in df else None
+    else:
+        first = df[labels_col].map(_first_false) if labels_col in df else None
+        lengths = df[labels_col].map(lambda v: len(_step_list(v) or [])) if labels_col in df else None
+        if first is not None and (bad := first.isna() | (lengths != steps.map(len))).any():
+            raise DataError(f"{where} ({name} format), column '{labels_col}' is not a list of true/false, one per step "
+                            f"of '{steps_col}', in {_count(bad)}: {_examples(df, bad, labels_col)}.")
+    out = df.drop(columns=[c for c in (q, steps_col, labels_col) if c in df]).assign(question=df[q], solution=solution)
+    if first is None: return out
+    return out.assign(first_error_step=first, label=(first.fillna(0) >= 0).astype("int64").where(first.notna()))
+
 # %% ../nbs/00_data.ipynb #c0b10cb
 def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_required:bool=True,
-                   classes:tuple|None=None) -> pd.DataFrame:
+                   classes:tuple|None=None, step_separator:str="line") -> pd.DataFrame:
     ("Check one split or input file (columns, labels, texts, index) and return it with clean dtypes; "
      "raise `DataError` otherwise.")
     where = f"{source}, split '{split}'" if split else str(source)
     if "_row" not in df: df = df.assign(_row=np.arange(len(df)))
+    df = read_step_format(df, where, step_separator)
     if len(df) == 0: raise DataError(f"{where} has no rows. Every split needs at least one example.")
     missing = [c for c in ("question", "solution", "label") if c not in df and (c != "label" or label_required)]
     if missing:
@@ -104,7 +207,8 @@ def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_requi
         raise DataError(f"{where}, column 'index' repeats in {_count(bad)}: {_examples(df, bad, 'index')}. "
                         "Each row needs its own index, which names it in the predictions file.")
     df = df.assign(index=pd.to_numeric(df["index"]).astype("int64"))
-    return df.assign(label=pd.to_numeric(df["label"]).astype("int64")) if "label" in df else df
+    if "label" in df: df = df.assign(label=pd.to_numeric(df["label"]).astype("int64"))
+    return check_first_error_step(df, where, step_separator) if "first_error_step" in df else df
 
 # %% ../nbs/00_data.ipynb #c011a
 def _index_mask(values:pd.Series) -> pd.Series:
@@ -158,7 +262,23 @@ def _jsonl_chunks(path, chunk_rows:int):
 # %% ../nbs/00_data.ipynb #c014
 def _read_csv(path, chunk_rows:int|None=None): return pd.read_csv(path, chunksize=chunk_rows, **_csv_options(path))
 
+def _json_array(path) -> pd.DataFrame|None:
+    "A .json file holding one JSON array of objects (as ProcessBench ships its splits); None for JSON lines."
+    if str(path) == "-" or Path(path).suffix.lower() != ".json": return None
+    with open(path, encoding="utf-8") as f: head = f.read(4096).lstrip()
+    if not head.startswith("["): return None
+    try: rows = json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise DataError(f"{path}: not valid JSON ({getattr(e, 'msg', e)} at line {getattr(e, 'lineno', '?')}). "
+                        "A .json file is one array of objects, or one object per line.") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise DataError(f"{path}: a JSON array whose items are not all objects. Each item is one row, such as "
+                        "{\"problem\": \"...\", \"steps\": [\"...\"], \"label\": -1}.")
+    return pd.DataFrame(rows)
+
 def _read_jsonl(path, chunk_rows:int|None=None):
+    if (df := _json_array(path)) is not None:
+        return df if chunk_rows is None else (df.iloc[i:i + chunk_rows] for i in range(0, len(df), chunk_rows))
     if chunk_rows is not None: return _jsonl_chunks(path, chunk_rows)
     with open(path, encoding="utf-8") as f: return _jsonl_frame(f.readlines(), 1, str(path))
 
@@ -225,9 +345,9 @@ def _frames_from_path(path:Path, split_column:str) -> dict:
 EMBEDDED = ("champ", "champ-all", "gsm8k-pairs")  # names of the data shipped with phi_cls
 
 def load_data(source:str|Path="champ", split_column:str="split", required:tuple=("train", "test"),
-              classes:tuple|None=None) -> DatasetDict:
+              classes:tuple|None=None, step_separator:str="line") -> DatasetDict:
     "Load and validate a DatasetDict from a save_to_disk folder, CSV/JSONL/Parquet file(s), or an `EMBEDDED` name."
-    if str(source) in EMBEDDED: return load_embedded(str(source), classes=classes)
+    if str(source) in EMBEDDED: return load_embedded(str(source), classes=classes, step_separator=step_separator)
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"data path '{source}' does not exist. Pass a DatasetDict.save_to_disk folder, "
@@ -242,8 +362,8 @@ def load_data(source:str|Path="champ", split_column:str="split", required:tuple=
                         f"Splits needed: {list(required)}.")
     out = {}
     for split in [s for s in SPLITS if s in frames]:
-        df = validate_frame(*frames[split], split=split, classes=classes).drop(columns=["_row", split_column],
-                                                                              errors="ignore")
+        df = validate_frame(*frames[split], split=split, classes=classes, step_separator=step_separator)
+        df = df.drop(columns=["_row", split_column], errors="ignore")
         from datasets import Dataset
         out[split] = Dataset.from_pandas(df, preserve_index=False)
     from datasets import DatasetDict
@@ -455,7 +575,11 @@ def champ_file() -> Path:
 
 def _strip(text:str) -> str: return text.replace("@@", "")
 
-def champ_rows(path:Path|None=None) -> pd.DataFrame:
+def _first_error(text:str, char, separator:str) -> int:
+    "The step holding character `char` of `text` (-1 for None: no error marked)."
+    return -1 if char is None or pd.isna(char) else step_at(step_spans(text, separator), int(char))
+
+def champ_rows(path:Path|None=None, step_separator:str="line") -> pd.DataFrame:
     ("CHAMP as one row per (problem, solution): reference solutions labelled 0, "
      "annotated model solutions 1 if a mistake is marked.")
     problems = json.loads(Path(path or champ_file()).read_text())["problems"]
@@ -464,10 +588,11 @@ def champ_rows(path:Path|None=None) -> pd.DataFrame:
         p = problems[pid]
         common = dict(problem_id=pid, category=p["category"], question=_strip(p["_raw_text"]))
         steps = "\n".join(_strip(s["_raw_text"]) for s in p["solution"]["steps"])
-        rows.append(dict(common, solution=steps, label=0, source="reference"))
+        rows.append(dict(common, solution=steps, label=0, source="reference", first_error_step=-1))
         for name in sorted(p["fws_annotations"]):
             a = p["fws_annotations"][name]
-            rows.append(dict(common, solution=a["text"], label=int(a["start_idx"] is not None), source=name))
+            rows.append(dict(common, solution=a["text"], label=int(a["start_idx"] is not None), source=name,
+                             first_error_step=_first_error(a["text"], a["start_idx"], step_separator)))
     return pd.DataFrame(rows).assign(index=lambda d: np.arange(len(d)))
 
 # %% ../nbs/00_data.ipynb #c025
@@ -481,10 +606,10 @@ def split_problems(problems:pd.DataFrame, fractions=(0.7, 0.1, 0.2), seed:int=0)
         for i, pid in enumerate(ids): assignment[pid] = SPLITS[0 if i < n_train else 1 if i < n_train + n_val else 2]
     return assignment
 
-def load_champ(seed:int=0, models_only:bool=True) -> DatasetDict:
+def load_champ(seed:int=0, models_only:bool=True, step_separator:str="line") -> DatasetDict:
     ("The embedded CHAMP data split train/validation/test by problem: model-written solutions only, "
      "or with the references.")
-    df = champ_rows()
+    df = champ_rows(step_separator=step_separator)
     split = df.problem_id.map(split_problems(df, seed=seed))
     keep = (df.source != "reference") if models_only else pd.Series(True, index=df.index)
     from datasets import Dataset, DatasetDict
@@ -496,7 +621,11 @@ def gsm8k_pairs_file() -> Path:
     "The embedded GSM8K minimal pairs file inside the package."
     return Path(str(importlib.resources.files("phi_cls"))) / "embedded" / "gsm8k_pairs.jsonl.gz"
 
-def load_gsm8k_pairs(classes:tuple|None=None) -> DatasetDict:
+def _line_start(text:str, line) -> int|None:
+    "Where 1-based line `line` of `text` starts (None for a missing line number)."
+    return None if pd.isna(line) else sum(len(s) + 1 for s in text.split("\n")[:int(line) - 1])
+
+def load_gsm8k_pairs(classes:tuple|None=None, step_separator:str="line") -> DatasetDict:
     "The embedded GSM8K minimal pairs as a DatasetDict; a problem's correct and flawed solutions share a split."
     path = gsm8k_pairs_file()
     if not path.exists():
@@ -504,17 +633,19 @@ def load_gsm8k_pairs(classes:tuple|None=None) -> DatasetDict:
                         "(see phi_cls/embedded/README.md).")
     df = pd.read_json(path, lines=True, dtype=False, compression="gzip")
     df = df.assign(changed_line=lambda d: d.changed_line.astype("Int64"))
-    frames = {s: validate_frame(df[df.split == s].reset_index(drop=True), str(path), s, classes=classes)
+    df["first_error_step"] = [_first_error(t, _line_start(t, n), step_separator) for t, n in zip(df.solution, df.changed_line)]
+    frames = {s: validate_frame(df[df.split == s].reset_index(drop=True), str(path), s, classes=classes,
+                                step_separator=step_separator)
               for s in SPLITS}
     from datasets import Dataset, DatasetDict
     return DatasetDict({s: Dataset.from_pandas(f.drop(columns=["_row", "split"]), preserve_index=False)
                         for s, f in frames.items()})
 
-def load_embedded(name:str, seed:int=0, classes:tuple|None=None) -> DatasetDict:
+def load_embedded(name:str, seed:int=0, classes:tuple|None=None, step_separator:str="line") -> DatasetDict:
     "One of the `EMBEDDED` data sets by name (with `classes`, labelled with their numbers)."
-    if name == "gsm8k-pairs": return load_gsm8k_pairs(classes)
+    if name == "gsm8k-pairs": return load_gsm8k_pairs(classes, step_separator)
     if name in ("champ", "champ-all"):
-        dd = load_champ(seed, models_only=name == "champ")
+        dd = load_champ(seed, models_only=name == "champ", step_separator=step_separator)
         if not classes or len(classes) <= 2: return dd
         from datasets import Dataset, DatasetDict
         return DatasetDict({s: Dataset.from_pandas(class_labels(d.to_pandas(), classes, f"{name}, split '{s}'"),
