@@ -106,16 +106,18 @@ def _step_counts(df:pd.DataFrame, separator:str) -> pd.Series:
     return df["solution"].map(lambda s: len(step_spans(s, separator)) if isinstance(s, str) else 0)
 
 def check_first_error_step(df:pd.DataFrame, where:str, separator:str="line") -> pd.DataFrame:
-    "`df` with `first_error_step` as nullable whole numbers, checked against the steps and the labels; else `DataError`."
+    "`df` with `first_error_step` as nullable whole numbers, checked against steps and labels; else `DataError`."
     col, values = "first_error_step", df["first_error_step"]
     num = pd.to_numeric(values, errors="coerce")
     if (bad := values.notna() & ~(num.notna() & (num % 1 == 0) & (num >= -1))).any():
         raise DataError(f"{where}, column '{col}' is not a whole number from -1 up in {_count(bad)}: "
-                        f"{_examples(df, bad, col)}. Use the 0-based index of the first wrong step, -1 when none is wrong.")
+                        f"{_examples(df, bad, col)}. Use the 0-based index of the first wrong step, "
+                        "-1 when none is wrong.")
     n = _step_counts(df, separator)
     if (bad := num >= n).any():
         shown = df.assign(**{col: [f"{v:g} of {k} steps" for v, k in zip(num, n)]})
-        raise DataError(f"{where}, column '{col}' points past the last step in {_count(bad)}: {_examples(shown, bad, col)} "
+        raise DataError(f"{where}, column '{col}' points past the last step in {_count(bad)}: "
+                        f"{_examples(shown, bad, col)} "
                         f"(steps split with step_separator={separator!r}). Steps count from 0; "
                         "use step_separator='blank' if the steps are paragraphs.")
     if "label" in df:
@@ -161,8 +163,9 @@ def read_step_format(df:pd.DataFrame, where:str, separator:str="line") -> pd.Dat
     steps = df[steps_col].map(_step_list)
     solution = [None if s is None else _joined(s, separator) for s in steps]
     if (bad := pd.Series([s is None for s in solution], index=df.index)).any():
-        raise DataError(f"{where} ({name} format), column '{steps_col}' is not a list of non-empty steps, or a step holds "
-                        f"a line break, in {_count(bad)}: {_examples(df, bad, steps_col)}. Give each step as one string; "
+        raise DataError(f"{where} ({name} format), column '{steps_col}' is not a list of non-empty steps, or a step "
+                        f"holds a line break, in {_count(bad)}: {_examples(df, bad, steps_col)}. "
+                        "Give each step as one string; "
                         "for steps of several lines use step_separator='blank'.")
     if name == "ProcessBench": first = pd.to_numeric(df[labels_col], errors="coerce") if labels_col in df else None
     else:
@@ -633,7 +636,8 @@ def load_gsm8k_pairs(classes:tuple|None=None, step_separator:str="line") -> Data
                         "(see phi_cls/embedded/README.md).")
     df = pd.read_json(path, lines=True, dtype=False, compression="gzip")
     df = df.assign(changed_line=lambda d: d.changed_line.astype("Int64"))
-    df["first_error_step"] = [_first_error(t, _line_start(t, n), step_separator) for t, n in zip(df.solution, df.changed_line)]
+    df["first_error_step"] = [_first_error(t, _line_start(t, n), step_separator)
+                              for t, n in zip(df.solution, df.changed_line)]
     frames = {s: validate_frame(df[df.split == s].reset_index(drop=True), str(path), s, classes=classes,
                                 step_separator=step_separator)
               for s in SPLITS}
