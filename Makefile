@@ -46,9 +46,11 @@ levers: install
 # test splits of gsm8k-pairs and CHAMP, embedded backbone (about 25 minutes on 2 idle CPU cores); writes benchmarks/quality.{md,csv}.
 # Then three classes (correct / computational / conceptual) on gsm8k-pairs beside the same binary run, at a small size
 # (about 15 minutes on 2 busy cores); writes benchmarks/quality_types.{md,csv}.
+# Then the first wrong step (ProcessBench's F1) on both test splits; writes benchmarks/quality_steps.{md,csv}.
 quality: install
 	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/quality.py --types
+	$(BIN)/python benchmarks/quality.py --steps
 
 bench: install
 	$(BIN)/python benchmarks/bench.py --out benchmarks/results.json

@@ -15,6 +15,11 @@ temperature, hybrid rule) is chosen on validation, and only the test rows are re
 conceptual) and the same run with two classes, at the size in TYPES (about 15 minutes on 2 busy CPU cores), into
 outputs/quality/types/{types,binary}/; it writes benchmarks/quality_types.{md,csv}: per signal the K-class metrics,
 its binary view (correct against any error) and the binary run's figures on the same rows.
+
+`--steps` measures where a solution first goes wrong (ProcessBench's scores: accuracy on flawed rows (exact first wrong
+step), accuracy on correct rows, F1 of the two) on both datasets' test splits at the size in STEPS: checker, probe,
+LoRA and hybrids beside the trivial baselines, and the checker's localisation (of the rows it flags, is its step the
+first wrong one, later, or earlier); into outputs/quality/steps/<data>/, writing benchmarks/quality_steps.{md,csv}.
 """
 import argparse, json, platform, subprocess, sys, time
 from pathlib import Path
@@ -33,6 +38,10 @@ NAMES = {"probe": "probe", "lora": "LoRA"}
 # seeded samples of 100 validation and 100 test rows, 192 tokens, one epoch; small so that both runs take minutes on
 # 2 CPU cores (chosen for time, not for quality)
 TYPES = dict(data="gsm8k-pairs", max_train_samples=64, max_eval_samples=100, max_length=192, epochs=1)
+# --steps: the step head on both datasets, a step per line; seeded samples of 100 validation and 100 test rows (CHAMP:
+# all of its 54 and 108), 96 training rows, one epoch, chosen for time (minutes per run on 2 CPU cores), not quality
+STEPS = {"gsm8k-pairs": dict(max_train_samples=96, max_eval_samples=100, max_length=256, epochs=1),
+         "champ": dict(max_train_samples=96, max_eval_samples=108, max_length=512, epochs=1)}
 
 
 def parse(argv=None):
@@ -48,6 +57,9 @@ def parse(argv=None):
     p.add_argument("--types", action="store_true",
                    help="three classes (labels=types) on gsm8k-pairs beside the same run with two; "
                         "writes benchmarks/quality_types.{md,csv} unless --table is given")
+    p.add_argument("--steps", action="store_true",
+                   help="the first wrong step (ProcessBench's F1) on both datasets; "
+                        "writes benchmarks/quality_steps.{md,csv} unless --table is given")
     p.add_argument("--from-runs", action="store_true",
                    help="train nothing: build the table from the finished run folders in --out-dir")
     return p.parse_args(argv)
@@ -224,9 +236,81 @@ def main_types(a):
     print(f"quality: wrote {table}.md and {table}.csv")
 
 
+def steps_settings(a, data:str) -> dict:
+    "The TrainConfig fields of the --steps run on `data`."
+    s = dict(COMMON, **STEPS[data], data=data, steps=True, model=a.model,
+             output_dir=str(Path(a.out_dir) / "steps" / data), overwrite=True)
+    for k in ("max_train_samples", "max_eval_samples", "max_length", "epochs"):
+        if getattr(a, k) is not None: s[k] = getattr(a, k)
+    return s
+
+
+STEP_ORDER = ("always -1", "last step", "random step", "checker", "classifier", "hybrid")
+
+
+def steps_rows(metrics:dict, data:str) -> list:
+    "One row per signal of a --steps run: the baselines and the checker once, then each classifier and its hybrid."
+    rows, modes = [], [mode for mode in NAMES if "steps" in metrics.get(mode, {})]
+    for i, mode in enumerate(modes):
+        for name in STEP_ORDER:
+            m = metrics[mode]["steps"].get(name)
+            if m is None or (i > 0 and name not in ("classifier", "hybrid")): continue
+            rule = f"; {m['rule']}" if m.get("rule") else ""
+            shown = {"classifier": NAMES[mode], "hybrid": f"hybrid ({NAMES[mode]}{rule})"}.get(name, name)
+            rows.append(dict(data=data, signal=shown, **{k: m.get(k) for k in ("n_flawed", "n_correct", "acc_flawed",
+                                                                               "acc_correct", "f1")},
+                             **{f"{k}_{e}": ((m.get("intervals") or {}).get(k) or [None, None])[j]
+                                for k in ("acc_flawed", "acc_correct", "f1") for j, e in enumerate(("low", "high"))}))
+    return rows
+
+
+def steps_markdown(df:pd.DataFrame) -> str:
+    "The step table as markdown, each score with its 95% interval."
+    ci = lambda r, k: ("-" if pd.isna(r[k]) else f"{r[k]:.3f} ({r[k + '_low']:.2f}-{r[k + '_high']:.2f})"
+                       if pd.notna(r[k + "_low"]) else f"{r[k]:.3f}")
+    lines = ["| data | signal | flawed rows: exact step (95% CI) | correct rows: -1 (95% CI) | F1 (95% CI) |",
+             "|---|---|---|---|---|"]
+    for _, r in df.iterrows():
+        lines.append(f"| {r['data']} | {r['signal']} | {ci(r, 'acc_flawed')} | {ci(r, 'acc_correct')} | "
+                     f"{ci(r, 'f1')} |")
+    return "\n".join(lines)
+
+
+def localisation_line(run_dir:Path, data:str) -> str:
+    "Of the test rows the checker flags: how often its step is the first wrong one, later, or earlier."
+    from phi_cls.steps import localisation
+    found = sorted(run_dir.glob("*_steps.csv"))
+    if not found: return f"- {data}: no steps file"
+    df = pd.read_csv(found[0])
+    if "checker_step" not in df: return f"- {data}: the checker did not run"
+    loc = localisation(df["true_first_error_step"], df["checker_step"])
+    return f"- {data}: {json.dumps(loc)}"
+
+
+def main_steps(a):
+    "The --steps table: step scores of every signal on both datasets, and the checker's localisation."
+    rows, notes, located = [], [], []
+    for data in a.data:
+        s = steps_settings(a, data)
+        metrics = _finished_metrics(a, s, f"{data}, steps")
+        rows += steps_rows(metrics, data)
+        notes.append(_note(Path(s["output_dir"]), data, metrics))
+        located.append(localisation_line(Path(s["output_dir"]), data))
+    df, table = pd.DataFrame(rows), a.table or str(HERE / "quality_steps")
+    md = steps_markdown(df)
+    print(md)
+    df.to_csv(f"{table}.csv", index=False)
+    title = (f"# The first wrong step on the test splits (`make quality`; table built {time.strftime('%Y-%m-%d')}, "
+             f"commit {_commit()}; {_machine()})")
+    Path(f"{table}.md").write_text(f"{title}\n\n{md}\n\nThe checker's localisation (test rows it flags):\n"
+                                   + "\n".join(located) + "\n\nRuns:\n" + "\n".join(notes) + "\n")
+    print(f"quality: wrote {table}.md and {table}.csv")
+
+
 def main(argv=None):
     a = parse(argv)
     if a.types: return main_types(a)
+    if a.steps: return main_steps(a)
     a.table = a.table or str(HERE / "quality")
     rows, notes = [], []
     for data in a.data:
