@@ -18,7 +18,7 @@ __all__ = ['IGNORE', 'STEP_SCORES', 'STEP_RULES', 'step_targets', 'first_error_f
            'step_baselines', 'score_steps', 'checker_steps', 'localisation', 'StepDecision', 'combine_steps',
            'fit_step_decision', 'step_table']
 
-# %% ../nbs/03_steps.ipynb #e742c8da
+# %% ../nbs/03_steps.ipynb #d6405c92
 IGNORE = -100  # the target of a step that carries no label; the loss skips it
 
 def step_targets(n_steps:int,  # steps in the solution
@@ -28,11 +28,10 @@ def step_targets(n_steps:int,  # steps in the solution
     if first_error_step is None or pd.isna(first_error_step): return [IGNORE] * n_steps
     k = int(first_error_step)
     if not -1 <= k < n_steps:
-        raise ValueError(f"first_error_step={k} is neither -1 nor a step of a solution with "
-                         f"{n_steps} steps.")
+        raise ValueError(f"first_error_step={k} is neither -1 nor a step of a solution with {n_steps} steps.")
     return [0] * n_steps if k == -1 else [0] * k + [1] + [IGNORE] * (n_steps - k - 1)
 
-# %% ../nbs/03_steps.ipynb #6a4a002b
+# %% ../nbs/03_steps.ipynb #faa07f90
 def _scored(p_steps) -> np.ndarray:
     if isinstance(p_steps, str): p_steps = json.loads(p_steps)
     return np.array([np.nan if p is None else p for p in p_steps], dtype=np.float64)
@@ -49,12 +48,15 @@ def p_flawed_from_steps(p_steps) -> float:
     p = _scored(p_steps)
     return float(np.nanmax(p)) if (~np.isnan(p)).any() else float("nan")
 
-# %% ../nbs/03_steps.ipynb #a28d9400
+# %% ../nbs/03_steps.ipynb #8c6a7284
 STEP_SCORES = ("acc_flawed", "acc_correct", "f1")
+
+def _true_steps(true) -> np.ndarray:  # NaN where unknown
+    return np.array([np.nan if v is None or pd.isna(v) else v for v in true], dtype=np.float64)
 
 def _known(true, pred) -> tuple:
     "True and predicted steps of the rows whose true step is known, as int64 arrays."
-    t, p = np.array([np.nan if v is None or pd.isna(v) else v for v in true], dtype=np.float64), np.asarray(pred)
+    t, p = _true_steps(true), np.asarray(pred)
     if len(t) != len(p): raise ValueError(f"got {len(t)} true steps but {len(p)} predicted ones.")
     known = ~np.isnan(t)
     return t[known].astype(np.int64), p[known].astype(np.int64)
@@ -66,7 +68,7 @@ def _step_scores(w:np.ndarray, flawed:np.ndarray, hit:np.ndarray) -> dict:
         c = (w * (~flawed & hit)).sum(1) / (w * ~flawed).sum(1)
         return dict(acc_flawed=a, acc_correct=c, f1=np.where(a + c == 0, 0.0, 2 * a * c / (a + c)))
 
-# %% ../nbs/03_steps.ipynb #b275322e
+# %% ../nbs/03_steps.ipynb #49acefee
 def step_metrics(true,  # true first wrong step per row: -1 correct, NA unknown (left out)
                  pred,  # predicted first wrong step per row, -1 for none
                  n_boot:int=1000, seed:int=0, max_cells:int=4_000_000) -> dict:
@@ -83,7 +85,7 @@ def step_metrics(true,  # true first wrong step per row: -1 correct, NA unknown 
     return dict({k: _json_number(v[0]) if n else None for k, v in point.items()}, n_flawed=int(flawed.sum()),
                 n_correct=int((~flawed).sum()), intervals={k: _interval(v[~np.isnan(v)]) for k, v in boot.items()})
 
-# %% ../nbs/03_steps.ipynb #6cedfb8f
+# %% ../nbs/03_steps.ipynb #46ab3d36
 def step_baselines(true,  # true first wrong step per row (only its length is used)
                    n_steps,  # steps of each row's solution
                    seed:int=0) -> dict:
@@ -99,7 +101,7 @@ def score_steps(true, verdicts:dict, n_steps, n_boot:int=1000, seed:int=0) -> di
     base = step_baselines(true, n_steps, seed)
     return {name: step_metrics(true, pred, n_boot, seed) for name, pred in {**verdicts, **base}.items()}
 
-# %% ../nbs/03_steps.ipynb #778aa258
+# %% ../nbs/03_steps.ipynb #d626101d
 def _line_starts(text:str) -> list:
     "The character where the text of each line starts, lines cut as `str.splitlines` (the checker's) cuts them."
     starts, at = [], 0
@@ -122,7 +124,7 @@ def checker_steps(solutions,  # the solutions the checker read
         out.append(step)
     return np.array(out, dtype=np.int64)
 
-# %% ../nbs/03_steps.ipynb #828a2de0
+# %% ../nbs/03_steps.ipynb #c9e81ca7
 def localisation(true,  # true first wrong step per row: -1 correct, NA unknown (left out)
                  checker_step,  # the checker's step per row, -1 where it found nothing
                  ) -> dict:
@@ -135,7 +137,7 @@ def localisation(true,  # true first wrong step per row: -1 correct, NA unknown 
     return dict(flagged=n, **counts, n_flawed=int(flawed.sum()), n_correct=int((~flawed).sum()),
                 share={k: v / n if n else None for k, v in counts.items()})
 
-# %% ../nbs/03_steps.ipynb #7554f980
+# %% ../nbs/03_steps.ipynb #91216b13
 STEP_RULES = ("classifier", "checker", "earlier")  # whose step the hybrid reports; earlier: the first of the two
 
 @dataclass(frozen=True)
@@ -164,17 +166,36 @@ def combine_steps(rule:str, classifier_step, checker_step) -> np.ndarray:
     if rule == "classifier": return a
     return b if rule == "checker" else np.where(a < 0, b, np.where(b < 0, a, np.minimum(a, b)))
 
-# %% ../nbs/03_steps.ipynb #dd75b53b
-def _p_matrix(p_steps_list) -> np.ndarray:
-    "The p_steps of every row, padded with NaN to one width."
+# %% ../nbs/03_steps.ipynb #6e68c4eb
+def _p_matrix(p_steps_list) -> tuple:
+    "The p_steps of every row, padded with NaN to one width, and each row's step count."
     rows = [_scored(p) for p in p_steps_list]
-    out = np.full((len(rows), max((len(r) for r in rows), default=0)), np.nan)
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    out = np.full((len(rows), max([1, *lengths])), np.nan)
     for i, r in enumerate(rows): out[i, :len(r)] = r
-    return out
+    return out, lengths
 
 def _first_errors(P:np.ndarray, threshold:float) -> np.ndarray:
     fired = P >= threshold
     return np.where(fired.any(1), fired.argmax(1), -1)
+
+def _hit_bounds(P:np.ndarray, t:np.ndarray) -> tuple:
+    "Per row, (lo, hi]: the thresholds at which the first step reaching the threshold is the true first wrong one."
+    seen = np.c_[np.full(len(P), -np.inf), np.fmax.accumulate(np.where(np.isnan(P), -np.inf, P), axis=1)]
+    rows, k = np.arange(len(P)), np.maximum(t, 0)  # seen[:, j]: the largest scored p_step before step j
+    hi = np.where(t < 0, np.inf, np.nan_to_num(P[rows, k], nan=-np.inf))
+    return np.where(t < 0, seen[:, -1], seen[rows, k]), hi
+
+def _f1_by_threshold(P:np.ndarray, t:np.ndarray, thresholds:np.ndarray) -> np.ndarray:
+    "Step F1 at each threshold: a row is right where lo < threshold <= hi; counted by sorting, not row by row."
+    lo, hi = _hit_bounds(P, t)
+    acc = []
+    for rows in (t >= 0, t < 0):  # flawed, correct
+        ok = rows & (lo < hi)
+        hits = np.searchsorted(np.sort(lo[ok]), thresholds) - np.searchsorted(np.sort(hi[ok]), thresholds)
+        acc.append(hits / rows.sum() if rows.any() else np.full(len(thresholds), np.nan))
+    a, c = acc
+    with np.errstate(invalid="ignore"): return np.where(a + c == 0, 0.0, 2 * a * c / (a + c))
 
 def fit_step_decision(p_steps_list,  # per validation row, p(wrong) per step (None / NaN: unscored)
                       true,  # true first wrong step per validation row (-1 correct, NA unknown)
@@ -182,17 +203,21 @@ def fit_step_decision(p_steps_list,  # per validation row, p(wrong) per step (No
                       ) -> StepDecision:
     ("The threshold with the best step F1 (ties: nearest 0.5), then, when the checker ran, the rule with the best "
      "step F1 at that threshold (ties: classifier, checker, earlier).")
-    P = _p_matrix(p_steps_list)
+    (P, lengths), t = _p_matrix(p_steps_list), _true_steps(true)
+    if len(t) != len(P): raise ValueError(f"got {len(t)} true steps but p_steps of {len(P)} rows.")
+    if (bad := np.flatnonzero(t >= lengths)).size:
+        raise ValueError(f"row {bad[0]}: true first wrong step {t[bad[0]]:g} but p_steps of {lengths[bad[0]]} steps.")
+    known = ~np.isnan(t)
     u = np.unique(P[~np.isnan(P)])
-    f1 = lambda pred: step_metrics(true, pred, n_boot=0)["f1"] or 0.0
-    candidates = sorted(np.unique(np.r_[(u[1:] + u[:-1]) / 2, 0.5]), key=lambda t: abs(t - 0.5))
-    t = float(max(candidates, key=lambda t: f1(_first_errors(P, t))))  # max keeps the first of equals
-    rules = ("classifier",) if checker_step is None else STEP_RULES
-    scores = {r: f1(combine_steps(r, _first_errors(P, t), [-1] * len(P) if checker_step is None else checker_step))
-              for r in rules}
-    return StepDecision(t, max(rules, key=scores.get), scores, len(_known(true, np.zeros(len(P)))[0]))
+    candidates = np.array(sorted(np.unique(np.r_[(u[1:] + u[:-1]) / 2, 0.5]), key=lambda x: abs(x - 0.5)))
+    f1 = np.nan_to_num(_f1_by_threshold(P[known], t[known].astype(np.int64), candidates))
+    threshold = float(candidates[f1.argmax()])  # argmax keeps the first of equals: the nearest to 0.5
+    score = lambda pred: step_metrics(true, pred, n_boot=0)["f1"] or 0.0
+    mine, rules = _first_errors(P, threshold), ("classifier",) if checker_step is None else STEP_RULES
+    scores = {r: score(combine_steps(r, mine, mine if checker_step is None else checker_step)) for r in rules}
+    return StepDecision(threshold, max(rules, key=scores.get), scores, int(known.sum()))
 
-# %% ../nbs/03_steps.ipynb #14efb087
+# %% ../nbs/03_steps.ipynb #5f8a42b3
 def _cell(m:dict, key:str) -> str:
     v, ci = m.get(key), (m.get("intervals") or {}).get(key)
     return ("-" if v is None else f"{v:.3f}") + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
