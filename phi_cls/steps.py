@@ -18,7 +18,7 @@ __all__ = ['IGNORE', 'STEP_SCORES', 'STEP_RULES', 'step_targets', 'first_error_f
            'step_baselines', 'score_steps', 'checker_steps', 'localisation', 'StepDecision', 'combine_steps',
            'fit_step_decision', 'step_table']
 
-# %% ../nbs/03_steps.ipynb #d6405c92
+# %% ../nbs/03_steps.ipynb #d13bc799
 IGNORE = -100  # the target of a step that carries no label; the loss skips it
 
 def step_targets(n_steps:int,  # steps in the solution
@@ -31,7 +31,7 @@ def step_targets(n_steps:int,  # steps in the solution
         raise ValueError(f"first_error_step={k} is neither -1 nor a step of a solution with {n_steps} steps.")
     return [0] * n_steps if k == -1 else [0] * k + [1] + [IGNORE] * (n_steps - k - 1)
 
-# %% ../nbs/03_steps.ipynb #faa07f90
+# %% ../nbs/03_steps.ipynb #a9258343
 def _scored(p_steps) -> np.ndarray:
     if isinstance(p_steps, str): p_steps = json.loads(p_steps)
     return np.array([np.nan if p is None else p for p in p_steps], dtype=np.float64)
@@ -48,7 +48,7 @@ def p_flawed_from_steps(p_steps) -> float:
     p = _scored(p_steps)
     return float(np.nanmax(p)) if (~np.isnan(p)).any() else float("nan")
 
-# %% ../nbs/03_steps.ipynb #8c6a7284
+# %% ../nbs/03_steps.ipynb #15d329b3
 STEP_SCORES = ("acc_flawed", "acc_correct", "f1")
 
 def _true_steps(true) -> np.ndarray:  # NaN where unknown
@@ -68,7 +68,7 @@ def _step_scores(w:np.ndarray, flawed:np.ndarray, hit:np.ndarray) -> dict:
         c = (w * (~flawed & hit)).sum(1) / (w * ~flawed).sum(1)
         return dict(acc_flawed=a, acc_correct=c, f1=np.where(a + c == 0, 0.0, 2 * a * c / (a + c)))
 
-# %% ../nbs/03_steps.ipynb #49acefee
+# %% ../nbs/03_steps.ipynb #e1ee6671
 def step_metrics(true,  # true first wrong step per row: -1 correct, NA unknown (left out)
                  pred,  # predicted first wrong step per row, -1 for none
                  n_boot:int=1000, seed:int=0, max_cells:int=4_000_000) -> dict:
@@ -85,7 +85,7 @@ def step_metrics(true,  # true first wrong step per row: -1 correct, NA unknown 
     return dict({k: _json_number(v[0]) if n else None for k, v in point.items()}, n_flawed=int(flawed.sum()),
                 n_correct=int((~flawed).sum()), intervals={k: _interval(v[~np.isnan(v)]) for k, v in boot.items()})
 
-# %% ../nbs/03_steps.ipynb #46ab3d36
+# %% ../nbs/03_steps.ipynb #f30e2077
 def step_baselines(true,  # true first wrong step per row (only its length is used)
                    n_steps,  # steps of each row's solution
                    seed:int=0) -> dict:
@@ -101,7 +101,7 @@ def score_steps(true, verdicts:dict, n_steps, n_boot:int=1000, seed:int=0) -> di
     base = step_baselines(true, n_steps, seed)
     return {name: step_metrics(true, pred, n_boot, seed) for name, pred in {**verdicts, **base}.items()}
 
-# %% ../nbs/03_steps.ipynb #d626101d
+# %% ../nbs/03_steps.ipynb #f6b45919
 def _line_starts(text:str) -> list:
     "The character where the text of each line starts, lines cut as `str.splitlines` (the checker's) cuts them."
     starts, at = [], 0
@@ -124,7 +124,7 @@ def checker_steps(solutions,  # the solutions the checker read
         out.append(step)
     return np.array(out, dtype=np.int64)
 
-# %% ../nbs/03_steps.ipynb #c9e81ca7
+# %% ../nbs/03_steps.ipynb #2229625c
 def localisation(true,  # true first wrong step per row: -1 correct, NA unknown (left out)
                  checker_step,  # the checker's step per row, -1 where it found nothing
                  ) -> dict:
@@ -137,7 +137,7 @@ def localisation(true,  # true first wrong step per row: -1 correct, NA unknown 
     return dict(flagged=n, **counts, n_flawed=int(flawed.sum()), n_correct=int((~flawed).sum()),
                 share={k: v / n if n else None for k, v in counts.items()})
 
-# %% ../nbs/03_steps.ipynb #91216b13
+# %% ../nbs/03_steps.ipynb #b96c5891
 STEP_RULES = ("classifier", "checker", "earlier")  # whose step the hybrid reports; earlier: the first of the two
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ def combine_steps(rule:str, classifier_step, checker_step) -> np.ndarray:
     if rule == "classifier": return a
     return b if rule == "checker" else np.where(a < 0, b, np.where(b < 0, a, np.minimum(a, b)))
 
-# %% ../nbs/03_steps.ipynb #6e68c4eb
+# %% ../nbs/03_steps.ipynb #bdbb525f
 def _p_matrix(p_steps_list) -> tuple:
     "The p_steps of every row, padded with NaN to one width, and each row's step count."
     rows = [_scored(p) for p in p_steps_list]
@@ -217,7 +217,7 @@ def fit_step_decision(p_steps_list,  # per validation row, p(wrong) per step (No
     scores = {r: score(combine_steps(r, mine, mine if checker_step is None else checker_step)) for r in rules}
     return StepDecision(threshold, max(rules, key=scores.get), scores, int(known.sum()))
 
-# %% ../nbs/03_steps.ipynb #5f8a42b3
+# %% ../nbs/03_steps.ipynb #ac2a49ce
 def _cell(m:dict, key:str) -> str:
     v, ci = m.get(key), (m.get("intervals") or {}).get(key)
     return ("-" if v is None else f"{v:.3f}") + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
