@@ -114,6 +114,9 @@ def _add_check(sub):
     check.add_argument("--explain", action="store_true",
                        help="add a checker_explain column: per row, calculations checked, lines skipped "
                             "and why, and the reading rules applied to each line")
+    check.add_argument("--step-separator", choices=("line", "blank"), default="line",
+                       help="how rows with steps (a first_error_step column, ProcessBench or TRL stepwise rows) split "
+                            "into steps: a step per non-empty line, or per paragraph (blank lines between)")
     return check
 
 # %% ../nbs/18_cli.ipynb #c935e767
@@ -223,11 +226,22 @@ def _evaluate(args):
 # %% ../nbs/18_cli.ipynb #d55409b6
 def _check(args):
     from phi_cls.predict import check_file
-    summary = check_file(args.input, args.output, progress=args.progress, explain=args.explain)
+    summary = check_file(args.input, args.output, progress=args.progress, explain=args.explain,
+                         step_separator=args.step_separator)
+    steps, stream = summary.pop("steps", None), sys.stderr if args.output == "-" else sys.stdout
     _report(summary, args.output)
     if args.explain: print(f"{summary['calculations']} calculations checked, {summary['skipped']} lines skipped, "
                            f"{summary['not_checked']} rows not checked (per row: n_checked, n_skipped, checker_reason, "
-                           "checker_explain)", file=sys.stderr if args.output == "-" else sys.stdout)
+                           "checker_explain)", file=stream)
+    if steps: _report_steps(steps, args.step_separator, stream)
+
+def _report_steps(steps:dict, separator:str, stream):
+    "The step scores (checker and trivial baselines) below the summary."
+    from phi_cls.steps import step_table
+    m = steps["checker"]
+    print(f"first wrong step, on {m['n_flawed']} flawed and {m['n_correct']} correct rows of known step "
+          f"(--step-separator {separator}; accuracy [95% CI]):", file=stream)
+    print(step_table(steps).to_string(), file=stream)
 
 def _serve(args):
     import importlib.util

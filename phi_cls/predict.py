@@ -251,17 +251,37 @@ def predict_file(clf:Classifier, path, output, threshold:float|None=None, checke
     return _summary(done, signals, clf.classes)
 
 # %% ../nbs/13_predict.ipynb #e60c5495
-def check_file(path, output, chunk_rows:int=4096, progress:bool=True, explain:bool=False) -> dict:
+from .data import check_separator, read_step_format, step_format, step_spans
+from .steps import checker_steps, score_steps
+
+def _checked_steps(df:pd.DataFrame, out:pd.DataFrame, separator:str, known:list) -> pd.DataFrame:
+    "`out` with checker_step after error_line; the rows' true and checker steps and step counts go to `known`."
+    out.insert(out.columns.get_loc("error_line") + 1, "checker_step",
+               checker_steps(df["solution"], out["error_line"], separator))
+    if "first_error_step" in df:
+        known.append(pd.DataFrame({"true": df["first_error_step"].to_numpy(), "checker": out["checker_step"].to_numpy(),
+                                   "n_steps": df["solution"].map(lambda s: len(step_spans(s, separator))).to_numpy()}))
+    return out
+
+def check_file(path, output, chunk_rows:int=4096, progress:bool=True, explain:bool=False,
+               step_separator:str="line") -> dict:
     ("Run the arithmetic checker alone over `path` into `output` (index, checker_flawed, error and status columns; "
-     "`explain`: checker_explain).")
+     "`explain`: checker_explain; rows with steps also checker_step, and their step scores under `steps`).")
+    check_separator(step_separator)
+    known = []  # per chunk with first_error_step: true and checker steps, step counts
     def rows(chunk):
+        stepped = step_format(chunk) is not None or "first_error_step" in chunk
+        chunk = read_step_format(chunk, str(path), step_separator)  # its question stays unchecked, like any other
         df = validate_frame(chunk.drop(columns=["question"], errors="ignore").assign(question="-"), str(path),
-                            label_required=False)
+                            label_required=False, step_separator=step_separator)
         out = check_frame(df[["index", "solution"]], explain=explain)
-        return out.assign(true_label=df["label"].to_numpy()) if "label" in df else out
+        out = out.assign(true_label=df["label"].to_numpy()) if "label" in df else out
+        return _checked_steps(df, out, step_separator, known) if stepped else out
     done = _stream(path, rows, output, chunk_rows, progress, "Checking")
     summary = _summary(done, {"checker": "checker_flawed"})
     summary["flagged"] = int(done["checker_flawed"].sum())
     summary.update(calculations=int(done["n_checked"].sum()), skipped=int(done["n_skipped"].sum()),
                    not_checked=int((done["checker_status"] == "not checked").sum()))
+    if known and (steps := pd.concat(known, ignore_index=True))["true"].notna().any():
+        summary["steps"] = score_steps(steps["true"], {"checker": steps["checker"]}, steps["n_steps"])
     return summary
