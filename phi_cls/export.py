@@ -262,13 +262,15 @@ def hf_step_model(clf, head:tuple, info:dict):
     config.token_classification_bias = bias is not None  # transformers' generic token classifier has this switch
     with torch.device("meta"): model = cls(config)  # no weights allocated: the transformer is clf's
     setattr(model, model.base_model_prefix, getattr(clf, clf.base_model_prefix))
-    name = next(n for n in ("score", "classifier") if isinstance(getattr(model, n, None), torch.nn.Linear))
+    name = next((n for n in ("score", "classifier") if isinstance(getattr(model, n, None), torch.nn.Linear)), None)
+    if name is None: return None  # a head layout this export does not know: the caller says so
     dtype = next(clf.parameters()).dtype
     layer = torch.nn.Linear(weight.shape[1], 2, bias=getattr(model, name).bias is not None, dtype=dtype)
     with torch.no_grad():
         layer.weight.copy_(weight.to(dtype))
         if layer.bias is not None: layer.bias.copy_((bias if bias is not None else torch.zeros(2)).to(dtype))
     setattr(model, name, layer)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())): return None
     return model.eval()
 
 def configure_steps(model, tokenizer, info:dict, steps:dict) -> dict:
@@ -549,8 +551,11 @@ def _save_model(model, tokenizer, folder:Path):
     tc.write_text(json.dumps(dict(json.loads(tc.read_text()), padding_side="right"), indent=2))
 
 def _no_step_model(art:Path, config) -> str:
-    return (f"{art} has a step head, but transformers {transformers.__version__} has no *ForTokenClassification class "
-            f"for architecture '{config.model_type}', so only the solution classifier is exported; phi_cls itself "
+    cls = token_cls_class(config)
+    why = (f"its {cls.__name__} is not built like the ones this export fills (a linear score layer on the "
+           "transformer)" if cls else f"transformers {transformers.__version__} has no *ForTokenClassification class "
+           f"for architecture '{config.model_type}'")
+    return (f"{art} has a step head, but {why}, so only the solution classifier is exported; phi_cls itself "
             "(predict --steps) gives its step verdicts.")
 
 def export(model:str|Path,  # artifact folder (probe/ or lora/), run folder, or artifacts.zip

@@ -201,3 +201,33 @@ def test_cli_and_overwrite(artifacts, tmp_path):
     assert again.returncode == 0 and "step model" not in again.stdout
     assert not (tmp_path / "hf" / "steps").exists()
     assert [p.name for p in (tmp_path / "hf").glob("previous-*/steps/phi_cls_steps.py")] == ["phi_cls_steps.py"]
+
+
+@pytest.mark.slow
+def test_embedded_lora_steps(tmp_path):
+    "SmolLM2-135M (LlamaForTokenClassification): a random LoRA and step head, 2 rows, one over max_length."
+    from phi_cls.model import EMBEDDED
+    torch.manual_seed(0)
+    backbone = add_lora(load_backbone(EMBEDDED, "cpu", "none", "fp32"), r=2, alpha=4)
+    with torch.no_grad():
+        for n, p in backbone.named_parameters():
+            if "lora_B" in n: p.normal_(std=0.02)
+    head, hidden = init_head(backbone.config.hidden_size), backbone.config.hidden_size
+    meta = dict(base_model=EMBEDDED, max_length=96, precision="fp32", quantize="none", prompt=PROMPT)
+    save_classifier(PhiClassifier(backbone, head), load_tokenizer(EMBEDDED), tmp_path / "plain", meta)
+    del backbone
+    art = shutil.copytree(tmp_path / "plain", tmp_path / "lora")
+    save_file({"weight": torch.randn(2, hidden) * 0.05}, art / "step_head.safetensors")
+    info = json.loads((art / "classifier.json").read_text())
+    (art / "classifier.json").write_text(json.dumps(dict(info, steps=STEPS)))
+    folder = export(art, tmp_path / "hf") / "steps"
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["LlamaForTokenClassification"]
+    questions, solutions = ["Add 2 and 3.", "What is 7 x 8?"], ["2 + 3 = 5<|im_end|>\nso 5.", LONG]
+    ends, theirs, ns, _, tok = batched_p_steps(folder, questions, solutions)
+    clf = restore_classifier(art, load_backbone(EMBEDDED, "cpu", "none", "fp32"))
+    weight = load_file(art / "step_head.safetensors")["weight"]
+    for i, (q, s) in enumerate(zip(questions, solutions)):
+        x = torch.tensor([ns["encode_steps"](q, s, tok)[0]])
+        with torch.no_grad(): p = torch.softmax(clf.backbone(input_ids=x).last_hidden_state[0] @ weight.T, -1)[:, 1]
+        assert close(theirs[i], [p[e].item() if e >= 0 else None for e in ends[i]])
+    assert -1 in ends[1]
