@@ -146,7 +146,8 @@ def _add_export(sub):
     export = sub.add_parser("export",
                             help="write a trained classifier as a Hugging Face model folder that loads without phi_cls",
                             description="Write the backbone's *ForSequenceClassification model (LoRA merged, head as "
-                                        "score), tokenizer, prompt helper and model card.")
+                                        "score), tokenizer, prompt helper and model card; for a classifier trained "
+                                        "with steps also steps/, its *ForTokenClassification step model.")
     export.add_argument("--model", required=True,
                         help="artifact folder (probe/ or lora/), run folder, or artifacts.zip")
     export.add_argument("--out", required=True, help="new or empty folder to write")

@@ -4,14 +4,15 @@
 
 # %% ../nbs/14_export.ipynb #c003
 from __future__ import annotations
-import json
+import copy, json
 from pathlib import Path
 
 import torch
 import transformers
+from safetensors.torch import load_file
 from transformers import AutoConfig
 
-from .data import PROMPT, PromptEncoder
+from .data import PROMPT, STEP_SEPARATORS, PromptEncoder, check_separator
 from .decide import Decision
 from .metrics import THRESHOLD
 from .runs import check_results_folder, results_folder, say
@@ -19,9 +20,11 @@ from .model import ModelError, backbone_signature, load_tokenizer, quiet_peft, r
 from .artifact import artifact_classes, check_artifact_files, find_artifact, load_head, read_classifier_info
 
 # %% auto #0
-__all__ = ['HELPER', 'TRUNCATION', 'BASES', 'METRICS', 'BASELINE_METRICS', 'seq_cls_class', 'score_weight', 'choose_pad_token',
-           'prompt_helper_source', 'hf_classifier', 'configure', 'base_model_facts', 'run_facts', 'card_metadata',
-           'metrics_section', 'model_card', 'check_out', 'export', 'check_exportable']
+__all__ = ['HELPER', 'TRUNCATION', 'STEP_LABELS', 'STEP_HELPER', 'BASES', 'METRICS', 'BASELINE_METRICS', 'seq_cls_class',
+           'score_weight', 'choose_pad_token', 'prompt_helper_source', 'hf_classifier', 'configure', 'token_cls_class',
+           'read_step_head', 'steps_helper_source', 'hf_step_model', 'configure_steps', 'steps_section',
+           'base_model_facts', 'run_facts', 'card_metadata', 'metrics_section', 'model_card', 'check_out', 'export',
+           'check_exportable']
 
 # %% ../nbs/14_export.ipynb #c006
 def seq_cls_class(config, name:str=""):
@@ -158,6 +161,160 @@ def configure(model, tokenizer, info:dict) -> dict:
                      temperature_folded_into_score=decision.temperature,
                      pooling="last token that is not pad_token_id (right padding) == phi_cls's last real token")
     return c.phi_cls
+
+# %% ../nbs/14_export.ipynb #s002
+STEP_LABELS = ("correct", "wrong")  # the step model's classes: p(wrong) is phi_cls's p_step
+
+def token_cls_class(config):
+    "The `transformers` `*ForTokenClassification` class for a backbone config, or None if it has none."
+    from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES as names
+    cls = names.get(config.model_type)
+    return getattr(transformers, cls) if cls and hasattr(transformers, cls) else None
+
+# %% ../nbs/14_export.ipynb #s005
+def read_step_head(art:Path, info:dict) -> tuple|None:
+    "(weight, bias or None, steps settings) of the artifact's step head, checked; None when it has none."
+    file, steps, fix = art / "step_head.safetensors", info.get("steps"), "Copy the artifact again or retrain."
+    if steps is None and not file.exists(): return None
+    if not file.exists():
+        raise ModelError(f"{art}/classifier.json has 'steps' but step_head.safetensors is missing. {fix}")
+    if not isinstance(steps, dict):
+        raise ModelError(f"{art} has step_head.safetensors but classifier.json has no 'steps' object. {fix}")
+    decision = steps.get("decision") if isinstance(steps.get("decision"), dict) else {}
+    t = decision.get("threshold")
+    if steps.get("separator") not in STEP_SEPARATORS or not (isinstance(t, (int, float)) and 0 <= t <= 1):
+        raise ModelError(f"{art}/classifier.json: 'steps' is {steps!r}; it must hold 'separator' (one of "
+                         f"{', '.join(STEP_SEPARATORS)}) and 'decision' with a 'threshold' from 0 to 1. {fix}")
+    try: sd = load_file(file)
+    except Exception as e: raise ModelError(f"{file} is incomplete or corrupted ({e}). {fix}") from None
+    w, b = sd.get("weight"), sd.get("bias")
+    if w is None or tuple(w.shape) != (2, info["backbone"]["hidden_size"]) or (b is not None and b.shape != (2,)):
+        raise ModelError(f"{file} holds {({k: tuple(v.shape) for k, v in sd.items()})}; a step head is 'weight' of "
+                         f"shape (2, {info['backbone']['hidden_size']}) (and no bias). {fix}")
+    return w.float(), None if b is None else b.float(), steps
+
+# %% ../nbs/14_export.ipynb #s008
+STEP_HELPER = '''"""The step ends of the phi_cls prompt for this step model: which tokens to read, and the verdict.
+
+Needs only the tokenizer (and torch for step_probs), not phi_cls."""''' + HELPER.split('"""', 2)[2] + '''
+SEPARATOR = @SEPARATOR@  # 'line': a step per non-empty line; 'blank': a step per paragraph
+THRESHOLD = @THRESHOLD@  # the fitted step threshold on p(wrong)
+
+def step_spans(solution, separator=SEPARATOR):
+    "(start, end) character spans of the steps of `solution`, without the spaces around them."
+    if separator not in ("line", "blank"): raise ValueError(f"separator={separator!r}: use 'line' or 'blank'")
+    spans, at, gap = [], 0, True
+    for line in solution.split("\\n"):
+        if line.strip():
+            start, end = at + len(line) - len(line.lstrip()), at + len(line.rstrip())
+            if separator == "blank" and not gap: spans[-1] = (spans[-1][0], end)
+            else: spans.append((start, end))
+        gap = not line.strip()
+        at += len(line) + 1
+    return spans
+
+def step_tokens(solution, tokenizer, separator=SEPARATOR):
+    "Each step's last token among the solution's own tokens: the last one that starts before the step's end."
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("step ends need the tokenizer's offsets: load it with AutoTokenizer (a fast tokenizer)")
+    offsets = tokenizer(solution, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    spans = step_spans(solution, separator)
+    return [max(i for i, (a, b) in enumerate(offsets) if a < end and b > a) for _, end in spans]
+
+def encode_steps(question, solution, tokenizer, max_length=MAX_LENGTH, separator=SEPARATOR):
+    "(encode()'s token ids, the prompt position of each step's last token: -1 for a step truncation cut off)"
+    ids, pre, head, mid, post, room = _parts(tokenizer, max_length)
+    q, s = ids([question, solution])
+    nq, ns = fit_lengths(len(q), len(s), room)
+    first, at = len(s) - ns, len(pre) + len(head) + nq + len(mid)  # first solution token kept; where it sits
+    ends = [at + t - first if t >= first else -1 for t in step_tokens(solution, tokenizer, separator)]
+    return pre + head + q[:nq] + mid + s[first:] + post, ends
+
+def step_ends(question, solution, tokenizer, max_length=MAX_LENGTH, separator=SEPARATOR):
+    "The prompt position of each step's last token (-1: cut off by truncation)."
+    return encode_steps(question, solution, tokenizer, max_length, separator)[1]
+
+def step_probs(model, tokenizer, question, solution, max_length=MAX_LENGTH, separator=SEPARATOR):
+    "p(this step is wrong) for each step from the token classifier; None for a step truncation cut off."
+    import torch
+    ids, ends = encode_steps(question, solution, tokenizer, max_length, separator)
+    with torch.no_grad(): logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0].float()
+    p = torch.softmax(logits, -1)[:, 1].tolist()
+    return [p[e] if e >= 0 else None for e in ends]
+
+def first_error_step(p_steps, threshold=THRESHOLD):
+    "The first scored step with p(wrong) >= threshold; -1 when none."
+    return next((i for i, p in enumerate(p_steps) if p is not None and p >= threshold), -1)
+'''
+
+def steps_helper_source(prompt:str, max_length:int, separator:str, threshold:float) -> str:
+    "`steps/phi_cls_steps.py` for a step model with this prompt, `max_length`, separator and threshold."
+    return (STEP_HELPER.replace("@PROMPT@", repr(prompt)).replace("@MAX_LENGTH@", str(int(max_length)))
+            .replace("@SEPARATOR@", repr(check_separator(separator))).replace("@THRESHOLD@", repr(float(threshold))))
+
+# %% ../nbs/14_export.ipynb #s011
+def hf_step_model(clf, head:tuple, info:dict):
+    "The step head on `clf`'s transformer (shared, LoRA merged) as the backbone's `*ForTokenClassification`, or None."
+    cls = token_cls_class(clf.config)
+    if cls is None: return None
+    weight, bias, _ = head
+    config = copy.deepcopy(clf.config)
+    config.token_classification_bias = bias is not None  # transformers' generic token classifier has this switch
+    with torch.device("meta"): model = cls(config)  # no weights allocated: the transformer is clf's
+    setattr(model, model.base_model_prefix, getattr(clf, clf.base_model_prefix))
+    name = next((n for n in ("score", "classifier") if isinstance(getattr(model, n, None), torch.nn.Linear)), None)
+    if name is None: return None  # a head layout this export does not know: the caller says so
+    dtype = next(clf.parameters()).dtype
+    layer = torch.nn.Linear(weight.shape[1], 2, bias=getattr(model, name).bias is not None, dtype=dtype)
+    with torch.no_grad():
+        layer.weight.copy_(weight.to(dtype))
+        if layer.bias is not None: layer.bias.copy_((bias if bias is not None else torch.zeros(2)).to(dtype))
+    setattr(model, name, layer)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())): return None
+    return model.eval()
+
+def configure_steps(model, tokenizer, info:dict, steps:dict) -> dict:
+    "Labels, pad token and phi_cls's step settings on the step model's config (`configure` ran on the tokenizer)."
+    c, decision = model.config, steps["decision"]
+    c.num_labels, c.problem_type = len(STEP_LABELS), None
+    c.id2label, c.label2id = dict(enumerate(STEP_LABELS)), {name: i for i, name in enumerate(STEP_LABELS)}
+    c.pad_token_id = tokenizer.pad_token_id
+    c.phi_cls = dict(kind=info.get("kind"), base_model=info.get("base_model"), prompt=info.get("prompt", PROMPT),
+                     max_length=info["max_length"], truncation=TRUNCATION.replace("phi_cls_prompt", "phi_cls_steps"),
+                     prompt_helper="phi_cls_steps.py", pad_token=tokenizer.pad_token, separator=steps["separator"],
+                     threshold=decision["threshold"], rule=decision.get("rule", "classifier"),
+                     step_ends="only the last token of each step is scored: phi_cls_steps.step_ends gives them")
+    return c.phi_cls
+
+# %% ../nbs/14_export.ipynb #s012
+def steps_section(settings:dict|None, missing:str="") -> str:
+    "The model card's section on the step model: how to use `steps/`, or `missing` (why there is none)."
+    if settings is None: return f"## Step model\n\n{missing}\n"
+    sep = {"line": "non-empty lines", "blank": "paragraphs (separated by blank lines)"}[settings["separator"]]
+    rule = settings["rule"]
+    checker = ("" if rule == "classifier" else f" phi_cls's own step decision uses the rule '{rule}' with its "
+               "rule-based checker, which is not part of this export; `first_error_step` here is the classifier's.")
+    return f"""## Step model (`steps/`)
+
+`steps/` says *where* a solution goes wrong: the same transformer with the step head as a token classifier (labels
+correct / wrong). Steps are {sep}; only the last token of each step is scored, found with the tokenizer's offsets by
+`steps/phi_cls_steps.py` (a step that truncation cut from the start of a long solution gets -1 and no score).
+
+```python
+import sys
+from transformers import AutoModelForTokenClassification, AutoTokenizer
+sys.path.insert(0, "THIS_FOLDER/steps")
+from phi_cls_steps import first_error_step, step_probs
+
+model = AutoModelForTokenClassification.from_pretrained("THIS_FOLDER/steps")  # or (repo, subfolder="steps")
+tok = AutoTokenizer.from_pretrained("THIS_FOLDER/steps")
+p = step_probs(model, tok, "What is 7 x 8?", "7 x 8 = 54.\\nSo the answer is 54.")  # p(step is wrong); None: cut off
+first_error_step(p)  # the first step with p >= {settings['threshold']:.4g} (fitted on validation), else -1
+```
+
+The prompt and truncation are the solution classifier's; `phi_cls_steps.step_ends(...)` gives the positions for your
+own batches (right padding does not move them).{checker} `steps/` holds its own full copy of the backbone.
+"""
 
 # %% ../nbs/14_export.ipynb #c022
 BASES = {"embedded": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0"), "tiny": (None, "apache-2.0"),
@@ -333,7 +490,9 @@ _LIMITATIONS = """## Intended use and limitations
 """
 
 # %% ../nbs/14_export.ipynb #c028
-def model_card(info:dict, facts:dict, settings:dict, dtype:str, name:str="phi_cls classifier") -> str:
+def model_card(info:dict, facts:dict, settings:dict, dtype:str, name:str="phi_cls classifier",
+               steps:str="",  # `steps_section`, for an artifact with a step head
+              ) -> str:
     "The model card (README.md) of an exported classifier."
     hub, license = base_model_facts(info.get("base_model", ""))
     note = " (phi_cls's tiny random test model: its predictions mean nothing)"
@@ -355,7 +514,7 @@ def model_card(info:dict, facts:dict, settings:dict, dtype:str, name:str="phi_cl
 {base}{licensed}.
 {_kind_text(info)} Weights are {dtype} safetensors.
 
-""" + _usage_text(settings) + """
+""" + _usage_text(settings) + (f"\n{steps}" if steps else "") + """
 ## Training
 
 Settings from the artifact and its run:
@@ -379,10 +538,26 @@ def check_out(out, art:Path, overwrite:bool=False) -> Path:
     return path
 
 def _export_files(out:Path) -> tuple:
-    "Names in `out` an earlier export wrote that this one may not (weight shards and their index)."
-    return tuple(p.name for p in out.glob("model*.safetensors*")) if out.is_dir() else ()
+    "Names in `out` an earlier export wrote that this one may not (weight shards and their index, the step model)."
+    if not out.is_dir(): return ()
+    return tuple(p.name for p in out.glob("model*.safetensors*")) + (("steps",) if (out / "steps" / "phi_cls_steps.py")
+                                                                     .is_file() else ())
 
 # %% ../nbs/14_export.ipynb #c4fe7de
+def _save_model(model, tokenizer, folder:Path):
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    tc = folder / "tokenizer_config.json"  # transformers does not always write padding_side; the pooling relies on it
+    tc.write_text(json.dumps(dict(json.loads(tc.read_text()), padding_side="right"), indent=2))
+
+def _no_step_model(art:Path, config) -> str:
+    cls = token_cls_class(config)
+    why = (f"its {cls.__name__} is not built like the ones this export fills (a linear score layer on the "
+           "transformer)" if cls else f"transformers {transformers.__version__} has no *ForTokenClassification class "
+           f"for architecture '{config.model_type}'")
+    return (f"{art} has a step head, but {why}, so only the solution classifier is exported; phi_cls itself "
+            "(predict --steps) gives its step verdicts.")
+
 def export(model:str|Path,  # artifact folder (probe/ or lora/), run folder, or artifacts.zip
            out:str|Path,  # new or empty folder to write
            kind:str|None=None,  # which classifier of a run folder or zip (default: lora if present)
@@ -390,7 +565,7 @@ def export(model:str|Path,  # artifact folder (probe/ or lora/), run folder, or 
            fp32:bool=False,  # float32 weights (default: the backbone's own dtype)
            overwrite:bool=False,  # replace a non-empty `out`
           ) -> Path:
-    "Write a probe or LoRA classifier as a Hugging Face model folder that loads without phi_cls."
+    "Write a probe or LoRA classifier (and its step model, if any, to `steps/`) as Hugging Face model folders."
     art = check_artifact_files(find_artifact(model, kind))  # no code, pickle or auto_map
     info = read_classifier_info(art)
     dest = check_out(out, art, overwrite)
@@ -398,19 +573,27 @@ def export(model:str|Path,  # artifact folder (probe/ or lora/), run folder, or 
     try: path = resolve_model(name)
     except ModelError as e: raise ModelError(f"the backbone of {art}, '{name}', cannot be found: {e}") from None
     clf = hf_classifier(art, info, path, fp32)
-    check_exportable(info, art, clf.config.num_hidden_layers)
+    check_exportable(info, art, clf.config.num_hidden_layers)  # the step head reads the same layer
+    step_head = read_step_head(art, info)
     tok = load_tokenizer(str(art))
     settings = configure(clf, tok, info)
+    steps = hf_step_model(clf, step_head, info) if step_head else None
+    step_settings = configure_steps(steps, tok, info, step_head[2]) if steps is not None else None
+    missing = _no_step_model(art, clf.config) if step_head and steps is None else ""
     folder = results_folder(dest, _export_files(dest))
     with folder as tmp:  # beside the old folder; moved in when complete
-        clf.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        tc = tmp / "tokenizer_config.json"  # transformers does not always write padding_side; the pooling relies on it
-        tc.write_text(json.dumps(dict(json.loads(tc.read_text()), padding_side="right"), indent=2))
+        _save_model(clf, tok, tmp)
         (tmp / "phi_cls_prompt.py").write_text(prompt_helper_source(settings["prompt"], settings["max_length"]))
+        if steps is not None:
+            _save_model(steps, tok, tmp / "steps")
+            (tmp / "steps" / "phi_cls_steps.py").write_text(steps_helper_source(
+                step_settings["prompt"], step_settings["max_length"], step_settings["separator"],
+                step_settings["threshold"]))
         dtype = str(next(clf.parameters()).dtype).replace("torch.", "")
-        (tmp / "README.md").write_text(model_card(info, run_facts(art), settings, dtype, dest.name))
+        card = steps_section(step_settings, missing) if step_head else ""
+        (tmp / "README.md").write_text(model_card(info, run_facts(art), settings, dtype, dest.name, card))
     if folder.moved: say(folder.moved)
+    if step_head: say(missing or f"step model: {dest / 'steps'} ({type(steps).__name__}, the first wrong step)")
     return dest
 
 # %% ../nbs/14_export.ipynb #x102
