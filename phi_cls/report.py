@@ -25,9 +25,10 @@ from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, binary_view, chec
 # %% auto #0
 __all__ = ['STEP_FILES', 'STEP_SIGNALS', 'FIGURES', 'EVALUATE_FILES', 'Experiment', 'load_experiments', 'fake_run', 'plot_loss',
            'plot_confusion', 'plot_roc', 'plot_pr', 'calibration_table', 'plot_reliability', 'plot_p_hist',
-           'plot_layers', 'plot_first_error', 'plot_steps', 'experiment_figures', 'save_figures', 'report_grid',
-           'experiments_from', 'metrics_table', 'signal_table', 'joined', 'disagreements', 'plot_confidence_shift',
-           'example_texts', 'write_comparison', 'baseline_table', 'check_evaluate_paths', 'labelled_rows', 'evaluate',
+           'plot_layers', 'step_metrics', 'step_baselines', 'step_table', 'checker_steps', 'combine_steps',
+           'plot_first_error', 'plot_steps', 'experiment_figures', 'save_figures', 'report_grid', 'experiments_from',
+           'metrics_table', 'signal_table', 'joined', 'disagreements', 'plot_confidence_shift', 'example_texts',
+           'write_comparison', 'baseline_table', 'check_evaluate_paths', 'labelled_rows', 'evaluate',
            'one_class_warning', 'step_evaluation', 'steps_markdown']
 
 # %% ../nbs/15_report.ipynb #c006
@@ -240,49 +241,47 @@ def plot_layers(exp:Experiment, ax=None, label:str|None=None):
 # %% ../nbs/15_report.ipynb #s101
 # stand-in until steps-core merges: this cell becomes
 # `from phi_cls.steps import checker_steps, combine_steps, step_baselines, step_metrics, step_table`
-try: from phi_cls.steps import checker_steps, combine_steps, step_baselines, step_metrics, step_table
-except ImportError:
-    def _step_scores(t, p) -> dict:
-        a = float(np.mean(p[t >= 0] == t[t >= 0])) if (t >= 0).any() else None
-        b = float(np.mean(p[t == -1] == -1)) if (t == -1).any() else None
-        f1 = None if a is None or b is None else (0.0 if a + b == 0 else 2 * a * b / (a + b))
-        return dict(acc_flawed=a, acc_correct=b, f1=f1)
+def _step_scores(t, p) -> dict:
+    a = float(np.mean(p[t >= 0] == t[t >= 0])) if (t >= 0).any() else None
+    b = float(np.mean(p[t == -1] == -1)) if (t == -1).any() else None
+    f1 = None if a is None or b is None else (0.0 if a + b == 0 else 2 * a * b / (a + b))
+    return dict(acc_flawed=a, acc_correct=b, f1=f1)
 
-    def step_metrics(true, pred, n_boot:int=1000, seed:int=0) -> dict:
-        t, p = pd.array(true, dtype="Int64"), pd.array(pred, dtype="Int64")
-        known = ~(pd.isna(t) | pd.isna(p))
-        t, p = t[known].to_numpy(int), p[known].to_numpy(int)
-        m = dict(_step_scores(t, p), n_flawed=int((t >= 0).sum()), n_correct=int((t == -1).sum()))
-        rng = np.random.default_rng(seed)
-        draws = [_step_scores(t[i], p[i]) for i in (rng.integers(0, len(t), len(t)) for _ in range(n_boot))]
-        ci = lambda k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if (
-            v := [d[k] for d in draws if d[k] is not None]) else [None, None]
-        return dict(m, intervals={k: ci(k) for k in ("acc_flawed", "acc_correct", "f1")})
+def step_metrics(true, pred, n_boot:int=1000, seed:int=0) -> dict:
+    t, p = pd.array(true, dtype="Int64"), pd.array(pred, dtype="Int64")
+    known = ~(pd.isna(t) | pd.isna(p))
+    t, p = t[known].to_numpy(int), p[known].to_numpy(int)
+    m = dict(_step_scores(t, p), n_flawed=int((t >= 0).sum()), n_correct=int((t == -1).sum()))
+    rng = np.random.default_rng(seed)
+    draws = [_step_scores(t[i], p[i]) for i in (rng.integers(0, len(t), len(t)) for _ in range(n_boot))]
+    ci = lambda k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if (
+        v := [d[k] for d in draws if d[k] is not None]) else [None, None]
+    return dict(m, intervals={k: ci(k) for k in ("acc_flawed", "acc_correct", "f1")})
 
-    def step_baselines(true, n_steps, seed:int=0) -> dict:
-        n = np.asarray(n_steps, int)
-        return {"always -1": np.full(len(n), -1), "last step": n - 1,
-                "random step": np.random.default_rng(seed).integers(0, np.maximum(n, 1))}
+def step_baselines(true, n_steps, seed:int=0) -> dict:
+    n = np.asarray(n_steps, int)
+    return {"always -1": np.full(len(n), -1), "last step": n - 1,
+            "random step": np.random.default_rng(seed).integers(0, np.maximum(n, 1))}
 
-    def step_table(results:dict) -> pd.DataFrame:
-        rows = [{"signal": name, **{f"{k}{end}": (m[k] if end == "" else m["intervals"][k][j])
-                                    for k in ("acc_flawed", "acc_correct", "f1")
-                                    for j, end in enumerate(("_low", "_high", ""))}, "n_flawed": m["n_flawed"],
-                 "n_correct": m["n_correct"]} for name, m in results.items()]
-        return pd.DataFrame(rows).set_index("signal")
+def step_table(results:dict) -> pd.DataFrame:
+    rows = [{"signal": name, **{f"{k}{end}": (m[k] if end == "" else m["intervals"][k][j])
+                                for k in ("acc_flawed", "acc_correct", "f1")
+                                for j, end in enumerate(("_low", "_high", ""))}, "n_flawed": m["n_flawed"],
+             "n_correct": m["n_correct"]} for name, m in results.items()]
+    return pd.DataFrame(rows).set_index("signal")
 
-    def checker_steps(solutions, error_lines, separator:str="line") -> np.ndarray:
-        def one(s, line):
-            if pd.isna(line): return -1
-            at = sum(len(x) + 1 for x in s.split("\n")[:int(line) - 1])
-            return step_at(step_spans(s, separator), at)
-        return np.array([one(s, line) for s, line in zip(solutions, error_lines)], int)
+def checker_steps(solutions, error_lines, separator:str="line") -> np.ndarray:
+    def one(s, line):
+        if pd.isna(line): return -1
+        at = sum(len(x) + 1 for x in s.split("\n")[:int(line) - 1])
+        return step_at(step_spans(s, separator), at)
+    return np.array([one(s, line) for s, line in zip(solutions, error_lines)], int)
 
-    def combine_steps(rule:str, classifier_step, checker_step) -> np.ndarray:
-        c, k = np.asarray(classifier_step, int), np.asarray(checker_step, int)
-        if rule == "classifier": return c
-        if rule == "checker": return np.where(k >= 0, k, c)
-        return np.where((c >= 0) & (k >= 0), np.minimum(c, k), np.maximum(c, k))
+def combine_steps(rule:str, classifier_step, checker_step) -> np.ndarray:
+    c, k = np.asarray(classifier_step, int), np.asarray(checker_step, int)
+    if rule == "classifier": return c
+    if rule == "checker": return np.where(k >= 0, k, c)
+    return np.where((c >= 0) & (k >= 0), np.minimum(c, k), np.maximum(c, k))
 
 # %% ../nbs/15_report.ipynb #s102
 def _step_bins(steps, cap:int) -> np.ndarray:
