@@ -37,8 +37,9 @@ def _steps(solution:str, row, info:dict, ex:Explanation|None) -> dict:
     "The steps of `solution`, the step head's p per step and first wrong step; with the checker its step, the hybrid's."
     head = info["steps"]
     sep, first = head.get("separator", "line"), int(row["first_error_step"])
-    st = dict(texts=[solution[a:b] for a, b in step_spans(solution, sep)], p_step=json.loads(row["p_steps"]),
-              first_error_step=first, unscored=int(row["steps_unscored"]))
+    p = json.loads(row["p_steps"]) if isinstance(row["p_steps"], str) else list(row["p_steps"])  # JSON in a file
+    st = dict(texts=[solution[a:b] for a, b in step_spans(solution, sep)], p_step=p, first_error_step=first,
+              unscored=int(row["steps_unscored"]))
     if ex is not None:
         line = min(f.line for f in ex.findings) if ex.findings else np.nan
         k = int(checker_steps([solution], [line], sep)[0])
@@ -163,7 +164,7 @@ def _steps_md(st:dict) -> str:
 
 def _step_label(st:dict, i:int) -> str|None:
     p, said = st["p_step"][i] if i < len(st["p_step"]) else None, []
-    if i == st["first_error_step"]: said.append(f"first wrong step (p {p:.2f})")
+    if i == st["first_error_step"]: said.append("first wrong step" + (f" (p {p:.2f})" if p is not None else ""))
     if i == st.get("checker_step"): said.append("checker: wrong calculation")
     if p is None: said.append("not scored (cut off)")
     return "; ".join(said) or None
