@@ -163,8 +163,13 @@ def _steps_md(st:dict) -> str:
                    f"{'were' if cut != 1 else 'was'} not scored." if cut else "")
 
 def _step_label(st:dict, i:int) -> str|None:
-    p, said = st["p_step"][i] if i < len(st["p_step"]) else None, []
-    if i == st["first_error_step"]: said.append("first wrong step" + (f" (p {p:.2f})" if p is not None else ""))
+    "The first wrong step (the hybrid's with the checker), the step head's and the checker's, and unscored steps."
+    p, hybrid = st["p_step"][i] if i < len(st["p_step"]) else None, "hybrid_step" in st
+    said = ["first wrong step"] if i == st["hybrid_step" if hybrid else "first_error_step"] else []
+    with_p = f" (p {p:.2f})" if p is not None else ""
+    if i == st["first_error_step"]:
+        if hybrid: said.append("step head" + with_p)
+        else: said[-1] += with_p
     if i == st.get("checker_step"): said.append("checker: wrong calculation")
     if p is None: said.append("not scored (cut off)")
     return "; ".join(said) or None

@@ -173,5 +173,6 @@ def test_serve_marks_the_first_wrong_step():
     assert _steps_view(r) == [("a = 1\n", None), ("b = 3\n", "first wrong step (p 0.80)"), ("c = 4\n", None)]
     assert "First wrong step: **step 2 of 3, p = 0.800**." in _verdict_md(r)
     r["steps"].update(checker_step=2, hybrid_step=1)
-    assert [label for _, label in _steps_view(r)] == [None, "first wrong step (p 0.80)", "checker: wrong calculation"]
+    assert [label for _, label in _steps_view(r)] == [None, "first wrong step; step head (p 0.80)",
+                                                      "checker: wrong calculation"]
     assert "**step 2 of 3** (step head: step 2 of 3, p = 0.800; arithmetic checker: step 3 of 3)" in _verdict_md(r)
