@@ -480,6 +480,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'phi_cls.report.joined': ('report.html#joined', 'phi_cls/report.py'),
                                 'phi_cls.report.labelled_rows': ('report.html#labelled_rows', 'phi_cls/report.py'),
                                 'phi_cls.report.load_experiments': ('report.html#load_experiments', 'phi_cls/report.py'),
+                                'phi_cls.report.localisation': ('report.html#localisation', 'phi_cls/report.py'),
                                 'phi_cls.report.metrics_table': ('report.html#metrics_table', 'phi_cls/report.py'),
                                 'phi_cls.report.one_class_warning': ('report.html#one_class_warning', 'phi_cls/report.py'),
                                 'phi_cls.report.plot_confidence_shift': ('report.html#plot_confidence_shift', 'phi_cls/report.py'),

@@ -226,12 +226,12 @@ def _evaluate(args):
     metrics = evaluate(args.model, args.input, args.out, args.threshold, args.checker, args.kind, args.overwrite,
                        args.device, args.batch_size, args.base_model, args.progress, workers=args.workers,
                        steps=args.steps, step_separator=args.step_separator)
-    steps = next((metrics[m]["steps"] for m in ("probe", "lora") if "steps" in metrics.get(m, {})), None)
+    steps = next((metrics[m] for m in ("probe", "lora") if "steps" in metrics.get(m, {})), None)
     print(f"{metrics['evaluated']['rows']} rows of {args.input} -> {args.out}: metrics.json, predictions, figures/"
           + (", steps.md" if steps else ""))
     print("\n".join(summary_lines(metrics)))
     if steps: print(f"\nfirst wrong step (ProcessBench's F1: of accuracy on flawed rows, exact step, and on correct "
-                    f"rows; 95% intervals):\n{steps_markdown(steps)}")
+                    f"rows; 95% intervals):\n{steps_markdown(steps['steps'], steps.get('checker_localisation'))}")
 
 # %% ../nbs/18_cli.ipynb #d55409b6
 def _check(args):

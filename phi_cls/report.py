@@ -26,9 +26,9 @@ from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, binary_view, chec
 __all__ = ['STEP_FILES', 'STEP_SIGNALS', 'FIGURES', 'EVALUATE_FILES', 'Experiment', 'load_experiments', 'fake_run', 'plot_loss',
            'plot_confusion', 'plot_roc', 'plot_pr', 'calibration_table', 'plot_reliability', 'plot_p_hist',
            'plot_layers', 'step_metrics', 'step_baselines', 'step_table', 'checker_steps', 'combine_steps',
-           'plot_first_error', 'plot_steps', 'experiment_figures', 'save_figures', 'report_grid', 'experiments_from',
-           'metrics_table', 'signal_table', 'joined', 'disagreements', 'plot_confidence_shift', 'example_texts',
-           'write_comparison', 'baseline_table', 'check_evaluate_paths', 'labelled_rows', 'evaluate',
+           'localisation', 'plot_first_error', 'plot_steps', 'experiment_figures', 'save_figures', 'report_grid',
+           'experiments_from', 'metrics_table', 'signal_table', 'joined', 'disagreements', 'plot_confidence_shift',
+           'example_texts', 'write_comparison', 'baseline_table', 'check_evaluate_paths', 'labelled_rows', 'evaluate',
            'one_class_warning', 'step_evaluation', 'steps_markdown']
 
 # %% ../nbs/15_report.ipynb #c006
@@ -240,7 +240,7 @@ def plot_layers(exp:Experiment, ax=None, label:str|None=None):
 
 # %% ../nbs/15_report.ipynb #s101
 # stand-in until steps-core merges: this cell becomes
-# `from phi_cls.steps import checker_steps, combine_steps, step_baselines, step_metrics, step_table`
+# `from phi_cls.steps import checker_steps, combine_steps, localisation, step_baselines, step_metrics, step_table`
 def _step_scores(t, p) -> dict:
     a = float(np.mean(p[t >= 0] == t[t >= 0])) if (t >= 0).any() else None
     b = float(np.mean(p[t == -1] == -1)) if (t == -1).any() else None
@@ -282,6 +282,14 @@ def combine_steps(rule:str, classifier_step, checker_step) -> np.ndarray:
     if rule == "classifier": return c
     if rule == "checker": return np.where(k >= 0, k, c)
     return np.where((c >= 0) & (k >= 0), np.minimum(c, k), np.maximum(c, k))
+
+def localisation(true, checker_step) -> dict:
+    t, k = pd.array(true, dtype="Int64"), pd.array(checker_step, dtype="Int64")
+    known = ~(pd.isna(t) | pd.isna(k))
+    t, k = t[known].to_numpy(int), k[known].to_numpy(int)
+    hit = (k >= 0) & (t >= 0)
+    return dict(flagged=int((k >= 0).sum()), exact=int((hit & (k == t)).sum()), later=int((hit & (k > t)).sum()),
+                earlier=int((hit & (k < t)).sum()), flagged_correct=int(((k >= 0) & (t == -1)).sum()))
 
 # %% ../nbs/15_report.ipynb #s102
 def _step_bins(steps, cap:int) -> np.ndarray:
@@ -596,8 +604,8 @@ def _rows_to_score(src:Path, df:pd.DataFrame, validated:bool):
 # %% ../nbs/15_report.ipynb #s204
 def step_evaluation(df:pd.DataFrame, preds:pd.DataFrame, separator:str="line", threshold:float=THRESHOLD,
                     n_boot:int=1000) -> tuple:
-    ("(step metrics per signal and baseline, `<mode>_steps.csv` rows, metrics of p(flawed) from steps or None) of the "
-     "predictions `preds` of the rows `df` (index, solution, first_error_step).")
+    ("(step metrics per signal and baseline, `<mode>_steps.csv` rows, extra metrics: p(flawed) from steps, the "
+     "checker's localisation) of the predictions `preds` of the rows `df` (index, solution, first_error_step).")
     s = df[["index", "solution", "first_error_step"]].rename(columns={"first_error_step": "true_first_error_step"})
     s = s.merge(preds, on="index", how="left", validate="one_to_one")
     if "checker_step" not in s and "error_line" in s:  # the checker without a step head: the step of its wrong line
@@ -606,11 +614,13 @@ def step_evaluation(df:pd.DataFrame, preds:pd.DataFrame, separator:str="line", t
     true, n_steps = s["true_first_error_step"], s["solution"].map(lambda t: len(step_spans(t, separator)))
     results = {name: step_metrics(true, s[c], n_boot) for c, name in STEP_SIGNALS.items() if c in s}
     results.update({name: step_metrics(true, pred, n_boot) for name, pred in step_baselines(true, n_steps).items()})
-    p_flawed = None
+    extra = {}
     if "p_flawed_steps" in s and (scored := s["p_flawed_steps"].notna()).any():
         y = (s.loc[scored, "true_label"] != 0).astype(int)
-        p_flawed = dict(classification_metrics(y, s.loc[scored, "p_flawed_steps"], threshold), rows=int(scored.sum()))
-    return results, s[["index", "true_first_error_step", *cols]], p_flawed
+        extra["steps_p_flawed"] = dict(classification_metrics(y, s.loc[scored, "p_flawed_steps"], threshold),
+                                       rows=int(scored.sum()))
+    if "checker_step" in s: extra["checker_localisation"] = localisation(true, s["checker_step"])
+    return results, s[["index", "true_first_error_step", *cols]], extra
 
 # %% ../nbs/15_report.ipynb #s206
 def _cell(v) -> str:
@@ -618,22 +628,25 @@ def _cell(v) -> str:
     if isinstance(v, (float, np.floating)): return f"{v:.3f}"
     return str(v)
 
-def steps_markdown(results:dict) -> str:
-    "The step table (`step_table`: accuracy on flawed rows (exact step), on correct rows, F1, 95% intervals), Markdown."
+def steps_markdown(results:dict, checker:dict|None=None) -> str:
+    ("The step table (`step_table`: accuracy on flawed rows (exact step), on correct rows, F1, 95% intervals) in "
+     "Markdown; then where the checker's step falls (`checker`: `localisation`'s counts), if given.")
     t = step_table(results)
     rows = [[t.index.name or "", *map(str, t.columns)], ["---"] * (len(t.columns) + 1)]
     rows += [[str(name), *map(_cell, r)] for name, r in zip(t.index, t.itertuples(index=False))]
-    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+    table = "\n".join("| " + " | ".join(r) + " |" for r in rows)
+    if not checker: return table
+    return table + ("\n\nWhere the checker's step falls, of the rows it flags: "
+                    + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in checker.items()) + ".")
 
 def _write_steps(tmp:Path, mode:str, df:pd.DataFrame, info:dict, separator:str, metrics:dict):
     "The step results of `evaluate --steps` into `metrics` and the files of the results folder `tmp`."
     threshold = ((info.get("steps") or {}).get("decision") or {}).get("threshold", THRESHOLD)
-    results, frame, p_flawed = step_evaluation(df, pd.read_csv(tmp / PRED_FILES[mode]), separator, threshold)
-    metrics[mode]["steps"] = results
-    if p_flawed: metrics[mode]["steps_p_flawed"] = p_flawed
+    results, frame, extra = step_evaluation(df, pd.read_csv(tmp / PRED_FILES[mode]), separator, threshold)
+    metrics[mode].update(steps=results, **extra)
     metrics["evaluated"].update(steps=True, step_separator=separator)
     write_csv(tmp / STEP_FILES[mode], frame)
-    (tmp / "steps.md").write_text(steps_markdown(results) + "\n")
+    (tmp / "steps.md").write_text(steps_markdown(results, extra.get("checker_localisation")) + "\n")
 
 # %% ../nbs/15_report.ipynb #k9ed4b1
 def _class_evaluation(clf, scored:pd.DataFrame, base_probs:dict, classes:tuple, checker:bool,
