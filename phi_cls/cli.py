@@ -100,6 +100,14 @@ def _add_evaluate(sub):
                           help="write into --out even if it holds files (only evaluate's own are replaced)")
     _add_loading(evaluate)
     evaluate.add_argument("--checker", action="store_true", help="also score the arithmetic checker and the hybrid")
+    evaluate.add_argument("--steps", action="store_true",
+                          help="also score the first wrong step as ProcessBench does (accuracy on flawed and on "
+                               "correct rows, F1) for the step head and, with --checker, checker and hybrid, next to "
+                               "trivial baselines; the file needs first_error_step (or ProcessBench / TRL stepwise "
+                               "rows)")
+    evaluate.add_argument("--step-separator", choices=["line", "blank"],
+                          help="steps are lines or paragraphs (blank line between); also how ProcessBench / TRL "
+                               "steps are joined (default: as the classifier was trained, else line)")
     evaluate.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
     return evaluate
 
@@ -218,11 +226,16 @@ def _predict(args):
 def _evaluate(args):
     from phi_cls.metrics import summary_lines
     _check_loading(args)
-    from phi_cls.report import evaluate
+    from phi_cls.report import evaluate, steps_markdown
     metrics = evaluate(args.model, args.input, args.out, args.threshold, args.checker, args.kind, args.overwrite,
-                       args.device, args.batch_size, args.base_model, args.progress, workers=args.workers)
-    print(f"{metrics['evaluated']['rows']} rows of {args.input} -> {args.out}: metrics.json, predictions, figures/")
+                       args.device, args.batch_size, args.base_model, args.progress, workers=args.workers,
+                       steps=args.steps, step_separator=args.step_separator)
+    steps = next((metrics[m] for m in ("probe", "lora") if "steps" in metrics.get(m, {})), None)
+    print(f"{metrics['evaluated']['rows']} rows of {args.input} -> {args.out}: metrics.json, predictions, figures/"
+          + (", steps.md" if steps else ""))
     print("\n".join(summary_lines(metrics)))
+    if steps: print(f"\nfirst wrong step (ProcessBench's F1: of accuracy on flawed rows, exact step, and on correct "
+                    f"rows; 95% intervals):\n{steps_markdown(steps['steps'], steps.get('checker_localisation'))}")
 
 # %% ../nbs/18_cli.ipynb #d55409b6
 def _check(args):

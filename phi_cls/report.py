@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_report.ipynb #c003
 from __future__ import annotations
-import json
+import contextlib, json, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,18 +15,21 @@ from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
 from .decide import Decision, checker_flagged, raw_probability
 from .runs import check_results_folder, results_folder, say
-from .data import DataError, read_table, table_path, validate_frame, write_json
+from .data import (DataError, check_separator, read_step_format, read_table, step_at, step_spans, table_path,
+                          validate_frame, write_csv, write_json)
 from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, binary_view, check_threshold,
                              class_baseline_metrics, class_metrics, classification_metrics, ece, headline_metrics,
                              cross_validated_baselines, prob_columns, versus_baselines)
 
 
 # %% auto #0
-__all__ = ['FIGURES', 'EVALUATE_FILES', 'Experiment', 'load_experiments', 'fake_run', 'plot_loss', 'plot_confusion', 'plot_roc',
-           'plot_pr', 'calibration_table', 'plot_reliability', 'plot_p_hist', 'plot_layers', 'experiment_figures',
-           'save_figures', 'report_grid', 'experiments_from', 'metrics_table', 'signal_table', 'joined',
-           'disagreements', 'plot_confidence_shift', 'example_texts', 'write_comparison', 'baseline_table',
-           'check_evaluate_paths', 'labelled_rows', 'evaluate', 'one_class_warning']
+__all__ = ['STEP_FILES', 'STEP_SIGNALS', 'FIGURES', 'EVALUATE_FILES', 'Experiment', 'load_experiments', 'fake_run', 'plot_loss',
+           'plot_confusion', 'plot_roc', 'plot_pr', 'calibration_table', 'plot_reliability', 'plot_p_hist',
+           'plot_layers', 'step_metrics', 'step_baselines', 'step_table', 'checker_steps', 'combine_steps',
+           'localisation', 'plot_first_error', 'plot_steps', 'experiment_figures', 'save_figures', 'report_grid',
+           'experiments_from', 'metrics_table', 'signal_table', 'joined', 'disagreements', 'plot_confidence_shift',
+           'example_texts', 'write_comparison', 'baseline_table', 'check_evaluate_paths', 'labelled_rows', 'evaluate',
+           'one_class_warning', 'step_evaluation', 'steps_markdown']
 
 # %% ../nbs/15_report.ipynb #c006
 @dataclass
@@ -37,6 +40,7 @@ class Experiment:
     predictions: pd.DataFrame
     metrics: dict
     log_history: list
+    steps: pd.DataFrame|None = None  # `<mode>_steps.csv`: true and predicted first wrong steps, if recorded
 
     @property
     def name(self) -> str: return f"{self.run_dir.name}/{self.mode}"
@@ -56,6 +60,8 @@ class Experiment:
     @property
     def flawed(self) -> np.ndarray: return (self.y != 0).astype(int)  # the binary view's truth
 
+STEP_FILES = {m: f"{m}_steps.csv" for m in PRED_FILES}  # per-row first wrong steps (runs with steps)
+
 def load_experiments(run_dir:str|Path, modes:list|None=None) -> list:
     "The experiments (probe and/or lora) found in a run folder."
     run_dir = Path(run_dir)
@@ -71,10 +77,21 @@ def load_experiments(run_dir:str|Path, modes:list|None=None) -> list:
         found = [m for m in found if m in modes]
     log = lambda m: (json.loads((run_dir / m / "training_log.json").read_text())
                      if (run_dir / m / "training_log.json").exists() else [])
-    return [Experiment(run_dir, m, pd.read_csv(run_dir / PRED_FILES[m]), metrics[m], log(m)) for m in found]
+    steps = lambda m: pd.read_csv(run_dir / STEP_FILES[m]) if (run_dir / STEP_FILES[m]).exists() else None
+    return [Experiment(run_dir, m, pd.read_csv(run_dir / PRED_FILES[m]), metrics[m], log(m), steps(m)) for m in found]
+
+# %% ../nbs/15_report.ipynb #s001
+def _fake_steps(y, rng) -> pd.DataFrame:
+    "Synthetic `<mode>_steps.csv` rows for labels `y`: a first wrong step for each flawed row, right half the time."
+    n = len(y)
+    true = np.where(y == 1, rng.integers(0, 9, n), -1)
+    pred = np.where(rng.random(n) < 0.5, true, rng.integers(-1, 9, n))
+    p_steps = [json.dumps([round(float(v), 3) for v in rng.random(max(t, 0) + 2)]) for t in true]
+    return pd.DataFrame({"index": np.arange(n), "true_first_error_step": pd.Series(true, dtype="Int64").where(
+        (y == 0) | (rng.random(n) > 0.1)), "first_error_step": pred, "p_steps": p_steps, "steps_unscored": 0})
 
 # %% ../nbs/15_report.ipynb #c008
-def fake_run(folder:str|Path, n:int=200, seed:int=0, modes=("probe", "lora")) -> Path:
+def fake_run(folder:str|Path, n:int=200, seed:int=0, modes=("probe", "lora"), steps:bool=False) -> Path:
     "Write a run folder with synthetic predictions (for examples and tests of the report functions)."
     folder, rng = Path(folder), np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -89,11 +106,12 @@ def fake_run(folder:str|Path, n:int=200, seed:int=0, modes=("probe", "lora")) ->
         metrics[mode] = dict(classification_metrics(y, p),
                              **versus_baselines(y, p, THRESHOLD, shortcuts, results, f"{mode} classifier"))
         (folder / mode).mkdir(exist_ok=True)
-        steps = np.arange(1, 60)
+        at = np.arange(1, 60)
         curve = lambda s: float(0.39 * np.exp(-s / (40 - 10 * i)) + 0.3)
         log = [{"step": int(s), "loss": curve(s), "epoch": s / 20}
-               for s in steps[::5]] + [{"step": int(s), "step_loss": curve(s) + rng.normal(0, 0.03)} for s in steps]
+               for s in at[::5]] + [{"step": int(s), "step_loss": curve(s) + rng.normal(0, 0.03)} for s in at]
         (folder / mode / "training_log.json").write_text(json.dumps(log))
+        if steps: _fake_steps(y, rng).to_csv(folder / STEP_FILES[mode], index=False)
     metrics["baselines"] = dict(fitted_on="synthetic rows", scored_on=f"{n} rows", results=results)
     (folder / "metrics.json").write_text(json.dumps(metrics))
     return folder
@@ -220,14 +238,104 @@ def plot_layers(exp:Experiment, ax=None, label:str|None=None):
     ax.set_xlabel("layer"); ax.set_ylabel("validation balanced accuracy"); ax.set_xticks(layers); ax.legend(fontsize=8)
     return fig
 
+# %% ../nbs/15_report.ipynb #s101
+# stand-in until steps-core merges: this cell becomes
+# `from phi_cls.steps import checker_steps, combine_steps, localisation, step_baselines, step_metrics, step_table`
+def _step_scores(t, p) -> dict:
+    a = float(np.mean(p[t >= 0] == t[t >= 0])) if (t >= 0).any() else None
+    b = float(np.mean(p[t == -1] == -1)) if (t == -1).any() else None
+    f1 = None if a is None or b is None else (0.0 if a + b == 0 else 2 * a * b / (a + b))
+    return dict(acc_flawed=a, acc_correct=b, f1=f1)
+
+def step_metrics(true, pred, n_boot:int=1000, seed:int=0) -> dict:
+    t, p = pd.array(true, dtype="Int64"), pd.array(pred, dtype="Int64")
+    known = ~(pd.isna(t) | pd.isna(p))
+    t, p = t[known].to_numpy(int), p[known].to_numpy(int)
+    m = dict(_step_scores(t, p), n_flawed=int((t >= 0).sum()), n_correct=int((t == -1).sum()))
+    rng = np.random.default_rng(seed)
+    draws = [_step_scores(t[i], p[i]) for i in (rng.integers(0, len(t), len(t)) for _ in range(n_boot))]
+    ci = lambda k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if (
+        v := [d[k] for d in draws if d[k] is not None]) else [None, None]
+    return dict(m, intervals={k: ci(k) for k in ("acc_flawed", "acc_correct", "f1")})
+
+def step_baselines(true, n_steps, seed:int=0) -> dict:
+    n = np.asarray(n_steps, int)
+    return {"always -1": np.full(len(n), -1), "last step": n - 1,
+            "random step": np.random.default_rng(seed).integers(0, np.maximum(n, 1))}
+
+def step_table(results:dict) -> pd.DataFrame:
+    rows = [{"signal": name, **{f"{k}{end}": (m[k] if end == "" else m["intervals"][k][j])
+                                for k in ("acc_flawed", "acc_correct", "f1")
+                                for j, end in enumerate(("_low", "_high", ""))}, "n_flawed": m["n_flawed"],
+             "n_correct": m["n_correct"]} for name, m in results.items()]
+    return pd.DataFrame(rows).set_index("signal")
+
+def checker_steps(solutions, error_lines, separator:str="line") -> np.ndarray:
+    def one(s, line):
+        if pd.isna(line): return -1
+        at = sum(len(x) + 1 for x in s.split("\n")[:int(line) - 1])
+        return step_at(step_spans(s, separator), at)
+    return np.array([one(s, line) for s, line in zip(solutions, error_lines)], int)
+
+def combine_steps(rule:str, classifier_step, checker_step) -> np.ndarray:
+    c, k = np.asarray(classifier_step, int), np.asarray(checker_step, int)
+    if rule == "classifier": return c
+    if rule == "checker": return np.where(k >= 0, k, c)
+    return np.where((c >= 0) & (k >= 0), np.minimum(c, k), np.maximum(c, k))
+
+def localisation(true, checker_step) -> dict:
+    t, k = pd.array(true, dtype="Int64"), pd.array(checker_step, dtype="Int64")
+    known = ~(pd.isna(t) | pd.isna(k))
+    t, k = t[known].to_numpy(int), k[known].to_numpy(int)
+    hit = (k >= 0) & (t >= 0)
+    return dict(flagged=int((k >= 0).sum()), exact=int((hit & (k == t)).sum()), later=int((hit & (k > t)).sum()),
+                earlier=int((hit & (k < t)).sum()), flagged_correct=int(((k >= 0) & (t == -1)).sum()))
+
+# %% ../nbs/15_report.ipynb #s102
+def _step_bins(steps, cap:int) -> np.ndarray:
+    "0 for none (-1), 1 + s for step s below `cap`, cap + 1 for the steps from `cap` on."
+    s = np.asarray(steps, int)
+    return np.where(s < 0, 0, np.minimum(s, cap) + 1)
+
+def plot_first_error(true, pred, ax=None, title:str="first wrong step: predicted vs true", cap:int=8):
+    "Counts of predicted against true first wrong step; -1 (none) its own row and column, steps from `cap` on as one."
+    fig, ax = _axes(ax, title, (4.8, 4.2))
+    t, p = pd.array(true, dtype="Int64"), pd.array(pred, dtype="Int64")
+    known = ~(pd.isna(t) | pd.isna(p))  # unknown true steps are not scored
+    t, p = _step_bins(t[known].to_numpy(int), cap), _step_bins(p[known].to_numpy(int), cap)
+    k = max(t.max(initial=0), p.max(initial=0)) + 1  # up to the largest step seen
+    cm = np.zeros((k, k), int)
+    np.add.at(cm, (t, p), 1)
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        if v: ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                      color="white" if v > cm.max() / 2 else "black")
+    names = ["none", *map(str, range(cap)), f"{cap}+"][:k]
+    ax.set_xticks(range(k), names); ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted first wrong step"); ax.set_ylabel("true first wrong step")
+    return fig
+
+# %% ../nbs/15_report.ipynb #s105
+STEP_SIGNALS = {"first_error_step": "classifier", "checker_step": "checker", "hybrid_step": "hybrid"}
+
+def plot_steps(exp:Experiment):
+    "Predicted against true first wrong step for each step signal in `exp.steps` (classifier, checker, hybrid)."
+    cols = [c for c in STEP_SIGNALS if c in exp.steps]
+    fig, axes = plt.subplots(1, len(cols), figsize=(4.8 * len(cols), 4.2), squeeze=False)
+    for ax, c in zip(axes[0], cols):
+        plot_first_error(exp.steps["true_first_error_step"], exp.steps[c], ax, f"{exp.name}: {STEP_SIGNALS[c]}")
+    return fig
+
 # %% ../nbs/15_report.ipynb #c016
 FIGURES = {"loss": plot_loss, "confusion": plot_confusion, "roc": plot_roc, "pr": plot_pr,
            "reliability": plot_reliability, "p_hist": plot_p_hist}
 
 def experiment_figures(exp:Experiment) -> dict:
-    "name -> Figure for the six standard figures (and `layers` for a probe that chose its layer on validation)."
+    ("name -> Figure for the six standard figures (`layers` for a probe that chose its layer on validation, "
+     "`first_error` for an experiment with steps).")
     figs = {name: draw(exp) for name, draw in FIGURES.items()}
     if "layer_selection" in exp.metrics: figs["layers"] = plot_layers(exp)
+    if exp.steps is not None and any(c in exp.steps for c in STEP_SIGNALS): figs["first_error"] = plot_steps(exp)
     return figs
 
 def save_figures(run_dir:str|Path, dpi:int=100) -> list:
@@ -388,38 +496,55 @@ def check_evaluate_paths(input_path, out, overwrite:bool=False) -> tuple:
                          "own.")
     return src, check_results_folder(out, "evaluate", overwrite)
 
-EVALUATE_FILES = ("metrics.json", "figures", *PRED_FILES.values())  # what evaluate writes, whichever classifier
+# what evaluate writes, whichever classifier (the last two with steps)
+EVALUATE_FILES = ("metrics.json", "figures", *PRED_FILES.values(), "steps.md", *STEP_FILES.values())
 
-def labelled_rows(path:Path, classes:tuple|None=None) -> pd.DataFrame:
-    "The rows of a labelled file, validated; `DataError` if it has no labels."
-    df = read_table(path)
+def labelled_rows(path:Path, classes:tuple|None=None, step_separator:str="line", steps:bool=False) -> pd.DataFrame:
+    ("The rows of a labelled file (ProcessBench, TRL stepwise too), validated; `DataError` if it has no labels (with "
+     "`steps`: no step labels).")
+    df = read_step_format(read_table(path), str(path), step_separator)  # their own columns: as question, solution
     if "label" not in df:
         raise DataError(f"{path} has no 'label' column (columns found: {[c for c in df.columns if c != '_row']}). "
                         "evaluate needs labelled rows (label 0 = correct, 1 = flawed); to score rows without labels "
                         "use phi-cls predict.")
-    return validate_frame(df, str(path), classes=classes).reset_index(drop=True)
+    if steps and "first_error_step" not in df:
+        raise DataError(f"{path} has no step labels (no 'first_error_step' column; columns found: "
+                        f"{[c for c in df.columns if c != '_row']}). evaluate --steps needs each row's first wrong "
+                        "step (0-based, -1 when none is wrong), or rows in ProcessBench (problem, steps, label) or TRL "
+                        "stepwise (prompt, completions, labels) format.")
+    df = validate_frame(df, str(path), classes=classes, step_separator=step_separator).reset_index(drop=True)
+    if steps and df["first_error_step"].isna().all():
+        raise DataError(f"{path}: no row has a known first_error_step (all are empty), so there is no step to score. "
+                        "Fill in the first wrong step of some rows (-1 for the correct ones).")
+    return df
 
 # %% ../nbs/15_report.ipynb #r106
 def evaluate(model, input_path, out, threshold:float|None=None, checker:bool=False, kind:str|None=None,
              overwrite:bool=False, device:str="auto", batch_size:int|None=None, base_model:str|None=None,
-             progress:bool=True, folds:int=5, workers="auto") -> dict:
+             progress:bool=True, folds:int=5, workers="auto", steps:bool=False, step_separator:str|None=None) -> dict:
     ("Score a labelled file with a trained classifier into `out`: metrics.json (intervals, baselines), predictions, "
-     "figures (`threshold=None`: the artifact's, fitted on validation).")
+     "figures (`threshold=None`: the artifact's, fitted on validation); `steps`: the first wrong step too.")
     from phi_cls.predict import load_classifier, predict_file
     if threshold is not None: check_threshold(threshold)
     src, out = check_evaluate_paths(input_path, out, overwrite)
     from phi_cls.artifact import artifact_classes, find_artifact, read_classifier_info
-    classes = artifact_classes(read_classifier_info(find_artifact(model, kind)))  # the labels the file must hold
-    df = labelled_rows(src, classes)
+    info = read_classifier_info(find_artifact(model, kind))
+    classes = artifact_classes(info)  # the labels the file must hold
+    separator = (_step_separator(info, model, step_separator, checker) if steps
+                 else check_separator(step_separator or "line"))
+    df = labelled_rows(src, classes, separator, steps)
     probs = cross_validated_baselines(df, folds, len(classes))  # every check before the model loads
     clf = load_classifier(model, kind=kind, device=device, batch_size=batch_size, base_model=base_model,
                           workers=workers)
     mode, folder = clf.info["kind"], results_folder(out, EVALUATE_FILES)
     with folder as tmp:  # beside `out`; moved in when every file is written
         # None: the artifact's threshold, and its hybrid rule with the rule's own threshold
-        predict_file(clf, src, tmp / PRED_FILES[mode], threshold, checker, progress=progress)
+        with _rows_to_score(src, df, steps or separator != "line") as rows:
+            predict_file(clf, rows, tmp / PRED_FILES[mode], threshold, checker, progress=progress,
+                         **({"steps": True} if steps and info.get("steps") else {}))
         metrics = _evaluate_metrics(clf, df, tmp / PRED_FILES[mode], probs, mode, threshold, checker, src, folds,
                                     model, classes)
+        if steps: _write_steps(tmp, mode, df, info, separator, metrics)
         write_json(tmp / "metrics.json", metrics)
         save_figures(tmp)
     if folder.moved: say(folder.moved)
@@ -452,6 +577,76 @@ def one_class_warning(name:str, y, p, threshold:float) -> str:
     return (f"{name} has only {'flawed' if c else 'correct'} rows (label {c}), so balanced accuracy, F1 and AUROC are "
             f"undefined or trivial on it and the baselines mean nothing. What it shows: accuracy "
             f"{float(np.mean((np.asarray(p) >= threshold) == c)):.3f}, {called} of {len(y)} rows called flawed.")
+
+# %% ../nbs/15_report.ipynb #s201
+def _step_separator(info:dict, model, given:str|None, checker:bool) -> str:
+    "The separator `evaluate --steps` splits with (the classifier's); `ValueError` if no step is named or they differ."
+    head = info.get("steps") or {}
+    if not head and not checker:
+        raise ValueError(f"{model} has no step head (it was trained without --steps), so it names no first wrong step. "
+                         "Add --checker to score the arithmetic checker's steps alone, or evaluate a classifier "
+                         "trained with --steps.")
+    trained = head.get("separator")
+    if given and trained and given != trained:
+        raise ValueError(f"--step-separator {given}, but {model} was trained on steps split by '{trained}', and its "
+                         f"step numbers count those. Leave --step-separator out or pass {trained}.")
+    return check_separator(given or trained or "line")
+
+@contextlib.contextmanager
+def _rows_to_score(src:Path, df:pd.DataFrame, validated:bool):
+    "`src`, or (`validated`) a temporary copy of the rows as read, so prediction sees the steps joined as the labels."
+    if not validated:
+        yield src; return
+    with tempfile.TemporaryDirectory(prefix="phi_cls-") as d:
+        df[["index", "question", "solution", "label"]].to_parquet(Path(d) / "rows.parquet", index=False)
+        yield Path(d) / "rows.parquet"
+
+# %% ../nbs/15_report.ipynb #s204
+def step_evaluation(df:pd.DataFrame, preds:pd.DataFrame, separator:str="line", threshold:float=THRESHOLD,
+                    n_boot:int=1000) -> tuple:
+    ("(step metrics per signal and baseline, `<mode>_steps.csv` rows, extra metrics: p(flawed) from steps, the "
+     "checker's localisation) of the predictions `preds` of the rows `df` (index, solution, first_error_step).")
+    s = df[["index", "solution", "first_error_step"]].rename(columns={"first_error_step": "true_first_error_step"})
+    s = s.merge(preds, on="index", how="left", validate="one_to_one")
+    if "checker_step" not in s and "error_line" in s:  # the checker without a step head: the step of its wrong line
+        s["checker_step"] = checker_steps(s["solution"], s["error_line"].where(checker_flagged(s) == 1), separator)
+    cols = [c for c in ("first_error_step", "p_steps", "steps_unscored", *list(STEP_SIGNALS)[1:]) if c in s]
+    true, n_steps = s["true_first_error_step"], s["solution"].map(lambda t: len(step_spans(t, separator)))
+    results = {name: step_metrics(true, s[c], n_boot) for c, name in STEP_SIGNALS.items() if c in s}
+    results.update({name: step_metrics(true, pred, n_boot) for name, pred in step_baselines(true, n_steps).items()})
+    extra = {}
+    if "p_flawed_steps" in s and (scored := s["p_flawed_steps"].notna()).any():
+        y = (s.loc[scored, "true_label"] != 0).astype(int)
+        extra["steps_p_flawed"] = dict(classification_metrics(y, s.loc[scored, "p_flawed_steps"], threshold),
+                                       rows=int(scored.sum()))
+    if "checker_step" in s: extra["checker_localisation"] = localisation(true, s["checker_step"])
+    return results, s[["index", "true_first_error_step", *cols]], extra
+
+# %% ../nbs/15_report.ipynb #s206
+def _cell(v) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)): return "-"
+    if isinstance(v, (float, np.floating)): return f"{v:.3f}"
+    return str(v)
+
+def steps_markdown(results:dict, checker:dict|None=None) -> str:
+    ("The step table (`step_table`: accuracy on flawed rows (exact step), on correct rows, F1, 95% intervals) in "
+     "Markdown; then where the checker's step falls (`checker`: `localisation`'s counts), if given.")
+    t = step_table(results)
+    rows = [[t.index.name or "", *map(str, t.columns)], ["---"] * (len(t.columns) + 1)]
+    rows += [[str(name), *map(_cell, r)] for name, r in zip(t.index, t.itertuples(index=False))]
+    table = "\n".join("| " + " | ".join(r) + " |" for r in rows)
+    if not checker: return table
+    return table + ("\n\nWhere the checker's step falls, of the rows it flags: "
+                    + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in checker.items()) + ".")
+
+def _write_steps(tmp:Path, mode:str, df:pd.DataFrame, info:dict, separator:str, metrics:dict):
+    "The step results of `evaluate --steps` into `metrics` and the files of the results folder `tmp`."
+    threshold = ((info.get("steps") or {}).get("decision") or {}).get("threshold", THRESHOLD)
+    results, frame, extra = step_evaluation(df, pd.read_csv(tmp / PRED_FILES[mode]), separator, threshold)
+    metrics[mode].update(steps=results, **extra)
+    metrics["evaluated"].update(steps=True, step_separator=separator)
+    write_csv(tmp / STEP_FILES[mode], frame)
+    (tmp / "steps.md").write_text(steps_markdown(results, extra.get("checker_localisation")) + "\n")
 
 # %% ../nbs/15_report.ipynb #k9ed4b1
 def _class_evaluation(clf, scored:pd.DataFrame, base_probs:dict, classes:tuple, checker:bool,

@@ -4,24 +4,48 @@
 
 # %% ../nbs/17_serve.ipynb #c003
 from __future__ import annotations
-import os, tempfile
+import json, os, tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .check import Explanation, explain_solution, explanations_frame
 from dataclasses import replace
 from .decide import combine, combine_classes
-from .data import DataError
-from .metrics import check_threshold
+from .data import DataError, step_spans
+from .metrics import check_threshold, prob_columns
 from .predict import Classifier, load_classifier, predict_file
 from .runs import stop_on_signals
+# stand-in until steps-core merges: this line becomes `from phi_cls.steps import checker_steps, combine_steps`
+from .report import checker_steps, combine_steps
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls (and none would get through offline)
 
 # %% auto #0
 __all__ = ['MAX_UPLOAD_MB', 'EXAMPLE_ERROR', 'classify_one', 'classify_file', 'BatchScorer', 'examples', 'build_app', 'serve',
            'demo']
+
+# %% ../nbs/17_serve.ipynb #c006s
+def _predict_one(clf:Classifier, question:str, solution:str) -> tuple:
+    "(calibrated probabilities, shape (1, K); the step head's predictions row or None): one forward pass either way."
+    if not clf.info.get("steps"): return clf.predict_proba([question], [solution]), None
+    row = clf.predict_frame(pd.DataFrame({"question": [question], "solution": [solution]}), steps=True).iloc[0]
+    return row[prob_columns(len(clf.classes))].to_numpy(float)[None], row
+
+def _steps(solution:str, row, info:dict, ex:Explanation|None) -> dict:
+    "The steps of `solution`, the step head's p per step and first wrong step; with the checker its step, the hybrid's."
+    head = info["steps"]
+    sep, first = head.get("separator", "line"), int(row["first_error_step"])
+    p = json.loads(row["p_steps"]) if isinstance(row["p_steps"], str) else list(row["p_steps"])  # JSON in a file
+    st = dict(texts=[solution[a:b] for a, b in step_spans(solution, sep)], p_step=p, first_error_step=first,
+              unscored=int(row["steps_unscored"]))
+    if ex is not None:
+        line = min(f.line for f in ex.findings) if ex.findings else np.nan
+        k = int(checker_steps([solution], [line], sep)[0])
+        rule = (head.get("decision") or {}).get("rule", "classifier")
+        st.update(checker_step=k, hybrid_step=int(combine_steps(rule, [first], [k])[0]))
+    return st
 
 # %% ../nbs/17_serve.ipynb #c006
 def _lines(solution:str, findings:list) -> list:
@@ -35,13 +59,14 @@ def _checker_line(ex:Explanation) -> str:
     return f"{n} calculation{'s' * (n != 1)} checked, {len(ex.findings) or 'none'} wrong"
 
 def classify_one(clf:Classifier, question:str, solution:str, checker:bool=True, threshold:float|None=None) -> dict:
-    "Verdict, calibrated p(flawed), deciding signal, checker findings and status, highlighted lines, notes."
+    ("Verdict, calibrated p(flawed), deciding signal, checker findings and status, highlighted lines, notes; with a "
+     "step head the steps too.")
     # threshold=None: the artifact's fitted threshold and hybrid rule
     missing = [name for name, text in (("problem", question), ("solution", solution)) if not (text or "").strip()]
     if missing: return dict(error=f"Enter the {' and the '.join(missing)} first.")
     d = clf.decision.with_threshold(threshold)
     rule, cut = (d.hybrid.rule, d.hybrid.threshold) if checker else ("classifier", d.threshold)
-    probs = clf.predict_proba([question], [solution])
+    probs, row = _predict_one(clf, question, solution)  # row: the step head's, if it has one
     p = float(probs[0, 1]) if len(clf.classes) == 2 else float(1 - probs[0, 0])  # p(flawed)
     ex = explain_solution(solution) if checker else None  # once: findings and the row combine reads
     if len(clf.classes) > 2:  # the class: the hybrid's (a proven error is computational) or the classifier's
@@ -54,6 +79,7 @@ def classify_one(clf:Classifier, question:str, solution:str, checker:bool=True, 
             "start of the problem and the end of the solution." if cut else "")
     name = clf.classes[int(decision["label"])] if len(clf.classes) > 2 else None
     many = dict(label=name, probabilities=dict(zip(clf.classes, map(float, probs[0])))) if name else {}
+    if row is not None: many["steps"] = _steps(solution, row, clf.info, ex)
     return dict(verdict=(name.capitalize() if name else "Flawed" if decision["label"] else "Correct"), p_flawed=p,
                 **many, decided_by=str(decision["decided_by"]),
                 findings=findings, checker=_checker_line(ex) if ex else "", lines=_lines(solution, findings), note=note)
@@ -124,6 +150,35 @@ def _summary_md(r:dict) -> str:
         lines.append(f"- {name}: accuracy {m['accuracy']:.3f}, {f1}")
     return "\n".join(lines)
 
+def _step_name(st:dict, i:int) -> str: return "none" if i < 0 else f"step {i + 1} of {len(st['texts'])}"
+
+def _steps_md(st:dict) -> str:
+    "The first wrong step in words (steps counted from 1, as people count them)."
+    p = st["p_step"][st["first_error_step"]] if st["first_error_step"] >= 0 else None
+    head = _step_name(st, st["first_error_step"]) + (f", p = {p:.3f}" if p is not None else "")
+    text = (f"First wrong step: **{_step_name(st, st['hybrid_step'])}** (step head: {head}; arithmetic checker: "
+            f"{_step_name(st, st['checker_step'])})." if "hybrid_step" in st else f"First wrong step: **{head}**.")
+    cut = st["unscored"]
+    return text + (f" {cut} step{'s' * (cut != 1)} at the start did not fit in the prompt and "
+                   f"{'were' if cut != 1 else 'was'} not scored." if cut else "")
+
+def _step_label(st:dict, i:int) -> str|None:
+    "The first wrong step (the hybrid's with the checker), the step head's and the checker's, and unscored steps."
+    p, hybrid = st["p_step"][i] if i < len(st["p_step"]) else None, "hybrid_step" in st
+    said = ["first wrong step"] if i == st["hybrid_step" if hybrid else "first_error_step"] else []
+    with_p = f" (p {p:.2f})" if p is not None else ""
+    if i == st["first_error_step"]:
+        if hybrid: said.append("step head" + with_p)
+        else: said[-1] += with_p
+    if i == st.get("checker_step"): said.append("checker: wrong calculation")
+    if p is None: said.append("not scored (cut off)")
+    return "; ".join(said) or None
+
+def _steps_view(r:dict) -> list:
+    "The steps as (text, label) pairs for highlighting: the step head's first wrong step and the checker's labelled."
+    st = r["steps"]
+    return [(text + "\n", _step_label(st, i)) for i, text in enumerate(st["texts"])]
+
 def _verdict_md(r:dict) -> str:
     if "error" in r: return f"**{r['error']}**"
     head = f"## {r['verdict']}\n\nDecided by the **{r['decided_by']}**"
@@ -134,6 +189,7 @@ def _verdict_md(r:dict) -> str:
         head += f" (p({r['label']}) = {r['probabilities'][r['label']]:.3f}; p(flawed) = {r['p_flawed']:.3f})."
     else: head += f" (p(flawed) = {r['p_flawed']:.3f})."
     head += f"\n\nArithmetic checker: {r['checker']}." if r.get("checker") else ""
+    head += f"\n\n{_steps_md(r['steps'])}" if r.get("steps") else ""
     return head + (f"\n\n_{r['note']}_" if r["note"] else "")
 
 # %% ../nbs/17_serve.ipynb #c011
@@ -143,9 +199,9 @@ def build_app(clf:Classifier, checker:bool=True, threshold:float|None=None, max_
     if threshold is not None: check_threshold(threshold)
     def one(q, s):
         r = classify_one(clf, q, s, checker, threshold)
-        if "error" in r: return _verdict_md(r), None, None
+        if "error" in r: return _verdict_md(r), None, None, None
         bars = r.get("probabilities") or {"flawed": r["p_flawed"], "correct": 1 - r["p_flawed"]}
-        return _verdict_md(r), bars, r["lines"]
+        return _verdict_md(r), bars, r["lines"], _steps_view(r) if r.get("steps") else None
     scorer = BatchScorer(clf, checker, threshold, max_mb)
     def batch(path):
         r = scorer(path)
@@ -164,8 +220,11 @@ def build_app(clf:Classifier, checker:bool=True, threshold:float|None=None, max_
                                    num_top_classes=len(clf.classes), elem_id="p-flawed")
                     view = gr.HighlightedText(label="Solution, line by line", elem_id="solution-view",
                                               show_legend=False, combine_adjacent=False)
+                    steps = gr.HighlightedText(label="Steps: the first wrong one marked", elem_id="steps-view",
+                                               show_legend=False, combine_adjacent=False,
+                                               visible=bool(clf.info.get("steps")))  # a classifier with a step head
             gr.Examples(examples(), inputs=[q, s], label="Examples")
-            go.click(one, [q, s], [verdict, bar, view])
+            go.click(one, [q, s], [verdict, bar, view, steps])
         with gr.Tab("Batch"):
             gr.Markdown("Upload a CSV or JSONL with `question` and `solution` columns (and optionally `label`, "
                         f"`index`), up to {max_mb:g} MB.")

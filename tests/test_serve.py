@@ -139,3 +139,43 @@ def test_batch_scorer_cleans_up(tiny_run, tmp_path, monkeypatch):
     assert not list((tmp_path / "tmp").iterdir())  # a failed request leaves nothing, and the previous result is gone
     scorer(tmp_path / "in.csv"); scorer.cleanup()
     assert not list((tmp_path / "tmp").iterdir())
+
+
+@pytest.fixture(scope="module")
+def step_app(tiny_run):
+    """The app, in this process, on the tiny LoRA classifier given a step head's outputs (a stand-in until steps-model
+    merges: then train the tiny run with --steps instead)."""
+    from phi_cls.predict import load_classifier
+    from phi_cls.serve import build_app
+    clf, port = load_classifier(tiny_run / "lora"), _free_port()
+    real = clf.predict_frame
+    def with_steps(df, *args, steps=False, **kwargs):
+        return real(df, *args, **kwargs).assign(first_error_step=2, p_steps="[0.1, 0.3, 0.7, 0.2]", steps_unscored=0,
+                                                p_flawed_steps=0.7)
+    clf.info = dict(clf.info, steps=dict(separator="line", decision=dict(threshold=0.5, rule="earlier")))
+    clf.predict_frame = with_steps
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NO_PROXY", "127.0.0.1,localhost"); mp.setenv("no_proxy", "127.0.0.1,localhost")
+        app = build_app(clf, checker=True)
+        app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        yield f"http://127.0.0.1:{port}/"
+        app.close()
+
+
+@NO_CHROMIUM
+def test_steps_marked_in_page(browser, step_app, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(step_app, wait_until="networkidle")
+    page.locator("#question textarea").fill(QUESTION)
+    page.locator("#solution textarea").fill(SOLUTION)
+    page.locator("#classify").click()
+    verdict = page.locator("#verdict")
+    verdict.get_by_text("First wrong step").wait_for(timeout=60_000)
+    # the hybrid (the earlier of the step head's step 3 and the checker's step 2), counted from 1 as people do
+    assert "First wrong step: step 2 of 4 (step head: step 3 of 4, p = 0.700; arithmetic checker: step 2 of 4)" in (
+        verdict.inner_text())
+    shown = page.locator("#steps-view").inner_text().lower()  # the labels are styled in capitals
+    assert "7 * 8 = 54 first wrong step; checker: wrong calculation" in shown
+    assert "adding the loose eggs: 54 + 2 = 56. step head (p 0.70)" in shown
+    page.screenshot(path=str(tmp_path / "steps.png"), full_page=True)
+    page.close()
