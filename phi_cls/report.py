@@ -15,7 +15,7 @@ from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
 from .decide import Decision, checker_flagged, raw_probability
 from .runs import check_results_folder, results_folder, say
-from .data import (DataError, check_separator, read_step_format, read_table, step_at, step_spans, table_path,
+from .data import (DataError, check_separator, read_step_format, read_table, step_spans, table_path,
                           validate_frame, write_csv, write_json)
 from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, binary_view, check_threshold,
                              class_baseline_metrics, class_metrics, classification_metrics, ece, headline_metrics,
@@ -25,8 +25,7 @@ from .metrics import (PRED_FILES, THRESHOLD, baseline_metrics, binary_view, chec
 # %% auto #0
 __all__ = ['STEP_FILES', 'STEP_SIGNALS', 'FIGURES', 'EVALUATE_FILES', 'Experiment', 'load_experiments', 'fake_run', 'plot_loss',
            'plot_confusion', 'plot_roc', 'plot_pr', 'calibration_table', 'plot_reliability', 'plot_p_hist',
-           'plot_layers', 'step_metrics', 'step_baselines', 'step_table', 'checker_steps', 'combine_steps',
-           'localisation', 'plot_first_error', 'plot_steps', 'experiment_figures', 'save_figures', 'report_grid',
+           'plot_layers', 'plot_first_error', 'plot_steps', 'experiment_figures', 'save_figures', 'report_grid',
            'experiments_from', 'metrics_table', 'signal_table', 'joined', 'disagreements', 'plot_confidence_shift',
            'example_texts', 'write_comparison', 'baseline_table', 'check_evaluate_paths', 'labelled_rows', 'evaluate',
            'one_class_warning', 'step_evaluation', 'steps_markdown']
@@ -239,57 +238,7 @@ def plot_layers(exp:Experiment, ax=None, label:str|None=None):
     return fig
 
 # %% ../nbs/15_report.ipynb #s101
-# stand-in until steps-core merges: this cell becomes
-# `from phi_cls.steps import checker_steps, combine_steps, localisation, step_baselines, step_metrics, step_table`
-def _step_scores(t, p) -> dict:
-    a = float(np.mean(p[t >= 0] == t[t >= 0])) if (t >= 0).any() else None
-    b = float(np.mean(p[t == -1] == -1)) if (t == -1).any() else None
-    f1 = None if a is None or b is None else (0.0 if a + b == 0 else 2 * a * b / (a + b))
-    return dict(acc_flawed=a, acc_correct=b, f1=f1)
-
-def step_metrics(true, pred, n_boot:int=1000, seed:int=0) -> dict:
-    t, p = pd.array(true, dtype="Int64"), pd.array(pred, dtype="Int64")
-    known = ~(pd.isna(t) | pd.isna(p))
-    t, p = t[known].to_numpy(int), p[known].to_numpy(int)
-    m = dict(_step_scores(t, p), n_flawed=int((t >= 0).sum()), n_correct=int((t == -1).sum()))
-    rng = np.random.default_rng(seed)
-    draws = [_step_scores(t[i], p[i]) for i in (rng.integers(0, len(t), len(t)) for _ in range(n_boot))]
-    ci = lambda k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if (
-        v := [d[k] for d in draws if d[k] is not None]) else [None, None]
-    return dict(m, intervals={k: ci(k) for k in ("acc_flawed", "acc_correct", "f1")})
-
-def step_baselines(true, n_steps, seed:int=0) -> dict:
-    n = np.asarray(n_steps, int)
-    return {"always -1": np.full(len(n), -1), "last step": n - 1,
-            "random step": np.random.default_rng(seed).integers(0, np.maximum(n, 1))}
-
-def step_table(results:dict) -> pd.DataFrame:
-    rows = [{"signal": name, **{f"{k}{end}": (m[k] if end == "" else m["intervals"][k][j])
-                                for k in ("acc_flawed", "acc_correct", "f1")
-                                for j, end in enumerate(("_low", "_high", ""))}, "n_flawed": m["n_flawed"],
-             "n_correct": m["n_correct"]} for name, m in results.items()]
-    return pd.DataFrame(rows).set_index("signal")
-
-def checker_steps(solutions, error_lines, separator:str="line") -> np.ndarray:
-    def one(s, line):
-        if pd.isna(line): return -1
-        at = sum(len(x) + 1 for x in s.split("\n")[:int(line) - 1])
-        return step_at(step_spans(s, separator), at)
-    return np.array([one(s, line) for s, line in zip(solutions, error_lines)], int)
-
-def combine_steps(rule:str, classifier_step, checker_step) -> np.ndarray:
-    c, k = np.asarray(classifier_step, int), np.asarray(checker_step, int)
-    if rule == "classifier": return c
-    if rule == "checker": return np.where(k >= 0, k, c)
-    return np.where((c >= 0) & (k >= 0), np.minimum(c, k), np.maximum(c, k))
-
-def localisation(true, checker_step) -> dict:
-    t, k = pd.array(true, dtype="Int64"), pd.array(checker_step, dtype="Int64")
-    known = ~(pd.isna(t) | pd.isna(k))
-    t, k = t[known].to_numpy(int), k[known].to_numpy(int)
-    hit = (k >= 0) & (t >= 0)
-    return dict(flagged=int((k >= 0).sum()), exact=int((hit & (k == t)).sum()), later=int((hit & (k > t)).sum()),
-                earlier=int((hit & (k < t)).sum()), flagged_correct=int(((k >= 0) & (t == -1)).sum()))
+from .steps import checker_steps, localisation, score_steps, step_table
 
 # %% ../nbs/15_report.ipynb #s102
 def _step_bins(steps, cap:int) -> np.ndarray:
@@ -612,8 +561,7 @@ def step_evaluation(df:pd.DataFrame, preds:pd.DataFrame, separator:str="line", t
         s["checker_step"] = checker_steps(s["solution"], s["error_line"].where(checker_flagged(s) == 1), separator)
     cols = [c for c in ("first_error_step", "p_steps", "steps_unscored", *list(STEP_SIGNALS)[1:]) if c in s]
     true, n_steps = s["true_first_error_step"], s["solution"].map(lambda t: len(step_spans(t, separator)))
-    results = {name: step_metrics(true, s[c], n_boot) for c, name in STEP_SIGNALS.items() if c in s}
-    results.update({name: step_metrics(true, pred, n_boot) for name, pred in step_baselines(true, n_steps).items()})
+    results = score_steps(true, {name: s[c] for c, name in STEP_SIGNALS.items() if c in s}, n_steps, n_boot)
     extra = {}
     if "p_flawed_steps" in s and (scored := s["p_flawed_steps"].notna()).any():
         y = (s.loc[scored, "true_label"] != 0).astype(int)
@@ -636,8 +584,10 @@ def steps_markdown(results:dict, checker:dict|None=None) -> str:
     rows += [[str(name), *map(_cell, r)] for name, r in zip(t.index, t.itertuples(index=False))]
     table = "\n".join("| " + " | ".join(r) + " |" for r in rows)
     if not checker: return table
+    words = dict(flagged="flagged", exact="the first wrong step", later="later", earlier="earlier",
+                 correct_row="on a correct row")
     return table + ("\n\nWhere the checker's step falls, of the rows it flags: "
-                    + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in checker.items()) + ".")
+                    + ", ".join(f"{w} {checker[k]}" for k, w in words.items() if k in checker) + ".")
 
 def _write_steps(tmp:Path, mode:str, df:pd.DataFrame, info:dict, separator:str, metrics:dict):
     "The step results of `evaluate --steps` into `metrics` and the files of the results folder `tmp`."

@@ -17,8 +17,7 @@ from .data import DataError, step_spans
 from .metrics import check_threshold, prob_columns
 from .predict import Classifier, load_classifier, predict_file
 from .runs import stop_on_signals
-# stand-in until steps-core merges: this line becomes `from phi_cls.steps import checker_steps, combine_steps`
-from .report import checker_steps, combine_steps
+from .steps import checker_steps, combine_steps
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls (and none would get through offline)
 

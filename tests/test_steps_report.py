@@ -117,7 +117,9 @@ def test_evaluate_steps_table_by_hand(tmp_path):
     assert s["last step"]["acc_flawed"] == pytest.approx(2 / 4)  # last steps 2, 2, 2, 1: rows 5 and 6
     assert m["probe"]["steps_p_flawed"]["confusion_matrix"] == [[2, 1], [0, 5]]
     # the checker flags rows 1 (correct), 3 and 4 (both at their first wrong step)
-    assert m["probe"]["checker_localisation"] == dict(flagged=3, exact=2, later=0, earlier=0, flagged_correct=1)
+    loc = m["probe"]["checker_localisation"]
+    assert {k: loc[k] for k in ("flagged", "exact", "later", "earlier", "correct_row")} == dict(
+        flagged=3, exact=2, later=0, earlier=0, correct_row=1)
     assert m["evaluated"]["steps"] is True and m["evaluated"]["step_separator"] == "line"
     frame = pd.read_csv(out / "probe_steps.csv")
     assert list(frame.columns) == ["index", "true_first_error_step", "first_error_step", "p_steps", "steps_unscored",
@@ -125,8 +127,8 @@ def test_evaluate_steps_table_by_hand(tmp_path):
     assert frame["true_first_error_step"].isna().tolist() == [False] * 7 + [True]
     md = (out / "steps.md").read_text().splitlines()
     assert md[2].startswith("| classifier | ") and len(md) == 2 + 6 + 2  # and the checker's localisation
-    assert md[-1] == ("Where the checker's step falls, of the rows it flags: flagged 3, exact 2, later 0, earlier 0, "
-                      "flagged correct 1.")
+    assert md[-1] == ("Where the checker's step falls, of the rows it flags: flagged 3, the first wrong step 2, "
+                      "later 0, earlier 0, on a correct row 1.")
     assert "\n".join(md) in proc.stdout
     assert (out / "figures" / "probe_first_error.png").exists()
 
