@@ -334,7 +334,8 @@ def previous_run(cfg:TrainConfig) -> dict:
                           "another folder.")
     # workers change speed, never results
     same_anyway = {"resume", "overwrite", "progress", "output_dir", "run_name", "workers"}
-    then = {"labels": "binary", **prev["config"]}  # run cards of binary runs do not record labels
+    # run cards of binary runs do not record labels, nor those without steps the step settings
+    then = {"labels": "binary", "steps": False, "step_separator": "line", **prev["config"]}
     diff = [k for k, v in asdict(cfg).items() if k not in same_anyway and then.get(k) != v]
     if diff:
         raise ConfigError(f"resume=True, but the run in {cfg.run_dir} used other settings: "
