@@ -35,7 +35,8 @@ def save_classifier(clf:PhiClassifier, tokenizer, path:str|Path, meta:dict,
         save_file({k: v.detach().float().cpu().contiguous() for k, v in clf.head.state_dict().items()},
                   tmp / "head.safetensors")
         if clf.step_head is not None:  # trained with steps: the step head, beside the solution's
-            save_file({"weight": clf.step_head.weight.detach().float().cpu().contiguous()}, tmp / "step_head.safetensors")
+            save_file({"weight": clf.step_head.weight.detach().float().cpu().contiguous()},
+                      tmp / "step_head.safetensors")
         kind = "lora" if hasattr(clf.backbone, "peft_config") else "probe"
         if kind == "lora": clf.backbone.save_pretrained(tmp / "adapter", safe_serialization=True)
         tokenizer.save_pretrained(tmp)
