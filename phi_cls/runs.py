@@ -129,6 +129,7 @@ def stop_on_signals():
 # what a run may write (all a run card without `files` can mean)
 _OWN = ("run.json", "config.json", "checkpoints", "metrics.json", "artifacts.zip", "probe", "lora",
         *PRED_FILES.values(), *(f"{m}_hybrid_predictions.csv" for m in PRED_FILES), "figures",
+        *(f"{m}_steps.csv" for m in PRED_FILES),
         "executed_notebook.ipynb")
 
 def run_files(cfg:TrainConfig) -> list:
@@ -137,6 +138,7 @@ def run_files(cfg:TrainConfig) -> list:
     files = ["run.json", "config.json", "checkpoints", "metrics.json", "artifacts.zip", "figures",
              "executed_notebook.ipynb"]  # the last two: nbs/train.ipynb
     for m in cfg.modes: files += [m, PRED_FILES[m]] + ([f"{m}_hybrid_predictions.csv"] if cfg.checker else [])
+    if getattr(cfg, "steps", False): files += [f"{m}_steps.csv" for m in cfg.modes]
     return files
 
 def _card_files(card:dict) -> list:
