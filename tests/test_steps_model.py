@@ -119,15 +119,16 @@ def test_steps_need_first_error_steps(tmp_path):
 # the positive control and a whole run
 
 def planted(n, seed, start=0):
-    """Running sums, one step a line; in a flawed row the first wrong step adds one too many and ends with the
-    marker word 'oops' (later steps carry the error on without it): a signal a step head can learn, only there."""
+    """Running sums, one step a line ending with '.'; in a flawed row the first wrong step adds one too many and ends
+    with the marker ' not' (one token of the tiny tokenizer) instead (later steps carry the error on without it): a
+    signal a step head can learn on that step's last token only (one token earlier, a digit, holds none)."""
     rng, rows = random.Random(seed), []
     for i in range(start, start + n):
         xs, flawed = [rng.randint(2, 9) for _ in range(rng.randint(3, 5))], i % 2 == 1
         first, total, lines = (rng.randrange(len(xs)) if flawed else -1), 0, []
         for k, x in enumerate(xs):
             new = total + x + (k == first)
-            lines.append(f"{total} + {x} = {new} oops" if k == first else f"{total} + {x} = {new}.")
+            lines.append(f"{total} + {x} = {new} not" if k == first else f"{total} + {x} = {new}.")
             total = new
         rows.append(dict(index=i, question=f"Problem {i}: add up {', '.join(map(str, xs))}.",
                          solution="\n".join(lines), label=int(flawed), first_error_step=first))
