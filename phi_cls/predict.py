@@ -15,6 +15,8 @@ from datasets import Dataset
 from .data import DataError, PromptEncoder, TableWriter, iter_table, validate_frame
 from .check import check_frame
 from .decide import HYBRID_COLUMNS, Decision, checker_flagged, combine, combine_classes
+# stand-ins for phi_cls.steps until it merges (then: from phi_cls.steps import ...)
+from .decide import StepDecision, checker_steps, combine_steps, first_error_from_probs, p_flawed_from_steps
 from .metrics import check_threshold, class_metrics, classification_metrics, prob_columns
 from .hardware import gpu_inference_batch, resolve_device, resolve_precision
 from .model import (extract_step_features, finite_probabilities, forward_batch_size, load_backbone,
@@ -108,8 +110,6 @@ Classifier.step_probs = _step_probs
 def _step_columns(self:Classifier, p_steps:list, solutions, checked:pd.DataFrame|None) -> pd.DataFrame:
     "first_error_step, p_steps (JSON), steps_unscored, p_flawed_steps (and checker_step, hybrid_step) per row."
     import json
-    # stand-ins for phi_cls.steps until it merges
-    from .train import StepDecision, checker_steps, combine_steps, first_error_from_probs, p_flawed_from_steps
     decision = StepDecision.from_dict(self.info["steps"].get("decision") or {})
     first = np.array([first_error_from_probs(ps, decision.threshold) for ps in p_steps])
     out = pd.DataFrame({"first_error_step": first,
