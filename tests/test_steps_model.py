@@ -154,6 +154,8 @@ def test_positive_control_the_probe_finds_the_planted_first_wrong_step(steps_run
     chance = max(steps[b]["f1"] or 0 for b in ("always -1", "last step", "random step"))
     assert steps["classifier"]["acc_flawed"] >= 0.8 and steps["classifier"]["acc_correct"] >= 0.8, steps["classifier"]
     assert steps["classifier"]["f1"] >= chance + 0.4
+    lora = json.loads((run / "metrics.json").read_text())["lora"]["steps"]  # through the adapters, the same signal
+    assert lora["classifier"]["f1"] >= chance + 0.4, lora["classifier"]
     csv = pd.read_csv(run / "probe_steps.csv").set_index("index").loc[test["index"]]
     assert (csv["true_first_error_step"].to_numpy() == test["first_error_step"].to_numpy()).all()
 
