@@ -460,6 +460,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'phi_cls.predict._logits': ('predict.html#_logits', 'phi_cls/predict.py'),
                                  'phi_cls.predict._predict_frame': ('predict.html#_predict_frame', 'phi_cls/predict.py'),
                                  'phi_cls.predict._recorded_quantize': ('predict.html#_recorded_quantize', 'phi_cls/predict.py'),
+                                 'phi_cls.predict._require_steps': ('predict.html#_require_steps', 'phi_cls/predict.py'),
                                  'phi_cls.predict._start_pool': ('predict.html#_start_pool', 'phi_cls/predict.py'),
                                  'phi_cls.predict._step_columns': ('predict.html#_step_columns', 'phi_cls/predict.py'),
                                  'phi_cls.predict._step_pass': ('predict.html#_step_pass', 'phi_cls/predict.py'),

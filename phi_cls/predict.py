@@ -86,11 +86,14 @@ class Classifier:
         return (self.predict_proba(questions, solutions, **kwargs)[:, 1] >= threshold).astype(int)
 
 # %% ../nbs/13_predict.ipynb #58dfc6ca
-def _step_pass(self:Classifier, questions, solutions=None, batch_size:int|None=None, progress:bool=False) -> tuple:
-    "(solution logits (n, classes), p(step is wrong) per step of each row) from one pass per row, in this process."
+def _require_steps(self:Classifier):
     if self.step_separator is None:
         raise DataError(f"{self.path} was trained without steps (it has no step head), so it cannot name a first wrong "
                         "step. Train it again with --steps, or leave --steps out.")
+
+def _step_pass(self:Classifier, questions, solutions=None, batch_size:int|None=None, progress:bool=False) -> tuple:
+    "(solution logits (n, classes), p(step is wrong) per step of each row) from one pass per row, in this process."
+    _require_steps(self)
     questions, solutions = _texts(questions, solutions)
     ds = Dataset.from_dict(PromptEncoder(self.tokenizer, self.info["max_length"], self.step_separator)(questions,
                                                                                                      solutions))
@@ -282,7 +285,7 @@ def predict_file(clf:Classifier, path, output, threshold:float|None=None, checke
     ("Stream `path` through the classifier (and checker) into `output`; return row count and, with labels, metrics "
      "(`threshold=None`: the artifact's; `steps`: with each row's first wrong step).")
     if threshold is not None: check_threshold(threshold)  # before the output file is touched
-    if steps and clf.step_separator is None: _step_pass(clf, [])  # its error, before the output file is touched
+    if steps: _require_steps(clf)  # before the output file is touched
     rows = lambda chunk: clf.predict_frame(chunk, threshold, checker, batch_size, source=str(path), steps=steps)
     # one pool of workers for every chunk
     with clf.job(): done = _stream(path, rows, output, chunk_rows, progress, "Predicting")
