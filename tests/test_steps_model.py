@@ -28,6 +28,12 @@ def tok():
     return load_tokenizer("tiny")
 
 
+@pytest.fixture(scope="module", params=["tiny", "embedded"])
+def any_tok(request):
+    "The tiny model's byte-level BPE and the embedded SmolLM2's (a real model's tokenizer, converted from GGUF)."
+    return load_tokenizer(request.param)
+
+
 def encoded(tok, separator="line", max_length=256, rows=SOLUTIONS):
     from datasets import Dataset
     ds = Dataset.from_dict(dict(question=[q for q, _, _ in rows], solution=[s for _, s, _ in rows],
@@ -36,7 +42,8 @@ def encoded(tok, separator="line", max_length=256, rows=SOLUTIONS):
 
 
 @pytest.mark.parametrize("separator", ["line", "blank"])
-def test_every_step_label_sits_on_the_last_token_of_its_step(tok, separator):
+def test_every_step_label_sits_on_the_last_token_of_its_step(any_tok, separator):
+    tok = any_tok
     ds = encoded(tok, separator, rows=ROWS[separator])
     for (_, solution, first), ids, ends, labels in zip(ROWS[separator], ds["input_ids"], ds["step_ends"],
                                                         ds["step_labels"]):
