@@ -12,14 +12,15 @@ import numpy as np
 import pandas as pd
 import torch
 from transformers import set_seed
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .config import ConfigError, TrainConfig, config_record
 from .data import (PROMPT, Collator, DataError, PromptEncoder, hold_out_validation, load_data, tokenize,
                           training_splits, write_csv, write_json, zip_run)
 from .check import check_frame
 from .metrics import (PRED_FILES, baseline_metrics, binary_view, class_baseline_metrics, class_metrics,
-                             classification_metrics, ece, headline_metrics, predictions_frame, shortcut_baselines,
-                             shortcut_class_baselines, summary_lines, versus_baselines)
+                             class_weights, classification_metrics, ece, headline_metrics, predictions_frame,
+                             shortcut_baselines, shortcut_class_baselines, summary_lines, versus_baselines)
 from .decide import Decision, checker_flagged, combine, combine_classes, fit_decision
 # stand-ins for phi_cls.steps until it merges (then: from phi_cls.steps import ...)
 from .decide import (IGNORE, StepDecision, checker_steps, combine_steps, first_error_from_probs,
@@ -30,7 +31,6 @@ from .model import (add_lora, context_length, decoder_layers, describe_trainable
                            feature_settings, finite_probabilities, fold_standardization, freeze, init_head,
                            load_backbone, load_tokenizer, PhiClassifier, probe_scaling, resolve_layer, standardize,
                            step_probabilities)
-from .metrics import class_weights
 from .artifact import save_classifier
 from .workers import pooled_features, workers_can_pool
 from .runs import (RunCard, check_same_data, data_fingerprint, first_process, last_checkpoint, previous_run,
@@ -128,7 +128,6 @@ class _HeadOnly(torch.nn.Module):
     "A bias-free linear head on precomputed features, as the Trainer trains it."
     def __init__(self, head:torch.nn.Linear): super().__init__(); self.head = head
     def forward(self, features, labels=None):
-        from transformers.modeling_outputs import SequenceClassifierOutput
         logits = self.head(features.float())
         return SequenceClassifierOutput(logits=logits, loss=None if labels is None else
                                         torch.nn.functional.cross_entropy(logits, labels.to(logits.device)))
