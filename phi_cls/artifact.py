@@ -34,6 +34,9 @@ def save_classifier(clf:PhiClassifier, tokenizer, path:str|Path, meta:dict,
     with atomic_write(path, folder=True) as tmp:
         save_file({k: v.detach().float().cpu().contiguous() for k, v in clf.head.state_dict().items()},
                   tmp / "head.safetensors")
+        if clf.step_head is not None:  # trained with steps: the step head, beside the solution's
+            save_file({"weight": clf.step_head.weight.detach().float().cpu().contiguous()},
+                      tmp / "step_head.safetensors")
         kind = "lora" if hasattr(clf.backbone, "peft_config") else "probe"
         if kind == "lora": clf.backbone.save_pretrained(tmp / "adapter", safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -53,11 +56,11 @@ def read_classifier_info(path:str|Path) -> dict:
         raise ArtifactError(f"{file} is corrupted ({e}). Copy the artifact again or retrain.") from None
 
 # %% ../nbs/07_artifact.ipynb #c1b421f
-def load_head(path:str|Path) -> nn.Linear:
-    "The saved linear head (safetensors only)."
-    file = Path(path) / "head.safetensors"
+def load_head(path:str|Path, name:str="head.safetensors") -> nn.Linear:
+    "The saved linear head (safetensors only): the solution's, or `name` (the step head: step_head.safetensors)."
+    file = Path(path) / name
     if not file.exists():
-        raise ArtifactError(f"{path} is incomplete: head.safetensors is missing. Copy the artifact again or retrain.")
+        raise ArtifactError(f"{path} is incomplete: {name} is missing. Copy the artifact again or retrain.")
     try: sd = load_file(file)
     except Exception as e:
         raise ArtifactError(f"{file} is incomplete or corrupted ({e}). Copy the artifact again or retrain.") from None
@@ -92,7 +95,17 @@ def restore_classifier(path:str|Path, backbone) -> PhiClassifier:
         except Exception as e:
             raise ArtifactError(f"{path / 'adapter'} could not be loaded ({str(e).splitlines()[0]}): "
                              "incomplete or corrupted?") from None
-    return PhiClassifier(freeze(backbone), head, info.get("layer"), info.get("pooling", "last")).eval()
+    step_head = _step_head(path, backbone) if "steps" in info else None
+    return PhiClassifier(freeze(backbone), head, info.get("layer"), info.get("pooling", "last"),
+                         step_head=step_head).eval()
+
+def _step_head(path:Path, backbone) -> nn.Linear:
+    head = load_head(path, "step_head.safetensors")
+    if (head.out_features, head.in_features) != (2, backbone.config.hidden_size) or head.bias is not None:
+        raise ArtifactError(f"{path / 'step_head.safetensors'} is not a step head for this backbone (weight "
+                            f"{tuple(head.weight.shape)}, expected (2, {backbone.config.hidden_size}), no bias). "
+                            "Copy the artifact again or retrain.")
+    return head
 
 # %% ../nbs/07_artifact.ipynb #c052b
 def _finite_number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -122,6 +135,8 @@ _INFO_FIELDS = {  # field: (required, check, what it must be)
                and v["0"] == "correct" and all(isinstance(n, str) and n for n in v.values())
                and len(set(v.values())) == len(v),
                'the class names by number, {"0": "correct", "1": ...}'),
+    "steps": (False, lambda v: isinstance(v, dict) and v.get("separator") in ("line", "blank")
+              and isinstance(v.get("decision"), dict), '{"separator": "line" or "blank", "decision": {...}}'),
 }
 
 def artifact_classes(info:dict) -> tuple:

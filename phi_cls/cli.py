@@ -81,6 +81,9 @@ def _add_predict(sub):
     predict.add_argument("--checker", action="store_true",
                          help="also run the arithmetic checker, combined with the classifier by the rule chosen on "
                               "validation (stored in the artifact)")
+    predict.add_argument("--steps", action="store_true",
+                         help="also name each row's first wrong step (-1: none) and give every step's p(wrong): "
+                              "needs a classifier trained with --steps")
     predict.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
     return predict
 
@@ -215,12 +218,23 @@ def _check_loading(args):
         raise ValueError(f"--workers {args.workers} with --quantize 4bit: {QUANTIZED_WORKERS}. Use --workers 1 (or "
                          "auto) with 4bit, or --quantize none with workers.")
 
+def _check_steps(args):
+    "`--steps` asked of a classifier trained without them: refused before anything loads."
+    from phi_cls.artifact import find_artifact, read_classifier_info
+    art = find_artifact(args.model, args.kind)
+    if "steps" not in read_classifier_info(art):
+        raise ValueError(f"--steps: the classifier in {args.model} ({art.name}) was trained without steps (it has no "
+                         "step head), so it cannot name a first wrong step. Train it with --steps, or leave --steps "
+                         "out.")
+
 def _predict(args):
     from phi_cls.predict import load_classifier, predict_file
     _check_loading(args)
+    if args.steps: _check_steps(args)
     clf = load_classifier(args.model, kind=args.kind, device=args.device, quantize=args.quantize,
                           batch_size=args.batch_size, base_model=args.base_model, workers=args.workers)
-    _report(predict_file(clf, args.input, args.output, args.threshold, args.checker, progress=args.progress),
+    _report(predict_file(clf, args.input, args.output, args.threshold, args.checker, progress=args.progress,
+                         steps=args.steps),
             args.output)
 
 def _evaluate(args):

@@ -23,7 +23,7 @@ _CHOICES = dict(mode=MODES, precision=("auto", "bf16", "fp32"), quantize=("auto"
                 lr_scheduler=("cosine", "linear", "constant", "constant_with_warmup"),
                 optim=("auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"),
                 threshold_objective=("none", "balanced_accuracy", "f1"), class_weight=("none", "auto"),
-                pooling=("last", "mean"))
+                pooling=("last", "mean"), step_separator=("line", "blank"))  # phi_cls.data.STEP_SEPARATORS
 _POSITIVE = ("epochs", "batch_size", "grad_accum", "learning_rate", "max_length", "logging_steps",
              "save_total_limit", "lora_r", "lora_alpha")
 
@@ -161,6 +161,9 @@ def _check_config(cfg):
                           f"a CSV/JSONL/Parquet file or folder, or one of {', '.join(EMBEDDED_DATA)}.")
     _check_probe_layer(cfg)
     class_names(cfg.labels)
+    if cfg.steps and cfg.probe_layer == "best":
+        raise ConfigError("steps=True scores every step on the layer the probe reads, and probe_layer='best' reads "
+                          "several: name the layer (e.g. probe_layer=-1) or leave probe_layer='last'.")
 
 # %% ../nbs/09_config.ipynb #c030
 @dataclass
@@ -245,6 +248,10 @@ class TrainConfig:
     labels: typing.Union[str, list] = _help("classes: binary (correct / flawed, the recipe), types (correct / "
                                             "computational / conceptual, from gsm8k-pairs' error_type), or class "
                                             "names, comma-separated, correct first", "binary")
+    steps: bool = _help("also train a step head: p(wrong) for each step of a solution and the first wrong step "
+                        "(the data needs a first_error_step column, or ProcessBench / TRL stepwise rows)", False)
+    step_separator: str = _help("what splits a solution into steps: line (each non-empty line) or blank (each "
+                                "paragraph, blank lines between)", "line")
 
     def __post_init__(self): _check_config(self)
 
@@ -261,10 +268,14 @@ class TrainConfig:
 
 # %% ../nbs/09_config.ipynb #k2242cb
 def config_record(cfg) -> dict:
-    "The settings of `cfg` as the run's files record them: every field, with `labels` only when it is not binary."
+    ("The settings of `cfg` as the run's files record them: every field, with `labels` only when it is not binary and "
+     "the step settings only with steps.")
     out = dataclasses.asdict(cfg)
     if out.get("labels") == "binary": del out["labels"]
+    if not out.get("steps"): out = {k: v for k, v in out.items() if k not in _STEP_DEFAULTS or v != _STEP_DEFAULTS[k]}
     return out
+
+_STEP_DEFAULTS = dict(steps=False, step_separator="line")  # runs without steps record them as before steps existed
 
 # %% ../nbs/09_config.ipynb #c034
 PRESETS = {

@@ -731,9 +731,14 @@ def fit_lengths(n_question:int, n_solution:int, room:int) -> tuple:
 
 # %% ../nbs/00_data.ipynb #c036
 class PromptEncoder:
-    "Token ids of the recipe's prompt, at most `max_length` long, keeping the end of a long solution."
-    def __init__(self, tokenizer, max_length:int=512):
+    ("Token ids of the recipe's prompt, at most `max_length` long, keeping the end of a long solution; with a "
+     "`step_separator`, also the prompt position of each step's last token.")
+    def __init__(self, tokenizer, max_length:int=512, step_separator:str|None=None):
         self.tokenizer, self.max_length = tokenizer, max_length
+        self.step_separator = step_separator if step_separator is None else check_separator(step_separator)
+        if step_separator and not getattr(tokenizer, "is_fast", False):
+            raise ValueError(f"steps need the token offsets a fast tokenizer gives, and {type(tokenizer).__name__} is "
+                             "not one: use a model whose tokenizer has a tokenizer.json.")
         head, rest = PROMPT.split("{question}")
         self.head, self.mid = self._ids([head, rest.split("{solution}")[0]])
         bare, full = self._ids(["x"])[0], tokenizer("x")["input_ids"]
@@ -748,19 +753,41 @@ class PromptEncoder:
     def _ids(self, texts): return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 
     def __call__(self, questions, solutions) -> dict:
-        ids, truncated, solution = [], [], []
-        for q, s in zip(self._ids(questions), self._ids(solutions)):
+        ids, truncated, solution, ends = [], [], [], []
+        sols, lasts = self._steps(solutions) if self.step_separator else (self._ids(solutions), None)
+        for k, (q, s) in enumerate(zip(self._ids(questions), sols)):
             nq, ns = fit_lengths(len(q), len(s), self.room)
             ids.append(self.pre + self.head + q[:nq] + self.mid + s[len(s) - ns:] + self.post)
             truncated.append(nq < len(q) or ns < len(s))
             solution.append([0] * (len(ids[-1]) - ns - len(self.post)) + [1] * ns + [0] * len(self.post))
-        return {"input_ids": ids, "length": [len(i) for i in ids], "truncated": truncated, "solution_mask": solution}
+            if lasts is not None:  # solution token j sits at prompt position start + j - cut; cut tokens are gone
+                start, cut = len(ids[-1]) - ns - len(self.post), len(s) - ns
+                ends.append([start + j - cut if j >= cut else -1 for j in lasts[k]])
+        out = {"input_ids": ids, "length": [len(i) for i in ids], "truncated": truncated, "solution_mask": solution}
+        return out if lasts is None else dict(out, step_ends=ends)
+
+    def _steps(self, solutions) -> tuple:
+        "(token ids, index of each step's last token) of each solution, tokenized alone as the prompt holds it."
+        enc = self.tokenizer(list(solutions), add_special_tokens=False, return_offsets_mapping=True)
+        return enc["input_ids"], [[_last_token(offsets, end) for _, end in step_spans(s, self.step_separator)]
+                                  for s, offsets in zip(solutions, enc["offset_mapping"])]
+
+def _last_token(offsets:list, end:int) -> int:
+    "The last token that starts before character `end`: the one holding the step's last character."
+    return max(j for j, (a, b) in enumerate(offsets) if a < end and b > a)
 
 # %% ../nbs/00_data.ipynb #c041
-def tokenize(ds:Dataset, encoder:PromptEncoder) -> Dataset:
-    "Add `input_ids`, `length`, `truncated`, `solution_mask` and `labels` to a dataset of questions and solutions."
+def tokenize(ds:Dataset, encoder:PromptEncoder, step_targets=None) -> Dataset:
+    ("Add `input_ids`, `length`, `truncated`, `solution_mask` and `labels` to a dataset of questions and solutions; "
+     "with a step encoder, `step_ends`, and `step_labels` from `step_targets(n_steps, first_error_step)`.")
     keep = [c for c in ("index", "label") if c in ds.column_names]
-    out = ds.map(lambda b: encoder(b["question"], b["solution"]), batched=True,
+    labelled = step_targets is not None and encoder.step_separator and "first_error_step" in ds.column_names
+    def encode(b):
+        out = encoder(b["question"], b["solution"])
+        if labelled: out["step_labels"] = [step_targets(len(e), f) for e, f in zip(out["step_ends"],
+                                                                                   b["first_error_step"])]
+        return out
+    out = ds.map(encode, batched=True,
                  remove_columns=[c for c in ds.column_names if c not in keep],
                  desc="Tokenizing", load_from_cache_file=False)
     return out.rename_column("label", "labels") if "label" in keep else out
@@ -785,7 +812,21 @@ class Collator:
             cols = slice(width - n, width) if self.side == "left" else slice(0, n)
             ids[i, cols], mask[i, cols] = torch.as_tensor(r["input_ids"]), 1
         if "solution_mask" in rows[0]: out["solution_mask"] = self._pad([r["solution_mask"] for r in rows], width)
+        if "step_ends" in rows[0]: out.update(self._steps(rows, width))
         return dict(out, input_ids=ids, attention_mask=mask)
+
+    def _steps(self, rows:list, width:int) -> dict:
+        "`step_ends` moved with the padding (-1: unscored or no step) and `step_labels` padded with -100."
+        import torch
+        n = max(1, max(len(r["step_ends"]) for r in rows))
+        ends = torch.full((len(rows), n), -1, dtype=torch.long)
+        labels = torch.full((len(rows), n), -100, dtype=torch.long)
+        for i, r in enumerate(rows):
+            shift = width - len(r["input_ids"]) if self.side == "left" else 0
+            e = torch.as_tensor(r["step_ends"], dtype=torch.long)
+            ends[i, :len(e)] = torch.where(e >= 0, e + shift, -1)
+            if "step_labels" in r: labels[i, :len(e)] = torch.as_tensor(r["step_labels"], dtype=torch.long)
+        return dict(step_ends=ends, step_labels=labels) if "step_labels" in rows[0] else dict(step_ends=ends)
 
     def _pad(self, masks:list, width:int) -> torch.Tensor:
         import torch

@@ -22,10 +22,11 @@ from .hardware import (CPU_4BIT_NOTE, cpu_4bit_lora_error, keep_4bit_trainable, 
 __all__ = ['EMBEDDED', 'TINY', 'POOLINGS', 'ModelError', 'cache_dir', 'embedded_gguf', 'embedded_dir', 'tiny_dir',
            'resolve_model', 'load_tokenizer', 'context_length', 'backbone_signature', 'load_backbone',
            'last_token_pool', 'mean_pool', 'decoder_layers', 'resolve_layer', 'layer_states', 'pooled_states',
-           'check_features', 'feature_settings', 'init_head', 'PhiClassifier', 'freeze', 'count_parameters',
-           'describe_trainable', 'autocast', 'forward_batch_size', 'length_batches', 'is_causal_backbone',
-           'batched_apply', 'extract_features', 'predict_logits', 'NotFiniteError', 'finite_probabilities',
-           'probe_scaling', 'standardize', 'fold_standardization', 'add_lora', 'quiet_peft']
+           'check_features', 'feature_settings', 'step_states', 'step_cross_entropy', 'init_head', 'PhiClassifier',
+           'freeze', 'count_parameters', 'describe_trainable', 'autocast', 'forward_batch_size', 'length_batches',
+           'is_causal_backbone', 'batched_apply', 'extract_features', 'predict_logits', 'extract_step_features',
+           'step_probabilities', 'NotFiniteError', 'finite_probabilities', 'probe_scaling', 'standardize',
+           'fold_standardization', 'add_lora', 'quiet_peft']
 
 # %% ../nbs/06_model.ipynb #m005
 class ModelError(ValueError):
@@ -296,6 +297,22 @@ def feature_settings(clf) -> dict:
         raise ModelError(f"a classifier reading several layers {clf.layer} cannot be saved; pick one first.")
     return {k: v for k, v in (("layer", clf.layer), ("pooling", clf.pooling)) if v not in (None, "last")}
 
+# %% ../nbs/06_model.ipynb #a5642e3d
+def step_states(hidden:torch.Tensor, step_ends:torch.Tensor) -> torch.Tensor:
+    "Hidden state at each step end (batch, steps, hidden) in float32; zeros where the end is -1 (unscored, padding)."
+    ends = step_ends.to(hidden.device)
+    got = hidden[torch.arange(hidden.shape[0], device=hidden.device)[:, None], ends.clamp_min(0)].float()
+    return got * (ends >= 0).to(got)[..., None]
+
+def step_cross_entropy(step_logits:torch.Tensor, step_labels:torch.Tensor, step_ends:torch.Tensor,
+                       weight:list|None=None) -> torch.Tensor:
+    "Mean cross-entropy over the labelled steps that were scored (label -100 or end -1: ignored); 0 when none is."
+    labels = step_labels.to(step_logits.device).masked_fill(step_ends.to(step_logits.device) < 0, -100)
+    if not (labels != -100).any(): return step_logits.sum() * 0  # keeps the graph; nothing to learn in this batch
+    w = None if weight is None else torch.tensor(weight, device=step_logits.device, dtype=torch.float32)
+    return F.cross_entropy(step_logits.reshape(-1, step_logits.shape[-1]).float(), labels.reshape(-1), weight=w,
+                           ignore_index=-100)
+
 # %% ../nbs/06_model.ipynb #c036
 def init_head(hidden_size:int, num_labels:int=2) -> nn.Linear:
     "A bias-free float32 linear head whose first logits are near zero (loss about ln 2)."
@@ -307,12 +324,15 @@ class PhiClassifier(nn.Module):
     ("Backbone -> hidden state of the last real token (or `layer`, `pooling`) -> linear head -> logits "
      "(+ cross-entropy with `labels`).")
     def __init__(self, backbone, head:nn.Linear|None=None, layer:int|tuple|None=None, pooling:str="last",
-                 num_labels:int=2):
+                 num_labels:int=2, step_head:nn.Linear|None=None):
         super().__init__()
         self.backbone = backbone
         self.head = (head or init_head(backbone.config.hidden_size, num_labels)).to(device=backbone.device,
                                                                                      dtype=torch.float32)
         self.layer, self.pooling = check_features(backbone, layer, pooling)
+        # p(this step is wrong) from the state at each step's last token; trained only with steps
+        self.step_head = step_head if step_head is None else step_head.to(device=backbone.device, dtype=torch.float32)
+        self.step_weights = None  # loss weight per step class (0 right, 1 wrong); None: unweighted
 
     def pool(self, input_ids, attention_mask, mask_attention:bool=True, solution_mask=None):
         "Pooled states of a batch, in float32 (`mask_attention=False`: see `is_causal_backbone`)."
@@ -323,11 +343,35 @@ class PhiClassifier(nn.Module):
                                attention_mask=attention_mask if mask_attention else None).last_hidden_state
         return last_token_pool(hidden, attention_mask).float()
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, features=None, solution_mask=None):
-        if features is None: features = self.pool(input_ids, attention_mask, solution_mask=solution_mask)
+    def forward(self, input_ids=None, attention_mask=None, labels=None, features=None, solution_mask=None,
+                step_ends=None, step_labels=None):
+        step_loss = None
+        if features is None and step_ends is not None and self.step_head is not None:  # LoRA with steps
+            features, states = self.pool_steps(input_ids, attention_mask, step_ends, solution_mask=solution_mask)
+            if step_labels is not None:
+                with torch.autocast(states.device.type, enabled=False): step_logits = self.step_head(states)
+                step_loss = step_cross_entropy(step_logits, step_labels, step_ends, self.step_weights)
+        elif features is None: features = self.pool(input_ids, attention_mask, solution_mask=solution_mask)
         with torch.autocast(features.device.type, enabled=False): logits = self.head(features.float())
         loss = F.cross_entropy(logits, labels.to(logits.device)) if labels is not None else None
+        if step_loss is not None: loss = step_loss if loss is None else loss + step_loss  # through the adapters
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def hidden(self, input_ids, attention_mask, mask_attention:bool=True) -> torch.Tensor:
+        "Hidden states (batch, length, hidden) of the layer the classifier reads."
+        if isinstance(self.layer, tuple):
+            raise ModelError(f"step scores read one layer, and this classifier reads {len(self.layer)}; pick one.")
+        mask = attention_mask if mask_attention else None
+        if self.layer is None: return self.backbone(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        return layer_states(self.backbone, input_ids, mask, (self.layer,))[0]
+
+    def pool_steps(self, input_ids, attention_mask, step_ends, mask_attention:bool=True, solution_mask=None) -> tuple:
+        ("(pooled states (batch, hidden), states at the step ends (batch, steps, hidden), zero where a step is "
+         "unscored), in float32, from one forward pass.")
+        h = self.hidden(input_ids, attention_mask, mask_attention)
+        if self.pooling == "mean": pooled = mean_pool(h, solution_mask)
+        else: pooled = last_token_pool(h, attention_mask).float()
+        return pooled, step_states(h, step_ends)
 
 # %% ../nbs/06_model.ipynb #c040
 def freeze(model:nn.Module) -> nn.Module:
@@ -408,6 +452,35 @@ def predict_logits(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=
     "Logits (n, 2) for every row of `ds`, in the dataset's order: the head on `extract_features`."
     features = extract_features(clf, ds, pad_token_id, batch_size, precision, progress, desc="Predicting")
     with torch.inference_mode(): return clf(features=features.to(clf.head.weight.device)).logits.cpu()
+
+# %% ../nbs/06_model.ipynb #d73d724f
+@torch.inference_mode()
+def extract_step_features(clf:PhiClassifier, ds, pad_token_id:int, batch_size:int|None=None, precision:str="fp32",
+                          progress:bool=True, desc:str="Features") -> tuple:
+    ("(pooled states (n, hidden), a list of each row's states at its step ends (steps, hidden), zero where unscored) "
+     "of a dataset tokenized with steps: one forward pass per row, in float32, rows in the dataset's order.")
+    dev, causal = clf.backbone.device, is_causal_backbone(clf.backbone)
+    collate, pooled, steps = Collator(pad_token_id, "right" if causal else "left"), [None] * len(ds), [None] * len(ds)
+    for idx in tqdm(length_batches(ds["length"], forward_batch_size(dev, batch_size)), desc=desc,
+                    disable=not progress):
+        rows = [ds[i] for i in idx]
+        b = collate(rows)
+        with autocast(dev, precision):
+            p, s = clf.pool_steps(b["input_ids"].to(dev), b["attention_mask"].to(dev), b["step_ends"],
+                                  mask_attention=not causal, solution_mask=b.get("solution_mask"))
+        for k, i in enumerate(idx): pooled[i], steps[i] = p[k].float().cpu(), s[k, :len(rows[k]["step_ends"])].cpu()
+    return torch.stack(pooled), steps
+
+def step_probabilities(head:nn.Linear, states:list, ends:list) -> list:
+    "p(this step is wrong) for each step of each row from the step head; NaN where the step is unscored (end -1)."
+    with torch.inference_mode():
+        flat = torch.cat(states).to(head.weight.device, torch.float32)
+        p = torch.softmax(head(flat).float(), -1)[:, 1].cpu().tolist()
+    out, at = [], 0
+    for s, e in zip(states, ends):
+        out.append([x if end >= 0 else float("nan") for x, end in zip(p[at:at + len(s)], e)])
+        at += len(s)
+    return out
 
 # %% ../nbs/06_model.ipynb #c044a
 import numpy as np

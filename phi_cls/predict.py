@@ -15,9 +15,12 @@ from datasets import Dataset
 from .data import DataError, PromptEncoder, TableWriter, iter_table, validate_frame
 from .check import check_frame
 from .decide import HYBRID_COLUMNS, Decision, checker_flagged, combine, combine_classes
+# stand-ins for phi_cls.steps until it merges (then: from phi_cls.steps import ...)
+from .decide import StepDecision, checker_steps, combine_steps, first_error_from_probs, p_flawed_from_steps
 from .metrics import check_threshold, class_metrics, classification_metrics, prob_columns
 from .hardware import gpu_inference_batch, resolve_device, resolve_precision
-from .model import finite_probabilities, forward_batch_size, load_backbone, load_tokenizer
+from .model import (extract_step_features, finite_probabilities, forward_batch_size, load_backbone,
+                           load_tokenizer, step_probabilities)
 from .artifact import (artifact_classes, check_artifact_files, find_artifact, read_classifier_info,
                               restore_classifier)
 from .workers import WorkerPool, choose_workers, model_bytes, pooled_features, workers_can_pool
@@ -53,6 +56,7 @@ class Classifier:
         self.workers, self.base_model = parse_workers(workers), base_model or info["base_model"]
         self._pool, self._in_job = None, False
         self.encoder = PromptEncoder(tokenizer, info["max_length"])
+        self.step_separator = (info.get("steps") or {}).get("separator")  # None: trained without steps
 
     def __repr__(self): return (f"Classifier({self.info['kind']} on {self.info['base_model']}, "
                                 f"max_length={self.info['max_length']}, {self.precision})")
@@ -80,6 +84,45 @@ class Classifier:
             return self.decision.with_threshold(threshold).classes_of(probs)
         threshold = self.threshold if threshold is None else check_threshold(threshold)
         return (self.predict_proba(questions, solutions, **kwargs)[:, 1] >= threshold).astype(int)
+
+# %% ../nbs/13_predict.ipynb #58dfc6ca
+def _require_steps(self:Classifier):
+    if self.step_separator is None:
+        raise DataError(f"{self.path} was trained without steps (it has no step head), so it cannot name a first wrong "
+                        "step. Train it again with --steps, or leave --steps out.")
+
+def _step_pass(self:Classifier, questions, solutions=None, batch_size:int|None=None, progress:bool=False) -> tuple:
+    "(solution logits (n, classes), p(step is wrong) per step of each row) from one pass per row, in this process."
+    _require_steps(self)
+    questions, solutions = _texts(questions, solutions)
+    ds = Dataset.from_dict(PromptEncoder(self.tokenizer, self.info["max_length"], self.step_separator)(questions,
+                                                                                                     solutions))
+    bs = forward_batch_size(self.clf.backbone.device, batch_size or self.batch_size)
+    pooled, states = extract_step_features(self.clf, ds, self.tokenizer.pad_token_id, bs, self.precision, progress,
+                                           "Predicting")
+    with torch.inference_mode(): logits = self.clf(features=pooled.to(self.clf.head.weight.device)).logits.cpu()
+    return logits, step_probabilities(self.clf.step_head, states, ds["step_ends"])
+
+def _step_probs(self:Classifier, questions, solutions=None, batch_size:int|None=None, progress:bool=False) -> list:
+    ("p(this step is wrong) for each step of each solution (NaN where truncation cut the step's last token); "
+     "`questions` may be a DataFrame.")
+    return _step_pass(self, questions, solutions, batch_size, progress)[1]
+
+Classifier.step_probs = _step_probs
+
+def _step_columns(self:Classifier, p_steps:list, solutions, checked:pd.DataFrame|None) -> pd.DataFrame:
+    "first_error_step, p_steps (JSON), steps_unscored, p_flawed_steps (and checker_step, hybrid_step) per row."
+    import json
+    decision = StepDecision.from_dict(self.info["steps"].get("decision") or {})
+    first = np.array([first_error_from_probs(ps, decision.threshold) for ps in p_steps])
+    out = pd.DataFrame({"first_error_step": first,
+                        "p_steps": [json.dumps([None if x != x else x for x in ps]) for ps in p_steps],
+                        "steps_unscored": [sum(x != x for x in ps) for ps in p_steps],
+                        "p_flawed_steps": [p_flawed_from_steps(ps) for ps in p_steps]})
+    if checked is not None:
+        out["checker_step"] = checker_steps(solutions, checked["error_line"], self.step_separator)
+        out["hybrid_step"] = combine_steps(decision.rule, first, out["checker_step"])
+    return out
 
 # %% ../nbs/13_predict.ipynb #c009
 def _recorded_quantize(quantize:str, info:dict) -> str:
@@ -147,12 +190,16 @@ Classifier.job, Classifier.logits = _job, _logits
 # %% ../nbs/13_predict.ipynb #c014
 def _predict_frame(self:Classifier, df:pd.DataFrame, threshold:float|None=None, checker:bool=False,
                    batch_size:int|None=None,
-                   source:str="input") -> pd.DataFrame:
+                   source:str="input", steps:bool=False) -> pd.DataFrame:
     ("Prediction rows for a DataFrame with question, solution (and optional index, label) columns; `threshold=None`: "
-     "the artifact's.")
+     "the artifact's; `steps`: the first wrong step and each step's p too.")
     decision = self.decision.with_threshold(threshold)  # a given threshold wins
-    df = validate_frame(df, source, label_required=False, classes=self.classes)
-    probs = self.predict_proba(df["question"].tolist(), df["solution"].tolist(), batch_size=batch_size)
+    df = validate_frame(df, source, label_required=False, classes=self.classes,
+                        **({"step_separator": self.step_separator} if self.step_separator else {}))
+    if steps:  # the solution's p and the steps' from one pass
+        logits, p_steps = _step_pass(self, df["question"].tolist(), df["solution"].tolist(), batch_size)
+        probs = finite_probabilities(torch.softmax(logits.double() / self.temperature, -1).numpy(), "predicting")
+    else: probs = self.predict_proba(df["question"].tolist(), df["solution"].tolist(), batch_size=batch_size)
     many, cols = len(self.classes) > 2, prob_columns(probs.shape[1])
     label = decision.classes_of(probs) if many else (probs[:, 1] >= decision.threshold).astype(int)
     out = pd.DataFrame({"index": df["index"].to_numpy(), **{c: probs[:, j] for j, c in enumerate(cols)},
@@ -165,6 +212,9 @@ def _predict_frame(self:Classifier, df:pd.DataFrame, threshold:float|None=None, 
         out = out.drop(columns="label").join(hybrid)
         first = ["index", *cols, "label"] + (["true_label"] if "true_label" in out else [])
         out = out[first + HYBRID_COLUMNS[1:]]
+    if steps:
+        out = out.reset_index(drop=True).join(_step_columns(self, p_steps, df["solution"].tolist(),
+                                                            checked if checker else None))
     return out.reset_index(drop=True)
 
 Classifier.predict_frame = _predict_frame
@@ -231,11 +281,12 @@ def _summary(done:pd.DataFrame, signals:dict, classes:tuple=("correct", "flawed"
     return summary
 
 def predict_file(clf:Classifier, path, output, threshold:float|None=None, checker:bool=False, batch_size:int|None=None,
-                 chunk_rows:int=512, progress:bool=True) -> dict:
+                 chunk_rows:int=512, progress:bool=True, steps:bool=False) -> dict:
     ("Stream `path` through the classifier (and checker) into `output`; return row count and, with labels, metrics "
-     "(`threshold=None`: the artifact's).")
+     "(`threshold=None`: the artifact's; `steps`: with each row's first wrong step).")
     if threshold is not None: check_threshold(threshold)  # before the output file is touched
-    rows = lambda chunk: clf.predict_frame(chunk, threshold, checker, batch_size, source=str(path))
+    if steps: _require_steps(clf)  # before the output file is touched
+    rows = lambda chunk: clf.predict_frame(chunk, threshold, checker, batch_size, source=str(path), steps=steps)
     # one pool of workers for every chunk
     with clf.job(): done = _stream(path, rows, output, chunk_rows, progress, "Predicting")
     # the classifier's own labels at the chosen threshold

@@ -129,6 +129,7 @@ def stop_on_signals():
 # what a run may write (all a run card without `files` can mean)
 _OWN = ("run.json", "config.json", "checkpoints", "metrics.json", "artifacts.zip", "probe", "lora",
         *PRED_FILES.values(), *(f"{m}_hybrid_predictions.csv" for m in PRED_FILES), "figures",
+        *(f"{m}_steps.csv" for m in PRED_FILES),
         "executed_notebook.ipynb")
 
 def run_files(cfg:TrainConfig) -> list:
@@ -137,6 +138,7 @@ def run_files(cfg:TrainConfig) -> list:
     files = ["run.json", "config.json", "checkpoints", "metrics.json", "artifacts.zip", "figures",
              "executed_notebook.ipynb"]  # the last two: nbs/train.ipynb
     for m in cfg.modes: files += [m, PRED_FILES[m]] + ([f"{m}_hybrid_predictions.csv"] if cfg.checker else [])
+    if getattr(cfg, "steps", False): files += [f"{m}_steps.csv" for m in cfg.modes]
     return files
 
 def _card_files(card:dict) -> list:
@@ -334,7 +336,8 @@ def previous_run(cfg:TrainConfig) -> dict:
                           "another folder.")
     # workers change speed, never results
     same_anyway = {"resume", "overwrite", "progress", "output_dir", "run_name", "workers"}
-    then = {"labels": "binary", **prev["config"]}  # run cards of binary runs do not record labels
+    # run cards of binary runs do not record labels, nor those without steps the step settings
+    then = {"labels": "binary", "steps": False, "step_separator": "line", **prev["config"]}
     diff = [k for k, v in asdict(cfg).items() if k not in same_anyway and then.get(k) != v]
     if diff:
         raise ConfigError(f"resume=True, but the run in {cfg.run_dir} used other settings: "

@@ -12,19 +12,25 @@ import numpy as np
 import pandas as pd
 import torch
 from transformers import set_seed
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .config import ConfigError, TrainConfig, config_record
-from .data import (PROMPT, Collator, PromptEncoder, hold_out_validation, load_data, tokenize, training_splits,
-                          write_csv, write_json, zip_run)
+from .data import (PROMPT, Collator, DataError, PromptEncoder, hold_out_validation, load_data, tokenize,
+                          training_splits, write_csv, write_json, zip_run)
 from .check import check_frame
 from .metrics import (PRED_FILES, baseline_metrics, binary_view, class_baseline_metrics, class_metrics,
-                             classification_metrics, ece, headline_metrics, predictions_frame, shortcut_baselines,
-                             shortcut_class_baselines, summary_lines, versus_baselines)
+                             class_weights, classification_metrics, ece, headline_metrics, predictions_frame,
+                             shortcut_baselines, shortcut_class_baselines, summary_lines, versus_baselines)
 from .decide import Decision, checker_flagged, combine, combine_classes, fit_decision
+# stand-ins for phi_cls.steps until it merges (then: from phi_cls.steps import ...)
+from .decide import (IGNORE, StepDecision, checker_steps, combine_steps, first_error_from_probs,
+                            fit_step_decision, p_flawed_from_steps, step_baselines, step_metrics, step_table,
+                            step_targets)
 from .hardware import apply_kernels
-from .model import (add_lora, context_length, decoder_layers, describe_trainable, feature_settings,
-                           finite_probabilities, fold_standardization, freeze, load_backbone, load_tokenizer,
-                           PhiClassifier, probe_scaling, resolve_layer, standardize)
+from .model import (add_lora, context_length, decoder_layers, describe_trainable, extract_step_features,
+                           feature_settings, finite_probabilities, fold_standardization, freeze, init_head,
+                           load_backbone, load_tokenizer, PhiClassifier, probe_scaling, resolve_layer, standardize,
+                           step_probabilities)
 from .artifact import save_classifier
 from .workers import pooled_features, workers_can_pool
 from .runs import (RunCard, check_same_data, data_fingerprint, first_process, last_checkpoint, previous_run,
@@ -34,7 +40,8 @@ from .trainer import (ClassifierTrainer, FeatureDataset, Resolved, best_epoch, e
                              training_args)
 
 # %% auto #0
-__all__ = ['ExperimentResult', 'train_probe', 'candidate_layers', 'lora_trainer', 'train_lora', 'prepare_data', 'run']
+__all__ = ['ExperimentResult', 'train_probe', 'labelled_steps', 'step_loss_weights', 'candidate_layers', 'lora_trainer',
+           'train_lora', 'prepare_data', 'run']
 
 # %% ../nbs/12_train.ipynb #c037
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class ExperimentResult:
     logits: np.ndarray|None = None  # test-set logits (n, 2), before any temperature
     val_logits: np.ndarray|None = None  # held-out validation logits, for the decisions fitted there
     best_epoch: dict|None = None  # the epoch kept (lowest validation loss), when validation is held out
+    steps: dict|None = None  # with steps: split -> p(step is wrong) for each step of each row (NaN: unscored)
 
 
 # %% ../nbs/12_train.ipynb #c022
@@ -71,17 +79,27 @@ def train_probe(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolve
     one = dict(processes=1, why="one process: workers read the last layer's last token only")
     pool_ctx = (inference_pool(cfg, res, backbone, sum(map(len, splits.values())), "probe features")
                 if workers_can_pool(clf) else contextlib.nullcontext((None, one)))
-    with pool_ctx as (pool, used):
-        raw = {k: sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res.precision, show), ds, bs)
-               for k, ds in splits.items()}
+    if cfg.steps:  # the solution's features and every step end's, from one pass per row, here
+        used, got = dict(processes=1, why="one process: steps read every step end"), {}
+        for k, ds in splits.items(): got[k] = extract_step_features(clf, ds, pad, bs, res.precision, show)
+        raw, states = {k: g[0] for k, g in got.items()}, {k: g[1] for k, g in got.items()}
+    else:
+        with pool_ctx as (pool, used):
+            raw = {k: sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res.precision, show), ds, bs)
+                   for k, ds in splits.items()}
     feature_seconds = time.perf_counter() - start
     if isinstance(clf.layer, tuple): clf, raw, trainer, details = _select_layer(cfg, clf, raw, data, out, res)
     else: trainer, details = _fit_probe(cfg, clf, raw, data, out / "checkpoints" / "probe", res,
                                        resume_from), feature_settings(clf)
+    steps = None
+    if cfg.steps:
+        clf.step_head = _fit_step_probe(cfg, states, data, out / "checkpoints" / "probe-steps", res)
+        steps = {k: step_probabilities(clf.step_head, s, data[k]["step_ends"]) for k, s in states.items()
+                 if k != "train"}
     with torch.no_grad():
         logits = {k: clf(features=f.to(clf.head.weight.device)).logits.float().cpu() for k, f in raw.items()
                   if k != "train"}
-    return ExperimentResult(clf=clf, probs=_softmax(logits["test"]), log_history=trainer.training_log(),
+    return ExperimentResult(clf=clf, probs=_softmax(logits["test"]), log_history=trainer.training_log(), steps=steps,
                 train_seconds=time.perf_counter() - start, feature_seconds=feature_seconds, details=details,
                 inference_workers={"probe features": used}, logits=logits["test"].numpy(),
                 val_logits=logits["validation"].numpy() if "validation" in logits else None,
@@ -104,6 +122,50 @@ def _fit_probe(cfg:TrainConfig, clf:PhiClassifier, raw:dict, data:dict, output_d
     clf.eval()
     fold_standardization(clf.head, *scaling)  # now a plain bias-free linear head on raw pooled states
     return trainer
+
+# %% ../nbs/12_train.ipynb #0c04943f
+class _HeadOnly(torch.nn.Module):
+    "A bias-free linear head on precomputed features, as the Trainer trains it."
+    def __init__(self, head:torch.nn.Linear): super().__init__(); self.head = head
+    def forward(self, features, labels=None):
+        logits = self.head(features.float())
+        return SequenceClassifierOutput(logits=logits, loss=None if labels is None else
+                                        torch.nn.functional.cross_entropy(logits, labels.to(logits.device)))
+
+def labelled_steps(states:list, ds) -> tuple:
+    "(features (m, hidden), targets) of the steps of `ds` that carry a target and were scored."
+    feats, targets = [], []
+    for s, ends, ys in zip(states, ds["step_ends"], ds["step_labels"]):
+        for k, (e, y) in enumerate(zip(ends, ys)):
+            if e >= 0 and y != IGNORE: feats.append(s[k]); targets.append(int(y))
+    return (torch.stack(feats) if feats else torch.zeros(0, states[0].shape[-1] if states else 0)), targets
+
+def step_loss_weights(cfg:TrainConfig, targets) -> list|None:
+    "Loss weights of the step classes (right, wrong) for `cfg.class_weight`, as `loss_weights` gives the solution's."
+    if cfg.class_weight == "none" or len(set(targets)) < 2: return None
+    w = class_weights(targets, 2)
+    return None if all(abs(x - 1) < 1e-9 for x in w) else w
+
+def _fit_step_probe(cfg:TrainConfig, states:dict, data:dict, output_dir:Path, res:Resolved) -> torch.nn.Linear:
+    "The step head trained on the standardized states of the labelled training steps, the standardization folded in."
+    x, y = labelled_steps(states["train"], data["train"])
+    if len(set(y)) < 2:
+        raise DataError(f"steps=True: the training rows' steps carry {len(y)} targets, all {set(y) or '-'}; the step "
+                        "head needs both right steps and first wrong steps. Use data with correct and flawed rows "
+                        "whose first_error_step is known, or train without steps.")
+    scaling, val = probe_scaling(x), (labelled_steps(states["validation"], data["validation"])
+                                      if "validation" in states else None)
+    set_seed(cfg.seed)
+    model = _HeadOnly(init_head(x.shape[1], 2))
+    evaluate = val is not None and len(val[1]) > 0
+    trainer = ClassifierTrainer(
+        model=model, args=training_args(cfg, output_dir, res, "fp32", evaluate, by_length=False),
+        train_dataset=FeatureDataset(standardize(x, *scaling), y), data_collator=Collator(0),
+        eval_dataset=FeatureDataset(standardize(val[0], *scaling), val[1]) if evaluate else None,
+        compute_metrics=eval_accuracy, class_weights=step_loss_weights(cfg, y))
+    trainer.train()
+    say(f"probe: step head trained on {len(y)} labelled steps ({sum(y)} first wrong steps)")
+    return fold_standardization(model.eval().head, *scaling)
 
 # %% ../nbs/12_train.ipynb #l302
 def candidate_layers(n_layers:int, every:int=4) -> tuple:
@@ -163,6 +225,9 @@ def lora_trainer(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolv
     set_seed(cfg.seed)
     clf = PhiClassifier(add_lora(backbone, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, res.gradient_checkpointing),
                         num_labels=cfg.num_labels)
+    if cfg.steps:  # the step loss joins the solution's, through the adapters
+        clf.step_head = init_head(backbone.config.hidden_size).to(clf.head.weight.device)
+        clf.step_weights = step_loss_weights(cfg, [y for ys in data["train"]["step_labels"] for y in ys if y != IGNORE])
     say("lora:", describe_trainable(clf))
     args = training_args(cfg, out / "checkpoints" / "lora", res, res.precision, data.get("validation") is not None,
                          by_length=cfg.group_by_length)
@@ -183,16 +248,22 @@ def train_lora(cfg:TrainConfig, backbone, tok, data:dict, out:Path, res:Resolved
     lora = dict(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
     # the best epoch's weights (load_best_model_at_end)
     splits = {k: data[k] for k in ("test", "validation") if data.get(k) is not None}
-    n = sum(map(len, splits.values()))
-    with inference_pool(cfg, res, clf.backbone, n, job, lora=lora, state=trainable_state_dict(clf)) as (pool, used):
-        feats = {k: sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res.precision, show, "Predicting"), ds, bs)
-                 for k, ds in splits.items()}
+    n, steps = sum(map(len, splits.values())), None
+    if cfg.steps:  # solution and steps from one pass per row, here
+        used, got = dict(processes=1, why="one process: steps read every step end"), {}
+        for k, ds in splits.items(): got[k] = extract_step_features(clf, ds, pad, bs, res.precision, show, "Predicting")
+        feats = {k: g[0] for k, g in got.items()}
+        steps = {k: step_probabilities(clf.step_head, g[1], splits[k]["step_ends"]) for k, g in got.items()}
+    else:
+        with inference_pool(cfg, res, clf.backbone, n, job, lora=lora, state=trainable_state_dict(clf)) as (pool, used):
+            feats = {k: sharded(lambda d: pooled_features(pool, clf, d, pad, bs, res.precision, show, "Predicting"), ds,
+                                bs) for k, ds in splits.items()}
     with torch.inference_mode():  # the head, here
         logits = {k: clf(features=f.to(clf.head.weight.device)).logits.float().cpu() for k, f in feats.items()}
     return ExperimentResult(clf=clf, probs=_softmax(logits["test"]), log_history=trainer.training_log(),
                             train_seconds=train_seconds,
                             inference_workers={job: used}, logits=logits["test"].numpy(),
-                            best_epoch=best_epoch(trainer.state),
+                            best_epoch=best_epoch(trainer.state), steps=steps,
                             val_logits=logits["validation"].numpy() if "validation" in logits else None)
 
 
@@ -232,22 +303,45 @@ def _held_out(cfg:TrainConfig, dd) -> tuple:
 
 def prepare_data(cfg:TrainConfig, tok) -> tuple:
     "Load, check, subsample and tokenize the data: ({train, validation or None, test}, facts for the run card)."
-    dd = load_data(cfg.data, required=("train", "test"), classes=cfg.classes)
+    dd = load_data(cfg.data, required=("train", "test"), classes=cfg.classes, step_separator=cfg.step_separator)
+    if cfg.steps: _check_step_data(cfg, dd)
     held = cfg.keep_validation and "validation" in dd and len(dd["validation"]) > 0
     if cfg.keep_validation and not held: dd, held = _held_out(cfg, dd)
     train, val, test = training_splits(dd, held,
                                        cfg.max_train_samples, cfg.max_eval_samples, cfg.seed, cfg.allow_leakage,
                                        cfg.classes)
     raw = dict(train=train, validation=val, test=test)
-    enc = PromptEncoder(tok, cfg.max_length)
-    data = {k: tokenize(ds, enc) if ds is not None else None for k, ds in raw.items()}
+    enc = PromptEncoder(tok, cfg.max_length, cfg.step_separator if cfg.steps else None)
+    data = {k: tokenize(ds, enc, step_targets if cfg.steps else None) if ds is not None else None
+            for k, ds in raw.items()}
     truncated = {k: sum(ds["truncated"]) for k, ds in data.items() if ds is not None}
     for k, n in truncated.items():
         if n: say(f"{k}: {n} of {len(data[k])} rows are longer than max_length={cfg.max_length}; kept the start of the "
                   "prompt and the end of the solution.")
     facts = dict(fingerprint=data_fingerprint(raw), rows={k: len(ds) for k, ds in data.items() if ds is not None},
                  truncated=truncated)
+    if cfg.steps: facts["steps_unscored"] = _say_unscored(cfg, data)
     return data, facts, raw
+
+def _check_step_data(cfg:TrainConfig, dd):
+    "`DataError` when steps are asked of data without first wrong steps."
+    for split, ds in dd.items():
+        if "first_error_step" not in ds.column_names:
+            raise DataError(f"steps=True needs each row's first wrong step, and {cfg.data} (split {split}) has no "
+                            "column first_error_step. Add it (0-based index of the first wrong step, -1 for a correct "
+                            "solution), give ProcessBench (problem, steps, label) or TRL stepwise (prompt, "
+                            "completions, labels) rows, or train without --steps.")
+
+def _say_unscored(cfg:TrainConfig, data:dict) -> dict:
+    "Per split, the steps whose last token truncation cut (they get no score), said when there are any."
+    counts = {}
+    for k, ds in data.items():
+        if ds is None: continue
+        ends = [e for row in ds["step_ends"] for e in row]
+        counts[k] = sum(e < 0 for e in ends)
+        if counts[k]: say(f"{k}: {counts[k]} of {len(ends)} steps are unscored: max_length={cfg.max_length} cut "
+                          "their last token (long solutions lose their start).")
+    return counts
 
 # %% ../nbs/12_train.ipynb #bdcee94c
 def _hybrid_results(out:Path, mode:str, test, probs, checked:pd.DataFrame, decision:Decision,
@@ -342,11 +436,57 @@ def _mode_metrics(mode:str, result:ExperimentResult, decision:Decision, probs:np
                                     baselines["results"], f"{mode} classifier"))  # the fitted decision
     return metrics
 
+# %% ../nbs/12_train.ipynb #76485bd3
+def _json_list(p:list) -> str: return json.dumps([None if x != x else float(x) for x in p])
+
+def _fit_step(cfg:TrainConfig, result:ExperimentResult, raw:dict, checked_val:pd.DataFrame|None) -> StepDecision:
+    val = raw.get("validation")
+    if val is None or "validation" not in result.steps: return StepDecision()
+    v = val.to_pandas()
+    ck = (checker_steps(v["solution"], checked_val["error_line"], cfg.step_separator) if checked_val is not None
+          else None)
+    return fit_step_decision(result.steps["validation"], v["first_error_step"], ck)
+
+def _step_results(cfg:TrainConfig, mode:str, result:ExperimentResult, raw:dict, checked:pd.DataFrame|None,
+                  checked_val:pd.DataFrame|None) -> dict:
+    ("Step predictions of one experiment on the test rows, their scores beside the baselines' (and the checker's and "
+     "hybrid's), the p(flawed) from steps, and what classifier.json records.")
+    decision, test, p = _fit_step(cfg, result, raw, checked_val), raw["test"].to_pandas(), result.steps["test"]
+    true, pred = test["first_error_step"], np.array([first_error_from_probs(ps, decision.threshold) for ps in p])
+    frame = pd.DataFrame({"index": test["index"].to_numpy(), "true_first_error_step": true.to_numpy(),
+                          "first_error_step": pred, "p_steps": [_json_list(ps) for ps in p],
+                          "steps_unscored": [sum(x != x for x in ps) for ps in p]})
+    results = {"classifier": step_metrics(true, pred, seed=cfg.seed)}
+    if checked is not None:
+        frame["checker_step"] = checker_steps(test["solution"], checked["error_line"], cfg.step_separator)
+        frame["hybrid_step"] = combine_steps(decision.rule, pred, frame["checker_step"])
+        results.update(checker=step_metrics(true, frame["checker_step"], seed=cfg.seed),
+                       hybrid=step_metrics(true, frame["hybrid_step"], seed=cfg.seed))
+    base = step_baselines(true, [len(ps) for ps in p], seed=cfg.seed)
+    results.update({name: step_metrics(true, b, seed=cfg.seed) for name, b in base.items()})
+    pf, y = np.array([p_flawed_from_steps(ps) for ps in p]), np.asarray(raw["test"]["label"]) != 0
+    ok = ~np.isnan(pf)
+    flawed = dict(classification_metrics(y[ok], pf[ok]), **headline_metrics(y[ok], pf[ok]),
+                  rows_without_scored_step=int((~ok).sum())) if ok.any() else dict(rows_without_scored_step=len(pf))
+    return dict(frame=frame, metrics=dict(steps=results, steps_p_flawed=flawed, step_decision=decision.to_dict(),
+                                          steps_unscored=int(frame["steps_unscored"].sum())),
+                artifact=dict(separator=cfg.step_separator, decision=decision.to_dict()))
+
+def _say_steps(mode:str, steps:dict, n_rows:int):
+    m = steps["metrics"]
+    say(f"{mode}: first wrong step on {n_rows} test rows ({m['steps_unscored']} steps unscored: cut by truncation); "
+        f"step decision {m['step_decision']}")
+    for line in step_table(m["steps"]).to_string().splitlines(): say(f"  {line}")
+    pf = m["steps_p_flawed"]
+    if "accuracy" in pf: say(f"  p(flawed) from steps: accuracy {pf['accuracy']:.3f}, F1 (flawed) {pf['f1']:.3f}")
+
 # %% ../nbs/12_train.ipynb #f298e807
 def _save_mode(cfg:TrainConfig, mode:str, tok, meta:dict, test, result:ExperimentResult, decision:Decision,
-               probs:np.ndarray, checked:pd.DataFrame|None, metrics:dict):
+               probs:np.ndarray, checked:pd.DataFrame|None, metrics:dict, steps:dict|None=None):
     "Write one experiment's test predictions, artifact and training log (and, with the checker, the hybrid's)."
     out = cfg.run_dir
+    if steps: meta = dict(meta, steps=steps["artifact"])  # the step decision goes into classifier.json
+    if steps: write_csv(out / f"{mode}_steps.csv", steps["frame"])
     write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], probs))
     save_classifier(result.clf, tok, out / mode, dict(meta, **result.details, threshold=decision.threshold,
                                                       temperature=decision.temperature, decision=decision.to_dict()),
@@ -398,11 +538,14 @@ def _train_all(cfg:TrainConfig, res:Resolved, start:float, prev:dict|None, tok, 
             t0 = time.perf_counter()
             result, decision, probs = _train_mode(cfg, mode, res, backbone, tok, data, prev, checked_val, card)
             metrics[mode] = _mode_metrics(mode, result, decision, probs, data, base_probs, baselines, cfg.classes)
-            if main: _save_mode(cfg, mode, tok, meta, test, result, decision, probs, checked, metrics[mode])
+            steps = _step_results(cfg, mode, result, raw, checked, checked_val) if cfg.steps else None
+            if steps: metrics[mode].update(steps["metrics"])
+            if main: _save_mode(cfg, mode, tok, meta, test, result, decision, probs, checked, metrics[mode], steps)
             card.experiment_done(mode, metrics[mode], time.perf_counter() - t0, result.best_epoch)
             f1 = ("F1 (flawed)", "f1") if "f1" in metrics[mode] else ("macro-F1", "macro_f1")
             say(f"{mode}: test accuracy {metrics[mode]['accuracy']:.3f}, {f1[0]} {metrics[mode][f1[1]]:.3f} on "
                 f"{len(test)} rows")
+            if steps: _say_steps(mode, steps, len(test))
         metrics["baselines"] = baselines
         if main: write_json(out / "metrics.json", metrics)
         for line in summary_lines(metrics): say(line)

@@ -186,7 +186,8 @@ def training_args(cfg:TrainConfig, output_dir:Path, res:Resolved, precision:str,
         eval_strategy="epoch" if evaluate else "no", load_best_model_at_end=evaluate, metric_for_best_model="eval_loss",
         greater_is_better=False, seed=cfg.seed, data_seed=cfg.seed, report_to="none",
         train_sampling_strategy="group_by_length" if by_length else "random", length_column_name="length",
-        disable_tqdm=not cfg.progress, dataloader_pin_memory=False, ddp_find_unused_parameters=False)
+        disable_tqdm=not cfg.progress, dataloader_pin_memory=False, ddp_find_unused_parameters=False,
+        label_names=["labels"])  # step_labels go to the model's loss, not to the metrics
 
 # %% ../nbs/11_trainer.ipynb #c012a
 def finite_loss(trainer:Trainer, loss:torch.Tensor) -> float:
