@@ -12,11 +12,9 @@ import pandas as pd
 from .metrics import THRESHOLD, balanced_accuracy, check_threshold, classification_metrics, decide_classes
 
 # %% auto #0
-__all__ = ['NOT_FITTED', 'HYBRID_RULES', 'ERROR_COLUMNS', 'HYBRID_COLUMNS', 'PRECISION_TARGET', 'IGNORE', 'HybridRule',
-           'Decision', 'softmax_t', 'fit_temperature', 'raw_probability', 'fit_threshold', 'precision_threshold',
-           'fit_decision', 'checker_flagged', 'combine', 'combine_classes', 'fit_hybrid', 'step_targets',
-           'first_error_from_probs', 'p_flawed_from_steps', 'step_metrics', 'step_baselines', 'checker_steps',
-           'StepDecision', 'combine_steps', 'fit_step_decision', 'step_table']
+__all__ = ['NOT_FITTED', 'HYBRID_RULES', 'ERROR_COLUMNS', 'HYBRID_COLUMNS', 'PRECISION_TARGET', 'HybridRule', 'Decision',
+           'softmax_t', 'fit_temperature', 'raw_probability', 'fit_threshold', 'precision_threshold', 'fit_decision',
+           'checker_flagged', 'combine', 'combine_classes', 'fit_hybrid']
 
 # %% ../nbs/04_decide.ipynb #dd02
 NOT_FITTED = "not fitted: no held-out validation"
@@ -226,100 +224,3 @@ def fit_hybrid(p_flawed, checked:pd.DataFrame, y, threshold:float=THRESHOLD,
     rule, t = max(options, key=lambda o: scores[o[0]])  # the first of equals: the simpler rule
     return HybridRule(rule=rule, threshold=float(t), fitted=None, validation_balanced_accuracy=scores,
                       precision_target=precision_target, n_validation=len(y))
-
-# %% ../nbs/04_decide.ipynb #b2e0b081
-from .data import step_at, step_spans
-
-IGNORE = -100  # a step without a target: after the first wrong one, or of a row whose first wrong step is unknown
-
-def step_targets(n_steps:int, first_error_step) -> list:
-    "Targets of a solution's steps: 0 before the first wrong step, 1 on it, IGNORE after; unknown (NA): all IGNORE."
-    if first_error_step is None or pd.isna(first_error_step): return [IGNORE] * n_steps
-    f = int(first_error_step)
-    return [0] * n_steps if f < 0 else [0] * f + [1] + [IGNORE] * (n_steps - f - 1)
-
-def first_error_from_probs(p_steps, threshold:float) -> int:
-    "The first scored step with p >= `threshold`, else -1."
-    return next((i for i, p in enumerate(p_steps) if p == p and p >= threshold), -1)
-
-def p_flawed_from_steps(p_steps) -> float:
-    "A solution's p(flawed) from its steps: the largest scored p (NaN when none is scored)."
-    scored = [p for p in p_steps if p == p]
-    return max(scored) if scored else float("nan")
-
-def _step_scores(t:np.ndarray, p:np.ndarray) -> dict:
-    flawed = t >= 0
-    a = float((p[flawed] == t[flawed]).mean()) if flawed.any() else float("nan")
-    c = float((p[~flawed] == -1).mean()) if (~flawed).any() else float("nan")
-    return dict(acc_flawed=a, acc_correct=c, f1=2 * a * c / (a + c) if a + c > 0 else (0.0 if a == a and c == c
-                                                                                        else float("nan")))
-
-def _none_nan(x): return None if isinstance(x, float) and x != x else x
-
-def step_metrics(true, pred, n_boot:int=1000, seed:int=0) -> dict:
-    "Accuracy on flawed rows (exact step), on correct rows (-1), their harmonic mean f1, with bootstrap intervals."
-    known = ~pd.isna(pd.Series(list(true), dtype="object")).to_numpy()
-    t = np.asarray([int(x) for x in np.asarray(list(true), dtype=object)[known]], dtype=int)
-    p = np.asarray(pred, dtype=int)[known]
-    out = dict(_step_scores(t, p), n_flawed=int((t >= 0).sum()), n_correct=int((t < 0).sum()))
-    rng = np.random.default_rng(seed)
-    draws = (rng.integers(0, len(t), len(t)) for _ in range(n_boot if len(t) else 0))
-    boots = [_step_scores(t[i], p[i]) for i in draws]
-    out["intervals"] = {k: [_none_nan(float(np.nanpercentile(v, q))) if not np.isnan(v).all() else None
-                            for q in (2.5, 97.5)]
-                        for k in ("acc_flawed", "acc_correct", "f1") for v in [np.array([b[k] for b in boots])]
-                        } if boots else {}
-    return {k: _none_nan(v) for k, v in out.items()}
-
-def step_baselines(true, n_steps, seed:int=0) -> dict:
-    "The trivial step predictions: always -1, always the last step, a random step (or -1)."
-    n = np.asarray(n_steps, dtype=int)
-    return {"always -1": np.full(len(n), -1), "last step": n - 1,
-            "random step": np.random.default_rng(seed).integers(-1, n)}
-
-def checker_steps(solutions, error_lines, separator:str="line") -> np.ndarray:
-    "The step holding the checker's first error line (1-based line of the solution), -1 where it found none."
-    out = []
-    for s, line in zip(solutions, error_lines):
-        if line is None or pd.isna(line): out.append(-1); continue
-        char = sum(len(part) + 1 for part in s.split("\n")[:int(line) - 1])
-        k = step_at(step_spans(s, separator), char)
-        out.append(-1 if k is None else k)
-    return np.asarray(out, dtype=int)
-
-@dataclass(frozen=True)
-class StepDecision:
-    "How a first wrong step is named: the step head's threshold, and the rule with the checker."
-    threshold: float = 0.5
-    rule: str = "classifier"  # classifier | checker | earlier (of the two)
-    def to_dict(self) -> dict: return asdict(self)
-    @classmethod
-    def from_dict(cls, d:dict): return cls(**{k: d[k] for k in ("threshold", "rule") if k in d})
-
-def combine_steps(rule:str, classifier_step, checker_step) -> np.ndarray:
-    "The hybrid's first wrong step under `rule`: the classifier's, the checker's, or the earlier of those found."
-    c, k = np.asarray(classifier_step, dtype=int), np.asarray(checker_step, dtype=int)
-    if rule == "classifier": return c
-    if rule == "checker": return k
-    return np.where(c < 0, k, np.where(k < 0, c, np.minimum(c, k)))
-
-def fit_step_decision(p_steps_list, true, checker_step=None) -> StepDecision:
-    "The threshold with the best step f1 on these (validation) rows; with the checker, the best rule too."
-    f1 = lambda pred: step_metrics(true, pred, n_boot=0)["f1"] or 0.0
-    scored = np.array([p for ps in p_steps_list for p in ps if p == p])
-    cands = sorted(set(np.quantile(scored, np.linspace(0, 1, 101)).tolist()) | {0.5}) if len(scored) else [0.5]
-    preds = {t: [first_error_from_probs(ps, t) for ps in p_steps_list] for t in cands}
-    best = max(cands, key=lambda t: (f1(preds[t]), -abs(t - 0.5)))
-    if checker_step is None: return StepDecision(threshold=float(best))
-    rules = {r: f1(combine_steps(r, preds[best], checker_step)) for r in ("classifier", "checker", "earlier")}
-    return StepDecision(threshold=float(best), rule=max(rules, key=rules.get))
-
-def step_table(results:dict) -> pd.DataFrame:
-    "One row per name: accuracy on flawed rows, on correct rows, and f1, each with its 95% interval."
-    def cell(m, k):
-        v, ci = m.get(k), (m.get("intervals") or {}).get(k) or [None, None]
-        f = lambda x: "-" if x is None else f"{x:.2f}"
-        return f"{f(v)} [{f(ci[0])}, {f(ci[1])}]" if ci[0] is not None else f(v)
-    return pd.DataFrame({name: {k: cell(m, k) for k in ("acc_flawed", "acc_correct", "f1")}
-                         | {"rows": m["n_flawed"] + m["n_correct"]}
-                         for name, m in results.items()}).T

@@ -15,8 +15,8 @@ from datasets import Dataset
 from .data import DataError, PromptEncoder, TableWriter, iter_table, validate_frame
 from .check import check_frame
 from .decide import HYBRID_COLUMNS, Decision, checker_flagged, combine, combine_classes
-# stand-ins for phi_cls.steps until it merges (then: from phi_cls.steps import ...)
-from .decide import StepDecision, checker_steps, combine_steps, first_error_from_probs, p_flawed_from_steps
+from .steps import (StepDecision, checker_steps, combine_steps, first_error_from_probs, p_flawed_from_steps,
+                           score_steps)
 from .metrics import check_threshold, class_metrics, classification_metrics, prob_columns
 from .hardware import gpu_inference_batch, resolve_device, resolve_precision
 from .model import (extract_step_features, finite_probabilities, forward_batch_size, load_backbone,
@@ -303,8 +303,6 @@ def predict_file(clf:Classifier, path, output, threshold:float|None=None, checke
 
 # %% ../nbs/13_predict.ipynb #e60c5495
 from .data import check_separator, read_step_format, step_format, step_spans
-from .steps import checker_steps, score_steps
-
 def _checked_steps(df:pd.DataFrame, out:pd.DataFrame, separator:str, known:list) -> pd.DataFrame:
     "`out` with checker_step after error_line; the rows' true and checker steps and step counts go to `known`."
     out.insert(out.columns.get_loc("error_line") + 1, "checker_step",

@@ -22,10 +22,9 @@ from .metrics import (PRED_FILES, baseline_metrics, binary_view, class_baseline_
                              class_weights, classification_metrics, ece, headline_metrics, predictions_frame,
                              shortcut_baselines, shortcut_class_baselines, summary_lines, versus_baselines)
 from .decide import Decision, checker_flagged, combine, combine_classes, fit_decision
-# stand-ins for phi_cls.steps until it merges (then: from phi_cls.steps import ...)
-from .decide import (IGNORE, StepDecision, checker_steps, combine_steps, first_error_from_probs,
-                            fit_step_decision, p_flawed_from_steps, step_baselines, step_metrics, step_table,
-                            step_targets)
+from .steps import (IGNORE, StepDecision, checker_steps, combine_steps, first_error_from_probs,
+                           fit_step_decision, p_flawed_from_steps, step_baselines, step_metrics, step_table,
+                           step_targets)
 from .hardware import apply_kernels
 from .model import (add_lora, context_length, decoder_layers, describe_trainable, extract_step_features,
                            feature_settings, finite_probabilities, fold_standardization, freeze, init_head,

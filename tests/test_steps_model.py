@@ -12,7 +12,7 @@ import torch
 from conftest import SLOW, phi_cls as cli, refused
 from phi_cls.data import Collator, PromptEncoder, step_spans, tokenize
 from phi_cls.model import PhiClassifier, init_head, load_backbone, load_tokenizer
-from phi_cls.decide import IGNORE, step_targets  # phi_cls.steps once it merges
+from phi_cls.steps import IGNORE, step_targets
 
 SOLUTIONS = [("What is 7 times 8?", "We need 7 * 8.\n7 * 8 = 54\nSo the answer is 54.", 1),
              ("Sum 12 and 30.", "  12 + 30 = 42  \n\nThe answer is 42.", -1),
