@@ -184,7 +184,8 @@ def test_no_token_classification_class(tmp_path, capsys):
     (lambda a: (a / "step_head.safetensors").unlink(), "step_head.safetensors is missing"),
     (lambda a: save_file({"weight": torch.ones(3, 64)}, a / "step_head.safetensors"), "of shape (2, 64)"),
     (lambda a: (a / "classifier.json").write_text(json.dumps(dict(json.loads((a / "classifier.json").read_text()),
-                                                                  steps={"separator": "tab"}))), "one of line, blank"),
+                                                                  steps={"separator": "tab"}))),
+     '"separator": "line" or "blank"'),
 ])
 def test_damaged_step_head_refused(artifacts, tmp_path, damage, says):
     art = with_steps(artifacts / "probe", tmp_path / "runs" / "art")
