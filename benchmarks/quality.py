@@ -38,7 +38,8 @@ NAMES = {"probe": "probe", "lora": "LoRA"}
 # seeded samples of 100 validation and 100 test rows, 192 tokens, one epoch; small so that both runs take minutes on
 # 2 CPU cores (chosen for time, not for quality)
 TYPES = dict(data="gsm8k-pairs", max_train_samples=64, max_eval_samples=100, max_length=192, epochs=1)
-# --steps: the step head on both datasets, a step per line; seeded samples of 100 validation and 100 test rows (CHAMP:
+# --steps: the step head on both datasets, a step per line, the probe on the last layer (steps score every step on
+# one layer, so probe_layer='best' is not used); seeded samples of 100 validation and 100 test rows (CHAMP:
 # all of its 54 and 108), 96 training rows, one epoch, chosen for time (minutes per run on 2 CPU cores), not quality
 STEPS = {"gsm8k-pairs": dict(max_train_samples=96, max_eval_samples=100, max_length=256, epochs=1),
          "champ": dict(max_train_samples=96, max_eval_samples=108, max_length=512, epochs=1)}
@@ -238,7 +239,7 @@ def main_types(a):
 
 def steps_settings(a, data:str) -> dict:
     "The TrainConfig fields of the --steps run on `data`."
-    s = dict(COMMON, **STEPS[data], data=data, steps=True, model=a.model,
+    s = dict(COMMON, **STEPS[data], data=data, steps=True, probe_layer="last", model=a.model,
              output_dir=str(Path(a.out_dir) / "steps" / data), overwrite=True)
     for k in ("max_train_samples", "max_eval_samples", "max_length", "epochs"):
         if getattr(a, k) is not None: s[k] = getattr(a, k)
