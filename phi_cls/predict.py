@@ -215,6 +215,9 @@ def _predict_frame(self:Classifier, df:pd.DataFrame, threshold:float|None=None, 
     if steps:
         out = out.reset_index(drop=True).join(_step_columns(self, p_steps, df["solution"].tolist(),
                                                             checked if checker else None))
+        if "first_error_step" in df:  # the input's own, beside the predicted one (as true_label beside label)
+            out.insert(out.columns.get_loc("first_error_step"), "true_first_error_step",
+                       df["first_error_step"].to_numpy())
     return out.reset_index(drop=True)
 
 Classifier.predict_frame = _predict_frame

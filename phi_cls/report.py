@@ -556,7 +556,8 @@ def step_evaluation(df:pd.DataFrame, preds:pd.DataFrame, separator:str="line", t
     ("(step metrics per signal and baseline, `<mode>_steps.csv` rows, extra metrics: p(flawed) from steps, the "
      "checker's localisation) of the predictions `preds` of the rows `df` (index, solution, first_error_step).")
     s = df[["index", "solution", "first_error_step"]].rename(columns={"first_error_step": "true_first_error_step"})
-    s = s.merge(preds, on="index", how="left", validate="one_to_one")
+    s = s.merge(preds.drop(columns="true_first_error_step", errors="ignore"), on="index", how="left",
+                validate="one_to_one")
     if "checker_step" not in s and "error_line" in s:  # the checker without a step head: the step of its wrong line
         s["checker_step"] = checker_steps(s["solution"], s["error_line"].where(checker_flagged(s) == 1), separator)
     cols = [c for c in ("first_error_step", "p_steps", "steps_unscored", *list(STEP_SIGNALS)[1:]) if c in s]
