@@ -40,9 +40,10 @@ class Experiment:
     metrics: dict
     log_history: list
     steps: pd.DataFrame|None = None  # `<mode>_steps.csv`: true and predicted first wrong steps, if recorded
+    label: str|None = None  # the run's name in titles (default: its folder's name)
 
     @property
-    def name(self) -> str: return f"{self.run_dir.name}/{self.mode}"
+    def name(self) -> str: return f"{self.label or self.run_dir.name}/{self.mode}"
     @property
     def y(self) -> np.ndarray: return self.predictions["true_label"].to_numpy()
     @property
@@ -287,11 +288,13 @@ def experiment_figures(exp:Experiment) -> dict:
     if exp.steps is not None and any(c in exp.steps for c in STEP_SIGNALS): figs["first_error"] = plot_steps(exp)
     return figs
 
-def save_figures(run_dir:str|Path, dpi:int=100) -> list:
-    "Save every experiment's figures as `figures/<mode>_<name>.png` in the run folder; return the paths."
+def save_figures(run_dir:str|Path, dpi:int=100, label:str|None=None) -> list:
+    ("Save every experiment's figures as `figures/<mode>_<name>.png` in the run folder; return the paths. `label` "
+     "names the run in the titles (a folder written under a temporary name gives its final one).")
     out, paths = Path(run_dir) / "figures", []
     out.mkdir(exist_ok=True)
     for exp in load_experiments(run_dir):
+        exp.label = label
         for name, fig in experiment_figures(exp).items():
             fig.tight_layout(); fig.savefig(out / f"{exp.mode}_{name}.png", dpi=dpi); plt.close(fig)
             paths.append(out / f"{exp.mode}_{name}.png")
@@ -495,7 +498,7 @@ def evaluate(model, input_path, out, threshold:float|None=None, checker:bool=Fal
                                     model, classes)
         if steps: _write_steps(tmp, mode, df, info, separator, metrics)
         write_json(tmp / "metrics.json", metrics)
-        save_figures(tmp)
+        save_figures(tmp, label=Path(out).name)
     if folder.moved: say(folder.moved)
     return metrics
 
