@@ -182,6 +182,11 @@ def test_no_token_classification_class(tmp_path, capsys):
     (lambda a: (a / "classifier.json").write_text(json.dumps(dict(json.loads((a / "classifier.json").read_text()),
                                                                   steps={"separator": "tab"}))),
      '"separator": "line" or "blank"'),
+    (lambda a: (a / "classifier.json").write_text(json.dumps(dict(json.loads((a / "classifier.json").read_text()),
+                                                                  steps=dict(STEPS, decision={"rule": "later"})))),
+     "field 'steps'"),  # a decision StepDecision does not read, refused as predict would refuse it
+    (lambda a: (a / "classifier.json").write_text(json.dumps({k: v for k, v in json.loads(
+        (a / "classifier.json").read_text()).items() if k != "steps"})), "but classifier.json has no 'steps' object"),
 ])
 def test_damaged_step_head_refused(artifacts, tmp_path, damage, says):
     art = with_steps(artifacts / "probe", tmp_path / "runs" / "art")
