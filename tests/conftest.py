@@ -144,6 +144,6 @@ def steps_probe(tmp_path_factory):
     folder = tmp_path_factory.mktemp("steps_probe")
     parts = dict(train=planted(48, 0), validation=planted(16, 1, 100), test=planted(24, 2, 200))
     run(TrainConfig(mode="probe", model="tiny", data=str(one_csv(folder, parts, "planted.csv")), steps=True,
-                    checker=True, output_dir=str(folder / "run"), max_length=128, batch_size=4, grad_accum=2, epochs=4,
+                    checker=True, output_dir=str(folder / "run"), max_length=128, batch_size=4, grad_accum=2, epochs=2,
                     learning_rate=5e-3, progress=False, workers=1))
     return folder / "run" / "probe", parts["test"]
