@@ -10,13 +10,14 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from torch import nn
 from safetensors.torch import load_file, save_file
 
-from .data import atomic_write
+from .data import STEP_SEPARATORS, atomic_write
 from .model import ModelError, PhiClassifier, backbone_signature, feature_settings, freeze, quiet_peft
+from .steps import StepDecision
 
 # %% auto #0
 __all__ = ['MAX_ZIP_BYTES', 'MAX_ZIP_ENTRIES', 'MAX_ZIP_RATIO', 'ArtifactError', 'save_classifier', 'read_classifier_info',
-           'load_head', 'restore_classifier', 'artifact_classes', 'check_classifier_info', 'check_artifact_files',
-           'find_artifact', 'check_zip', 'extract_zip']
+           'load_head', 'restore_classifier', 'load_step_head', 'artifact_classes', 'check_classifier_info',
+           'check_artifact_files', 'find_artifact', 'check_zip', 'extract_zip']
 
 # %% ../nbs/07_artifact.ipynb #a005
 class ArtifactError(ModelError):
@@ -64,8 +65,11 @@ def load_head(path:str|Path, name:str="head.safetensors") -> nn.Linear:
     try: sd = load_file(file)
     except Exception as e:
         raise ArtifactError(f"{file} is incomplete or corrupted ({e}). Copy the artifact again or retrain.") from None
-    # a bias: saved before heads were bias-free
-    head = nn.Linear(sd["weight"].shape[1], sd["weight"].shape[0], bias="bias" in sd)
+    w, b = sd.get("weight"), sd.get("bias")  # a bias: saved before heads were bias-free
+    if set(sd) - {"weight", "bias"} or w is None or w.dim() != 2 or (b is not None and tuple(b.shape) != w.shape[:1]):
+        raise ArtifactError(f"{file} holds {({k: tuple(v.shape) for k, v in sd.items()})}; a head is 'weight' of shape "
+                            "(outputs, features) (and in old artifacts a 'bias'). Copy the artifact again or retrain.")
+    head = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
     head.load_state_dict(sd)
     return head
 
@@ -95,21 +99,35 @@ def restore_classifier(path:str|Path, backbone) -> PhiClassifier:
         except Exception as e:
             raise ArtifactError(f"{path / 'adapter'} could not be loaded ({str(e).splitlines()[0]}): "
                              "incomplete or corrupted?") from None
-    step_head = _step_head(path, backbone) if "steps" in info else None
     return PhiClassifier(freeze(backbone), head, info.get("layer"), info.get("pooling", "last"),
-                         step_head=step_head).eval()
+                         step_head=load_step_head(path, info)).eval()
 
-def _step_head(path:Path, backbone) -> nn.Linear:
-    head = load_head(path, "step_head.safetensors")
-    if (head.out_features, head.in_features) != (2, backbone.config.hidden_size) or head.bias is not None:
-        raise ArtifactError(f"{path / 'step_head.safetensors'} is not a step head for this backbone (weight "
-                            f"{tuple(head.weight.shape)}, expected (2, {backbone.config.hidden_size}), no bias). "
-                            "Copy the artifact again or retrain.")
+def load_step_head(path:str|Path, info:dict) -> nn.Linear|None:
+    ("The step head of an artifact whose checked `classifier.json` is `info`, None when trained without steps; both "
+     "halves (step_head.safetensors, 'steps') or neither.")
+    path, fix = Path(path), "Copy the artifact again or retrain."
+    if "steps" not in info:
+        if (path / "step_head.safetensors").exists():
+            raise ArtifactError(f"{path} has step_head.safetensors but classifier.json has no 'steps' object. {fix}")
+        return None
+    head, hidden = load_head(path, "step_head.safetensors"), info["backbone"]["hidden_size"]
+    if (head.out_features, head.in_features) != (2, hidden) or head.bias is not None:
+        raise ArtifactError(f"{path / 'step_head.safetensors'} holds 'weight' {tuple(head.weight.shape)}"
+                            f"{' and a bias' if head.bias is not None else ''}; a step head is 'weight' of shape "
+                            f"(2, {hidden}) (this backbone's width) and no bias. {fix}")
     return head
 
 # %% ../nbs/07_artifact.ipynb #c052b
 def _finite_number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 def _positive_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+def _step_settings(v) -> bool:
+    "A classifier.json 'steps': a separator, and a decision `StepDecision.from_dict` reads (so predict reads it too)."
+    if not (isinstance(v, dict) and v.get("separator") in STEP_SEPARATORS and isinstance(v.get("decision"), dict)):
+        return False
+    try: StepDecision.from_dict(v["decision"])
+    except (TypeError, ValueError): return False
+    return True
 
 _INFO_FIELDS = {  # field: (required, check, what it must be)
     "kind": (True, lambda v: v in ("probe", "lora"), "'probe' or 'lora'"),
@@ -135,8 +153,8 @@ _INFO_FIELDS = {  # field: (required, check, what it must be)
                and v["0"] == "correct" and all(isinstance(n, str) and n for n in v.values())
                and len(set(v.values())) == len(v),
                'the class names by number, {"0": "correct", "1": ...}'),
-    "steps": (False, lambda v: isinstance(v, dict) and v.get("separator") in ("line", "blank")
-              and isinstance(v.get("decision"), dict), '{"separator": "line" or "blank", "decision": {...}}'),
+    "steps": (False, _step_settings, '{"separator": "line" or "blank", "decision": a step decision '
+              '{"threshold": 0 to 1, "rule": "classifier", "checker" or "earlier"}}'),
 }
 
 def artifact_classes(info:dict) -> tuple:

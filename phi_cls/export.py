@@ -9,15 +9,16 @@ from pathlib import Path
 
 import torch
 import transformers
-from safetensors.torch import load_file
 from transformers import AutoConfig
 
-from .data import PROMPT, STEP_SEPARATORS, PromptEncoder, check_separator
+from .data import PROMPT, PromptEncoder, check_separator
 from .decide import Decision
 from .metrics import THRESHOLD
 from .runs import check_results_folder, results_folder, say
 from .model import ModelError, backbone_signature, load_tokenizer, quiet_peft, resolve_model
-from .artifact import artifact_classes, check_artifact_files, find_artifact, load_head, read_classifier_info
+from .steps import StepDecision
+from .artifact import (artifact_classes, check_artifact_files, check_classifier_info, find_artifact, load_head,
+                              load_step_head, read_classifier_info)
 
 # %% auto #0
 __all__ = ['HELPER', 'TRUNCATION', 'STEP_LABELS', 'STEP_HELPER', 'BASES', 'METRICS', 'BASELINE_METRICS', 'seq_cls_class',
@@ -173,25 +174,10 @@ def token_cls_class(config):
 
 # %% ../nbs/14_export.ipynb #s005
 def read_step_head(art:Path, info:dict) -> tuple|None:
-    "(weight, bias or None, steps settings) of the artifact's step head, checked; None when it has none."
-    file, steps, fix = art / "step_head.safetensors", info.get("steps"), "Copy the artifact again or retrain."
-    if steps is None and not file.exists(): return None
-    if not file.exists():
-        raise ModelError(f"{art}/classifier.json has 'steps' but step_head.safetensors is missing. {fix}")
-    if not isinstance(steps, dict):
-        raise ModelError(f"{art} has step_head.safetensors but classifier.json has no 'steps' object. {fix}")
-    decision = steps.get("decision") if isinstance(steps.get("decision"), dict) else {}
-    t = decision.get("threshold")
-    if steps.get("separator") not in STEP_SEPARATORS or not (isinstance(t, (int, float)) and 0 <= t <= 1):
-        raise ModelError(f"{art}/classifier.json: 'steps' is {steps!r}; it must hold 'separator' (one of "
-                         f"{', '.join(STEP_SEPARATORS)}) and 'decision' with a 'threshold' from 0 to 1. {fix}")
-    try: sd = load_file(file)
-    except Exception as e: raise ModelError(f"{file} is incomplete or corrupted ({e}). {fix}") from None
-    w, b = sd.get("weight"), sd.get("bias")
-    if w is None or tuple(w.shape) != (2, info["backbone"]["hidden_size"]) or (b is not None and b.shape != (2,)):
-        raise ModelError(f"{file} holds {({k: tuple(v.shape) for k, v in sd.items()})}; a step head is 'weight' of "
-                         f"shape (2, {info['backbone']['hidden_size']}) (and no bias). {fix}")
-    return w.float(), None if b is None else b.float(), steps
+    "(weight, separator, `StepDecision`) of the artifact's step head, checked as loading checks it; None without one."
+    head = load_step_head(art, check_classifier_info(info, art / "classifier.json"))
+    if head is None: return None
+    return head.weight.detach().float(), info["steps"]["separator"], StepDecision.from_dict(info["steps"]["decision"])
 
 # %% ../nbs/14_export.ipynb #s008
 STEP_HELPER = '''"""The step ends of the phi_cls prompt for this step model: which tokens to read, and the verdict.
@@ -253,13 +239,13 @@ def steps_helper_source(prompt:str, max_length:int, separator:str, threshold:flo
             .replace("@SEPARATOR@", repr(check_separator(separator))).replace("@THRESHOLD@", repr(float(threshold))))
 
 # %% ../nbs/14_export.ipynb #s011
-def hf_step_model(clf, head:tuple, info:dict):
-    "The step head on `clf`'s transformer (shared, LoRA merged) as the backbone's `*ForTokenClassification`, or None."
+def hf_step_model(clf, weight:torch.Tensor):
+    ("The step head (`weight`, no bias) on `clf`'s transformer (shared, LoRA merged) as the backbone's "
+     "`*ForTokenClassification`, or None.")
     cls = token_cls_class(clf.config)
     if cls is None: return None
-    weight, bias, _ = head
     config = copy.deepcopy(clf.config)
-    config.token_classification_bias = bias is not None  # transformers' generic token classifier has this switch
+    config.token_classification_bias = False  # transformers' generic token classifier has this switch
     with torch.device("meta"): model = cls(config)  # no weights allocated: the transformer is clf's
     setattr(model, model.base_model_prefix, getattr(clf, clf.base_model_prefix))
     name = next((n for n in ("score", "classifier") if isinstance(getattr(model, n, None), torch.nn.Linear)), None)
@@ -268,21 +254,21 @@ def hf_step_model(clf, head:tuple, info:dict):
     layer = torch.nn.Linear(weight.shape[1], 2, bias=getattr(model, name).bias is not None, dtype=dtype)
     with torch.no_grad():
         layer.weight.copy_(weight.to(dtype))
-        if layer.bias is not None: layer.bias.copy_((bias if bias is not None else torch.zeros(2)).to(dtype))
+        if layer.bias is not None: layer.bias.zero_()  # a class whose head always has one
     setattr(model, name, layer)
     if any(t.is_meta for t in (*model.parameters(), *model.buffers())): return None
     return model.eval()
 
-def configure_steps(model, tokenizer, info:dict, steps:dict) -> dict:
+def configure_steps(model, tokenizer, info:dict, separator:str, decision:StepDecision) -> dict:
     "Labels, pad token and phi_cls's step settings on the step model's config (`configure` ran on the tokenizer)."
-    c, decision = model.config, steps["decision"]
+    c = model.config
     c.num_labels, c.problem_type = len(STEP_LABELS), None
     c.id2label, c.label2id = dict(enumerate(STEP_LABELS)), {name: i for i, name in enumerate(STEP_LABELS)}
     c.pad_token_id = tokenizer.pad_token_id
     c.phi_cls = dict(kind=info.get("kind"), base_model=info.get("base_model"), prompt=info.get("prompt", PROMPT),
                      max_length=info["max_length"], truncation=TRUNCATION.replace("phi_cls_prompt", "phi_cls_steps"),
-                     prompt_helper="phi_cls_steps.py", pad_token=tokenizer.pad_token, separator=steps["separator"],
-                     threshold=decision["threshold"], rule=decision.get("rule", "classifier"),
+                     prompt_helper="phi_cls_steps.py", pad_token=tokenizer.pad_token, separator=separator,
+                     threshold=decision.threshold, rule=decision.rule,
                      step_ends="only the last token of each step is scored: phi_cls_steps.step_ends gives them")
     return c.phi_cls
 
@@ -577,8 +563,8 @@ def export(model:str|Path,  # artifact folder (probe/ or lora/), run folder, or 
     step_head = read_step_head(art, info)
     tok = load_tokenizer(str(art))
     settings = configure(clf, tok, info)
-    steps = hf_step_model(clf, step_head, info) if step_head else None
-    step_settings = configure_steps(steps, tok, info, step_head[2]) if steps is not None else None
+    steps = hf_step_model(clf, step_head[0]) if step_head else None
+    step_settings = configure_steps(steps, tok, info, *step_head[1:]) if steps is not None else None
     missing = _no_step_model(art, clf.config) if step_head and steps is None else ""
     folder = results_folder(dest, _export_files(dest))
     with folder as tmp:  # beside the old folder; moved in when complete

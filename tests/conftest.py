@@ -1,10 +1,11 @@
-"""Shared by every test file: the tiny training run reused by the tests that read its outputs; two ways to run the CLI
-(in a subprocess, as a user would, or in this process, for refusals, which need no Python start-up of their own); the
-check "refused, and nothing on disk changed" that every bad-input matrix uses; and small makers of CHAMP rows.
+"""Shared by every test file: the tiny training run reused by the tests that read its outputs, and a tiny probe with a
+step head trained on planted rows; two ways to run the CLI (in a subprocess, as a user would, or in this process, for
+refusals, which need no Python start-up of their own); the check "refused, and nothing on disk changed" that every
+bad-input matrix uses; and small makers of CHAMP rows and of planted step-labelled rows.
 
 Tests marked `slow` train a model, need a trained one (the tiny run) or drive a browser, a benchmark or torchrun;
 `make test-fast` (`pytest -m "not slow"`) leaves them out, `make test` runs them all."""
-import contextlib, hashlib, io, os, shutil, subprocess, sys, tempfile
+import contextlib, hashlib, io, os, random, shutil, subprocess, sys, tempfile
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ TINY_FLAGS = ["--model", "tiny", "--data", "champ", "--max-train-samples", "24",
 PRED_FILES = {"probe": "probe_baseline_predictions.csv", "lora": "lora_finetuned_predictions.csv"}
 WRONG = "We need 7 * 8.\n7 * 8 = 54\nSo the answer is 54."  # a solution whose second line the checker flags
 SLOW = pytest.mark.slow
-SLOW_FIXTURES = {"tiny_run", "q4", "tiny_artifacts", "runs"}  # fixtures that train: a test using one is slow
+SLOW_FIXTURES = {"tiny_run", "q4", "tiny_artifacts", "runs", "steps_probe"}  # fixtures that train: their tests are slow
 
 
 def pytest_configure(config):
@@ -115,3 +116,34 @@ def tiny_run(tmp_path_factory):
     proc = phi_cls("train", "--mode", "both", "--out", out, *TINY_FLAGS)
     (out.parent / "tiny.stdout").write_text(proc.stdout)  # outside the run folder, for the tests of what train prints
     return out
+
+
+def planted(n, seed, start=0):
+    """Running sums, one step a line ending with '.'; in a flawed row the first wrong step adds one too many and ends
+    with the marker ' not' (one token of the tiny tokenizer) instead (later steps carry the error on without it): a
+    signal a step head can learn on that step's last token only (one token earlier, a digit, holds none)."""
+    import pandas as pd
+    rng, rows = random.Random(seed), []
+    for i in range(start, start + n):
+        xs, flawed = [rng.randint(2, 9) for _ in range(rng.randint(3, 5))], i % 2 == 1
+        first, total, lines = (rng.randrange(len(xs)) if flawed else -1), 0, []
+        for k, x in enumerate(xs):
+            new = total + x + (k == first)
+            lines.append(f"{total} + {x} = {new} not" if k == first else f"{total} + {x} = {new}.")
+            total = new
+        rows.append(dict(index=i, question=f"Problem {i}: add up {', '.join(map(str, xs))}.",
+                         solution="\n".join(lines), label=int(flawed), first_error_step=first))
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="session")
+def steps_probe(tmp_path_factory):
+    """A tiny probe with a step head (`steps=True`, with the checker) trained on planted rows, in this process (a few
+    seconds): (its classifier folder, the test rows)."""
+    from phi_cls.train import TrainConfig, run
+    folder = tmp_path_factory.mktemp("steps_probe")
+    parts = dict(train=planted(48, 0), validation=planted(16, 1, 100), test=planted(24, 2, 200))
+    run(TrainConfig(mode="probe", model="tiny", data=str(one_csv(folder, parts, "planted.csv")), steps=True,
+                    checker=True, output_dir=str(folder / "run"), max_length=128, batch_size=4, grad_accum=2, epochs=2,
+                    learning_rate=5e-3, progress=False, workers=1))
+    return folder / "run" / "probe", parts["test"]

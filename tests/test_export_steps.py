@@ -1,17 +1,19 @@
 """`phi-cls export` of a classifier with a step head: `steps/`, the backbone's *ForTokenClassification, gives phi_cls's
-p(wrong) at the step ends its helper finds (to 1e-5, probe and merged LoRA); without a step head nothing changes."""
+p(wrong) (`Classifier.step_probs`) at the step ends its helper finds, which are phi_cls's (to 1e-5, probe and merged
+LoRA); without a step head nothing changes."""
 import json, shutil
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from conftest import phi_cls_here, refused
-from phi_cls.artifact import restore_classifier, save_classifier
+from phi_cls.artifact import save_classifier
 from phi_cls.data import PROMPT, PromptEncoder, load_champ, step_spans
 from phi_cls.export import export
-from phi_cls.model import ModelError, PhiClassifier, add_lora, init_head, layer_states, load_backbone, load_tokenizer
+from phi_cls.model import ModelError, PhiClassifier, add_lora, init_head, load_backbone, load_tokenizer
+from phi_cls.predict import load_classifier
 
 TOL = 1e-5
 MAX_LENGTH = 128
@@ -75,18 +77,10 @@ def step_ends_by_decoding(tok, encoded: dict, row: int, solution: str, separator
     return ends
 
 
-def phi_cls_p_steps(art: Path, ids: list, ends: list) -> list:
-    """p(wrong) at `ends` computed in phi_cls: its backbone restored from the artifact (adapter for LoRA), the hidden
-    state of the layer the classifier reads, softmax of the step head. To swap for `Classifier.step_probs` once the
-    model side has it."""
-    clf = restore_classifier(art, load_backbone("tiny", "cpu", "none", "fp32"))
-    weight = load_file(art / "step_head.safetensors")["weight"]
-    x = torch.tensor([ids])
-    with torch.no_grad():
-        hidden = (clf.backbone(input_ids=x).last_hidden_state if clf.layer is None
-                  else layer_states(clf.backbone, x, torch.ones_like(x), (clf.layer,))[0])[0]
-    p = torch.softmax(hidden.float() @ weight.T, -1)[:, 1]
-    return [p[e].item() if e >= 0 else None for e in ends]
+def phi_cls_p_steps(art: Path, questions, solutions) -> list:
+    "phi_cls's p(wrong) of each step: `Classifier.step_probs` of the artifact, loaded as a user loads it (None: cut)."
+    p_steps = load_classifier(art, workers=1).step_probs(questions, solutions)
+    return [[None if x != x else x for x in ps] for ps in p_steps]
 
 
 def helper(folder: Path) -> dict:
@@ -109,7 +103,10 @@ def batched_p_steps(folder: Path, questions, solutions) -> tuple:
                                      for i, (_, ends) in enumerate(encoded)], ns, model, tok
 
 
-def close(a, b): return all((x is None) == (y is None) and (x is None or abs(x - y) < TOL) for x, y in zip(a, b))
+def close(a, b):
+    "Same length, the same steps cut (None), the others within TOL."
+    return len(a) == len(b) and all((x is None) == (y is None) and (x is None or abs(x - y) < TOL)
+                                    for x, y in zip(a, b))
 
 
 @pytest.mark.parametrize("kind,separator", [("probe", "line"), ("lora", "line"), ("probe-layer2", "blank")])
@@ -125,16 +122,15 @@ def test_step_model_matches_phi_cls(artifacts, tmp_path, kind, separator):
     assert sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl")) == []
     ends, theirs, ns, model, tok = batched_p_steps(folder, questions, solutions)
     phi_tok = load_tokenizer(str(art))
-    encoded = PromptEncoder(phi_tok, MAX_LENGTH)(questions, solutions)
+    encoded = PromptEncoder(phi_tok, MAX_LENGTH, separator)(questions, solutions)  # what step_probs reads
     assert sum(encoded["truncated"]) >= 1 and max(encoded["length"]) == MAX_LENGTH
+    ours = phi_cls_p_steps(art, questions, solutions)
     for i, (q, s) in enumerate(zip(questions, solutions)):
-        ids = encoded["input_ids"][i]
-        assert ns["encode_steps"](q, s, tok)[0] == ids  # the helper's prompt is phi_cls's
-        assert ends[i] == step_ends_by_decoding(phi_tok, encoded, i, s, separator)
+        assert ns["encode_steps"](q, s, tok)[0] == encoded["input_ids"][i]  # the helper's prompt is phi_cls's
+        assert ends[i] == encoded["step_ends"][i] == step_ends_by_decoding(phi_tok, encoded, i, s, separator)
         assert len(ends[i]) == len(step_spans(s, separator))
-        ours = phi_cls_p_steps(art, ids, ends[i])
-        assert close(theirs[i], ours), (i, theirs[i], ours)
-        assert close(ns["step_probs"](model, tok, q, s), ours)  # unbatched, through the helper
+        assert close(theirs[i], ours[i]), (i, theirs[i], ours[i])
+        assert close(ns["step_probs"](model, tok, q, s), ours[i])  # unbatched, through the helper
     long, post = solutions.index(LONG), PromptEncoder(phi_tok, MAX_LENGTH).post
     assert -1 in ends[long] and ends[long][-1] == MAX_LENGTH - 1 - len(post)  # its last step ends the solution
 
@@ -186,6 +182,11 @@ def test_no_token_classification_class(tmp_path, capsys):
     (lambda a: (a / "classifier.json").write_text(json.dumps(dict(json.loads((a / "classifier.json").read_text()),
                                                                   steps={"separator": "tab"}))),
      '"separator": "line" or "blank"'),
+    (lambda a: (a / "classifier.json").write_text(json.dumps(dict(json.loads((a / "classifier.json").read_text()),
+                                                                  steps=dict(STEPS, decision={"rule": "later"})))),
+     "field 'steps'"),  # a decision StepDecision does not read, refused as predict would refuse it
+    (lambda a: (a / "classifier.json").write_text(json.dumps({k: v for k, v in json.loads(
+        (a / "classifier.json").read_text()).items() if k != "steps"})), "but classifier.json has no 'steps' object"),
 ])
 def test_damaged_step_head_refused(artifacts, tmp_path, damage, says):
     art = with_steps(artifacts / "probe", tmp_path / "runs" / "art")
@@ -224,11 +225,7 @@ def test_embedded_lora_steps(tmp_path):
     folder = export(art, tmp_path / "hf") / "steps"
     assert json.loads((folder / "config.json").read_text())["architectures"] == ["LlamaForTokenClassification"]
     questions, solutions = ["Add 2 and 3.", "What is 7 x 8?"], ["2 + 3 = 5<|im_end|>\nso 5.", LONG]
-    ends, theirs, ns, _, tok = batched_p_steps(folder, questions, solutions)
-    clf = restore_classifier(art, load_backbone(EMBEDDED, "cpu", "none", "fp32"))
-    weight = load_file(art / "step_head.safetensors")["weight"]
-    for i, (q, s) in enumerate(zip(questions, solutions)):
-        x = torch.tensor([ns["encode_steps"](q, s, tok)[0]])
-        with torch.no_grad(): p = torch.softmax(clf.backbone(input_ids=x).last_hidden_state[0] @ weight.T, -1)[:, 1]
-        assert close(theirs[i], [p[e].item() if e >= 0 else None for e in ends[i]])
-    assert -1 in ends[1]
+    ends, theirs, _, _, _ = batched_p_steps(folder, questions, solutions)
+    ours = phi_cls_p_steps(art, questions, solutions)
+    for i in range(len(questions)): assert close(theirs[i], ours[i]), (i, theirs[i], ours[i])
+    assert -1 in ends[1] and None in ours[1]

@@ -7,12 +7,15 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, WRONG
+from phi_cls.steps import StepDecision, combine_steps, first_error_from_probs
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 QUESTION = "A box holds 7 rows of 8 eggs and 2 loose eggs. How many eggs are there?"
 SOLUTION = "There are 7 rows of 8 eggs.\n7 * 8 = 54\nAdding the loose eggs: 54 + 2 = 56.\nThe answer is 56."
+# for the step head trained on planted rows: its marker ' not' ends step 2; the checker finds the slip in step 3
+STEP_QUESTION, STEP_SOLUTION = "Problem 7: add up 3, 4, 5.", "0 + 3 = 3.\n3 + 4 = 7 not\n7 + 5 = 13."
 
 NO_CHROMIUM = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                  reason="needs Debian's chromium (make test and .ci/run install it)")
@@ -142,40 +145,45 @@ def test_batch_scorer_cleans_up(tiny_run, tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def step_app(tiny_run):
-    """The app, in this process, on the tiny LoRA classifier given a step head's outputs (a stand-in until steps-model
-    merges: then train the tiny run with --steps instead)."""
+def step_app(steps_probe):
+    "The app, in this process, on a tiny probe with a step head (trained on planted rows); and that classifier."
     from phi_cls.predict import load_classifier
     from phi_cls.serve import build_app
-    clf, port = load_classifier(tiny_run / "lora"), _free_port()
-    real = clf.predict_frame
-    def with_steps(df, *args, steps=False, **kwargs):
-        return real(df, *args, **kwargs).assign(first_error_step=2, p_steps="[0.1, 0.3, 0.7, 0.2]", steps_unscored=0,
-                                                p_flawed_steps=0.7)
-    clf.info = dict(clf.info, steps=dict(separator="line", decision=dict(threshold=0.5, rule="earlier")))
-    clf.predict_frame = with_steps
+    clf, port = load_classifier(steps_probe[0]), _free_port()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NO_PROXY", "127.0.0.1,localhost"); mp.setenv("no_proxy", "127.0.0.1,localhost")
         app = build_app(clf, checker=True)
         app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", clf
         app.close()
 
 
 @NO_CHROMIUM
 def test_steps_marked_in_page(browser, step_app, tmp_path):
+    url, clf = step_app
+    # what the step head says (its p from the classifier itself, its step at the fitted threshold) and the checker
+    p = clf.step_probs([STEP_QUESTION], [STEP_SOLUTION])[0]
+    decision = StepDecision.from_dict(clf.info["steps"]["decision"])
+    head, checker = first_error_from_probs(p, decision.threshold), 2  # the checker: "7 + 5 = 13." (step 3)
+    assert head == 1, p  # the planted marker (step 2): the step head learned it
+    hybrid = int(combine_steps(decision.rule, [head], [checker])[0])
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.goto(step_app, wait_until="networkidle")
-    page.locator("#question textarea").fill(QUESTION)
-    page.locator("#solution textarea").fill(SOLUTION)
+    page.goto(url, wait_until="networkidle")
+    page.locator("#question textarea").fill(STEP_QUESTION)
+    page.locator("#solution textarea").fill(STEP_SOLUTION)
     page.locator("#classify").click()
     verdict = page.locator("#verdict")
     verdict.get_by_text("First wrong step").wait_for(timeout=60_000)
-    # the hybrid (the earlier of the step head's step 3 and the checker's step 2), counted from 1 as people do
-    assert "First wrong step: step 2 of 4 (step head: step 3 of 4, p = 0.700; arithmetic checker: step 2 of 4)" in (
-        verdict.inner_text())
+    # the hybrid's step, then the step head's and the checker's, counted from 1 as people do
+    assert (f"First wrong step: step {hybrid + 1} of 3 (step head: step 2 of 3, p = {p[head]:.3f}; arithmetic checker: "
+            "step 3 of 3)") in verdict.inner_text()
+    said = {i: [] for i in range(3)}
+    said[hybrid].append("first wrong step")
+    said[head].append(f"step head (p {p[head]:.2f})")
+    said[checker].append("checker: wrong calculation")
     shown = page.locator("#steps-view").inner_text().lower()  # the labels are styled in capitals
-    assert "7 * 8 = 54 first wrong step; checker: wrong calculation" in shown
-    assert "adding the loose eggs: 54 + 2 = 56. step head (p 0.70)" in shown
+    for i, text in enumerate(STEP_SOLUTION.split("\n")):
+        assert f"{text} {'; '.join(said[i])}".strip() in shown, (i, shown)
+    assert "0 + 3 = 3.\n3 + 4" in shown  # the first step: no label
     page.screenshot(path=str(tmp_path / "steps.png"), full_page=True)
     page.close()

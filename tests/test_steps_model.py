@@ -2,14 +2,14 @@
 truncation marked, and a positive control (a planted marker in exactly the first wrong step, which the tiny model's
 step head must find); one tiny `train --steps --mode both --checker` run, its files, and `predict --steps` on its
 artifacts. Runs without steps: no step file or key appears."""
-import json, random, shutil
+import json, shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from conftest import SLOW, phi_cls as cli, refused
+from conftest import SLOW, phi_cls as cli, planted, refused
 from phi_cls.data import Collator, PromptEncoder, step_spans, tokenize
 from phi_cls.model import PhiClassifier, init_head, load_backbone, load_tokenizer
 from phi_cls.steps import IGNORE, step_targets
@@ -124,23 +124,6 @@ def test_steps_need_first_error_steps(tmp_path):
 
 
 # the positive control and a whole run
-
-def planted(n, seed, start=0):
-    """Running sums, one step a line ending with '.'; in a flawed row the first wrong step adds one too many and ends
-    with the marker ' not' (one token of the tiny tokenizer) instead (later steps carry the error on without it): a
-    signal a step head can learn on that step's last token only (one token earlier, a digit, holds none)."""
-    rng, rows = random.Random(seed), []
-    for i in range(start, start + n):
-        xs, flawed = [rng.randint(2, 9) for _ in range(rng.randint(3, 5))], i % 2 == 1
-        first, total, lines = (rng.randrange(len(xs)) if flawed else -1), 0, []
-        for k, x in enumerate(xs):
-            new = total + x + (k == first)
-            lines.append(f"{total} + {x} = {new} not" if k == first else f"{total} + {x} = {new}.")
-            total = new
-        rows.append(dict(index=i, question=f"Problem {i}: add up {', '.join(map(str, xs))}.",
-                         solution="\n".join(lines), label=int(flawed), first_error_step=first))
-    return pd.DataFrame(rows)
-
 
 @pytest.fixture(scope="module")
 def steps_run(tmp_path_factory):

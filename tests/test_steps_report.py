@@ -1,6 +1,6 @@
 """The first wrong step where people read results: the figure of predicted against true step, `evaluate --steps` (its
-step table against numbers worked out by hand, with a fake classifier in place of a trained step head) and the web
-demo's step list. Cheap: nothing here loads a model."""
+step table against numbers worked out by hand, with a fake classifier in place of a trained step head; and end to end
+on a tiny probe with a real step head) and the web demo's step list. Only the end-to-end test loads a model."""
 import json
 
 import numpy as np
@@ -43,7 +43,8 @@ class FakeClassifier:
 
 
 def _patch(art, calls):
-    "Stand-in until steps-model merges: load_classifier and predict_file (with `steps`) of a fake step head."
+    ("load_classifier and predict_file (with `steps`) of a fake step head, whose every step is known in advance (a "
+     "real one: test_evaluate_steps_end_to_end).")
     def load_classifier(model, **kwargs): return FakeClassifier(json.loads((art / "classifier.json").read_text()))
 
     def predict_file(clf, path, output, threshold=None, checker=False, progress=True, steps=False):
@@ -131,6 +132,39 @@ def test_evaluate_steps_table_by_hand(tmp_path):
                       "later 0, earlier 0, on a correct row 1.")
     assert "\n".join(md) in proc.stdout
     assert (out / "figures" / "probe_first_error.png").exists()
+
+
+def test_evaluate_steps_end_to_end(steps_probe, tmp_path):
+    "`evaluate --steps --checker` on a tiny probe with a real step head: its files, and its steps are the classifier's."
+    from phi_cls.predict import load_classifier
+    from phi_cls.steps import step_metrics
+    art, test = steps_probe
+    test.to_csv(tmp_path / "rows.csv", index=False)
+    out = tmp_path / "result"
+    proc = phi_cls_here("evaluate", "--model", art, "--input", tmp_path / "rows.csv", "--out", out, "--steps",
+                        "--checker", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["figures", "metrics.json", "probe_baseline_predictions.csv",
+                                                     "probe_steps.csv", "steps.md"]
+    assert (out / "figures" / "probe_first_error.png").read_bytes()[:4] == b"\x89PNG"
+    frame = pd.read_csv(out / "probe_steps.csv").set_index("index").loc[test["index"]]
+    assert (frame["true_first_error_step"].to_numpy() == test["first_error_step"].to_numpy()).all()
+    ours = load_classifier(art).predict_frame(test, steps=True, checker=True).set_index("index")
+    for col in ("first_error_step", "checker_step", "hybrid_step"): assert (frame[col] == ours[col]).all(), col
+    np.testing.assert_allclose(np.concatenate([json.loads(s) for s in frame["p_steps"]]),
+                               np.concatenate([json.loads(s) for s in ours["p_steps"]]), atol=1e-5)
+    s = json.loads((out / "metrics.json").read_text())["probe"]["steps"]
+    assert set(s) == {"classifier", "checker", "hybrid", "always -1", "last step", "random step"}
+    true = test["first_error_step"].to_numpy()
+    for name, col in (("classifier", "first_error_step"), ("checker", "checker_step"), ("hybrid", "hybrid_step")):
+        want = step_metrics(true, frame[col].to_numpy(), n_boot=0)
+        assert {k: s[name][k] for k in ("acc_flawed", "acc_correct", "n_flawed")} == pytest.approx(
+            {k: want[k] for k in ("acc_flawed", "acc_correct", "n_flawed")}), name
+    assert s["checker"]["acc_flawed"] == 1.0  # the planted slip is in the first wrong step
+    md = (out / "steps.md").read_text().splitlines()
+    assert [line.split(" | ")[0] for line in md[2:8]] == ["| classifier", "| checker", "| hybrid", "| always -1",
+                                                          "| last step", "| random step"]
+    assert "\n".join(md) in proc.stdout
 
 
 def test_evaluate_checker_steps_without_a_step_head(tmp_path):
