@@ -102,13 +102,15 @@ def step_at(spans:list, char:int) -> int|None:
     return next((i for i, (_, end) in enumerate(spans) if char < end), None)
 
 # %% ../nbs/00_data.ipynb #st05
+def _bools(values:pd.Series) -> pd.Series: return values.map(lambda v: isinstance(v, (bool, np.bool_))).astype(bool)
+
 def _step_counts(df:pd.DataFrame, separator:str) -> pd.Series:
     return df["solution"].map(lambda s: len(step_spans(s, separator)) if isinstance(s, str) else 0)
 
 def check_first_error_step(df:pd.DataFrame, where:str, separator:str="line") -> pd.DataFrame:
     "`df` with `first_error_step` as nullable whole numbers, checked against steps and labels; else `DataError`."
     col, values = "first_error_step", df["first_error_step"]
-    num = pd.to_numeric(values, errors="coerce")
+    num = pd.to_numeric(values.where(~_bools(values)), errors="coerce")  # True is not step 1
     if (bad := values.notna() & ~(num.notna() & (num % 1 == 0) & (num >= -1))).any():
         raise DataError(f"{where}, column '{col}' is not a whole number from -1 up in {_count(bad)}: "
                         f"{_examples(df, bad, col)}. Use the 0-based index of the first wrong step, "
@@ -119,7 +121,8 @@ def check_first_error_step(df:pd.DataFrame, where:str, separator:str="line") -> 
         raise DataError(f"{where}, column '{col}' points past the last step in {_count(bad)}: "
                         f"{_examples(shown, bad, col)} "
                         f"(steps split with step_separator={separator!r}). Steps count from 0; "
-                        "use step_separator='blank' if the steps are paragraphs.")
+                        + ("use step_separator='blank' if the steps are paragraphs." if separator == "line" else
+                           "use step_separator='line' if every line is a step."))
     if "label" in df:
         flawed = pd.to_numeric(df["label"], errors="coerce") > 0
         if (bad := (flawed & (num == -1)) | (~flawed & (num >= 0))).any():
@@ -144,6 +147,20 @@ def _joined(steps:list, separator:str) -> str|None:
                         or len(step_spans(s, "blank")) > 1 for s in steps): return None
     return ("\n" if separator == "line" else "\n\n").join(s.strip() for s in steps)
 
+def _missing(v) -> bool: return v is None or (isinstance(v, float) and v != v)
+
+def _processbench_steps(df:pd.DataFrame, steps:pd.Series, where:str) -> pd.Series:
+    "ProcessBench's `label` (the first wrong step, -1: none) as numbers; `DataError` where it is not a step of its row."
+    values = df["label"]
+    num = pd.to_numeric(values.where(~_bools(values)), errors="coerce")
+    if (bad := ~(num.notna() & (num % 1 == 0) & (num >= -1) & (num < steps.map(len)))).any():
+        shown = df.assign(label=[f"{'empty' if _missing(v) else repr(v)} ({len(s)} steps)"
+                                 for v, s in zip(values, steps)])
+        raise DataError(f"{where} (ProcessBench format), column 'label' is not the index of a step of its row in "
+                        f"{_count(bad)}: {_examples(shown, bad, 'label')}. ProcessBench's label is the 0-based index "
+                        "of the first wrong step in 'steps', -1 when every step is right (a number, not true/false).")
+    return num
+
 def _first_false(flags) -> int|None:
     flags = _step_list(flags)
     if flags is None or not all(isinstance(f, (bool, np.bool_)) for f in flags): return None
@@ -167,7 +184,7 @@ def read_step_format(df:pd.DataFrame, where:str, separator:str="line") -> pd.Dat
                         f"holds a line break, in {_count(bad)}: {_examples(df, bad, steps_col)}. "
                         "Give each step as one string; "
                         "for steps of several lines use step_separator='blank'.")
-    if name == "ProcessBench": first = pd.to_numeric(df[labels_col], errors="coerce") if labels_col in df else None
+    if name == "ProcessBench": first = _processbench_steps(df, steps, where) if labels_col in df else None
     else:
         first = df[labels_col].map(_first_false) if labels_col in df else None
         lengths = df[labels_col].map(lambda v: len(_step_list(v) or [])) if labels_col in df else None

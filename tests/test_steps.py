@@ -40,10 +40,20 @@ def _bad(kind, folder):
         rows = [PB[0], dict(PB[1], steps="We need 7 * 8. 7 * 8 = 56")]
         return folder / "in.json", lambda p: p.write_text(json.dumps(rows)), (
             "(ProcessBench format), column 'steps' is not a list of non-empty steps", "in 1 row: row 1 (")
+    if kind == "pb_label_bool":  # ProcessBench's label is a step number: True is not step 1
+        rows = [PB[0], dict(PB[1], label=True)]
+        return folder / "in.json", lambda p: p.write_text(json.dumps(rows)), (
+            "(ProcessBench format), column 'label' is not the index of a step of its row in 1 row: row 1 ('True (3 "
+            "steps)')", "-1 when every step is right")
+    if kind == "first_error_step_bool":
+        rows = [dict(question="q", solution=WRONG, label=1, first_error_step=1),
+                dict(question="q", solution=WRONG, label=1, first_error_step=True)]
+        return folder / "in.jsonl", lambda p: _jsonl(p, rows), (
+            "column 'first_error_step' is not a whole number from -1 up in 1 row: row 1 (True)",)
     raise ValueError(kind)
 
 
-KINDS = ["past_last_step", "trl_labels_length", "pb_steps_not_list"]
+KINDS = ["past_last_step", "trl_labels_length", "pb_steps_not_list", "pb_label_bool", "first_error_step_bool"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
