@@ -167,6 +167,15 @@ def _first_false(flags) -> int|None:
     return next((i for i, f in enumerate(flags) if not f), -1)
 
 # %% ../nbs/00_data.ipynb #st09
+def _check_step_question(df:pd.DataFrame, col:str, where:str):
+    "`DataError` naming the question column of a step format (`problem`, `prompt`) where it is not text."
+    if not (bad := _text_mask(df[col])).any(): return
+    messages = bad & df[col].map(lambda v: isinstance(v, (list, tuple, np.ndarray)))
+    raise DataError(f"{where}, column '{col}' is empty or not text in {_count(bad)}: {_examples(df, bad, col)}. "
+                    + (f"A conversational prompt (a list of messages) is not read: put the question itself (the user "
+                       f"message's content) in '{col}' as text." if messages.any()
+                       else "Remove those rows or fill in the text."))
+
 def step_format(df:pd.DataFrame) -> str|None:
     "Which of `STEP_FORMATS` a frame is in (None: the usual question / solution columns)."
     if "question" in df or "solution" in df: return None
@@ -177,6 +186,7 @@ def read_step_format(df:pd.DataFrame, where:str, separator:str="line") -> pd.Dat
     name = step_format(df)
     if name is None: return df
     q, steps_col, labels_col = STEP_FORMATS[name]
+    _check_step_question(df, q, f"{where} ({name} format)")
     steps = df[steps_col].map(_step_list)
     solution = [None if s is None else _joined(s, separator) for s in steps]
     if (bad := pd.Series([s is None for s in solution], index=df.index)).any():

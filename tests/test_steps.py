@@ -50,10 +50,16 @@ def _bad(kind, folder):
                 dict(question="q", solution=WRONG, label=1, first_error_step=True)]
         return folder / "in.jsonl", lambda p: _jsonl(p, rows), (
             "column 'first_error_step' is not a whole number from -1 up in 1 row: row 1 (True)",)
+    if kind == "trl_conversational_prompt":  # TRL's conversational form: the prompt as a list of messages
+        rows = [TRL[0], dict(TRL[1], prompt=[{"role": "user", "content": TRL[1]["prompt"]}])]
+        return folder / "in.jsonl", lambda p: _jsonl(p, rows), (
+            "(TRL stepwise format), column 'prompt' is empty or not text in 1 row: row 1 ([{'role': 'user'",
+            "A conversational prompt (a list of messages) is not read")
     raise ValueError(kind)
 
 
-KINDS = ["past_last_step", "trl_labels_length", "pb_steps_not_list", "pb_label_bool", "first_error_step_bool"]
+KINDS = ["past_last_step", "trl_labels_length", "pb_steps_not_list", "pb_label_bool", "first_error_step_bool",
+         "trl_conversational_prompt"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
