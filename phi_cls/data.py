@@ -181,12 +181,13 @@ def step_format(df:pd.DataFrame) -> str|None:
     if "question" in df or "solution" in df: return None
     return next((name for name, cols in STEP_FORMATS.items() if all(c in df for c in cols[:2])), None)
 
-def read_step_format(df:pd.DataFrame, where:str, separator:str="line") -> pd.DataFrame:
-    "A ProcessBench or TRL stepwise frame as question, solution, label and first_error_step; other frames unchanged."
+def read_step_format(df:pd.DataFrame, where:str, separator:str="line", questions:bool=True) -> pd.DataFrame:
+    ("A ProcessBench or TRL stepwise frame as question, solution, label and first_error_step; other frames unchanged "
+     "(`questions`: check the question column too).")
     name = step_format(df)
     if name is None: return df
     q, steps_col, labels_col = STEP_FORMATS[name]
-    _check_step_question(df, q, f"{where} ({name} format)")
+    if questions: _check_step_question(df, q, f"{where} ({name} format)")
     steps = df[steps_col].map(_step_list)
     solution = [None if s is None else _joined(s, separator) for s in steps]
     if (bad := pd.Series([s is None for s in solution], index=df.index)).any():

@@ -58,8 +58,7 @@ def _bad(kind, folder):
     raise ValueError(kind)
 
 
-KINDS = ["past_last_step", "trl_labels_length", "pb_steps_not_list", "pb_label_bool", "first_error_step_bool",
-         "trl_conversational_prompt"]
+KINDS = ["past_last_step", "trl_labels_length", "pb_steps_not_list", "pb_label_bool", "first_error_step_bool"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -71,7 +70,7 @@ def test_check_refuses_bad_steps(tmp_path, kind):
             watch=tmp_path)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, "trl_conversational_prompt"])  # check reads no question
 def test_load_data_refuses_bad_steps(tmp_path, kind):
     "The same rows as a test split of a folder: `load_data` names the file, split, row and column."
     path, write, says = _bad(kind, tmp_path)
@@ -169,3 +168,12 @@ def test_check_paragraph_steps(tmp_path):
     assert _step_scores(proc.stdout)["checker"] == (1.0, 1.0, 1.0)
     refused("check", "--input", path, "--output", tmp_path / "out2.csv", "--no-progress", watch=tmp_path,
             says=(str(path), "column 'steps'", "row 0", "step_separator='blank'"))
+
+
+def test_check_needs_no_question_of_step_rows(tmp_path):
+    "`check` reads only the solution: a conversational TRL prompt, refused by train and evaluate, is fine here."
+    rows = [dict(t, prompt=[{"role": "user", "content": t["prompt"]}]) for t in TRL]
+    proc = here("check", "--input", _jsonl(tmp_path / "trl.jsonl", rows), "--output", tmp_path / "out.csv",
+                "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert pd.read_csv(tmp_path / "out.csv")["checker_step"].tolist() == [1, -1, 1]
