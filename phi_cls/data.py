@@ -176,6 +176,17 @@ def _check_step_question(df:pd.DataFrame, col:str, where:str):
                        f"message's content) in '{col}' as text." if messages.any()
                        else "Remove those rows or fill in the text."))
 
+def _check_agrees(df:pd.DataFrame, derived:dict, where:str, source:str):
+    "`DataError` where a column read from `source` (label, first_error_step) is also in `df` and says otherwise."
+    for col, values in derived.items():
+        if col == source or col not in df: continue
+        given = pd.to_numeric(df[col].where(~_bools(df[col])), errors="coerce")
+        if (bad := df[col].notna() & ~(given == values)).any():
+            shown = df.assign(**{col: [f"{g!r}; '{source}' gives {v}" for g, v in zip(df[col], values)]})
+            raise DataError(f"{where}, column '{col}' disagrees with '{source}' in {_count(bad)}: "
+                            f"{_examples(shown, bad, col)}. phi_cls reads {col} from '{source}': drop the '{col}' "
+                            "column, or correct the rows.")
+
 def step_format(df:pd.DataFrame) -> str|None:
     "Which of `STEP_FORMATS` a frame is in (None: the usual question / solution columns)."
     if "question" in df or "solution" in df: return None
@@ -204,7 +215,9 @@ def read_step_format(df:pd.DataFrame, where:str, separator:str="line", questions
                             f"of '{steps_col}', in {_count(bad)}: {_examples(df, bad, labels_col)}.")
     out = df.drop(columns=[c for c in (q, steps_col, labels_col) if c in df]).assign(question=df[q], solution=solution)
     if first is None: return out
-    return out.assign(first_error_step=first, label=(first.fillna(0) >= 0).astype("int64").where(first.notna()))
+    derived = dict(first_error_step=first, label=(first.fillna(0) >= 0).astype("int64").where(first.notna()))
+    _check_agrees(df, derived, f"{where} ({name} format)", labels_col)
+    return out.assign(**derived)
 
 # %% ../nbs/00_data.ipynb #c0b10cb
 def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_required:bool=True,

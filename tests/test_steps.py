@@ -50,6 +50,11 @@ def _bad(kind, folder):
                 dict(question="q", solution=WRONG, label=1, first_error_step=True)]
         return folder / "in.jsonl", lambda p: _jsonl(p, rows), (
             "column 'first_error_step' is not a whole number from -1 up in 1 row: row 1 (True)",)
+    if kind == "pb_first_error_step_disagrees":  # the label must not silently replace the user's own column
+        rows = [dict(PB[0], first_error_step=1), dict(PB[1], first_error_step=2)]
+        return folder / "in.json", lambda p: p.write_text(json.dumps(rows)), (
+            "(ProcessBench format), column 'first_error_step' disagrees with 'label' in 1 row: row 1 (\"2; 'label' "
+            "gives -1\")", "drop the 'first_error_step' column")
     if kind == "trl_conversational_prompt":  # TRL's conversational form: the prompt as a list of messages
         rows = [TRL[0], dict(TRL[1], prompt=[{"role": "user", "content": TRL[1]["prompt"]}])]
         return folder / "in.jsonl", lambda p: _jsonl(p, rows), (
@@ -58,7 +63,8 @@ def _bad(kind, folder):
     raise ValueError(kind)
 
 
-KINDS = ["past_last_step", "trl_labels_length", "pb_steps_not_list", "pb_label_bool", "first_error_step_bool"]
+KINDS = ["past_last_step", "trl_labels_length", "pb_steps_not_list", "pb_label_bool", "first_error_step_bool",
+         "pb_first_error_step_disagrees"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
