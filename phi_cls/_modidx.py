@@ -627,6 +627,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'phi_cls.train._HeadOnly.forward': ('train.html#_headonly.forward', 'phi_cls/train.py'),
                                'phi_cls.train._check_max_length': ('train.html#_check_max_length', 'phi_cls/train.py'),
                                'phi_cls.train._check_step_data': ('train.html#_check_step_data', 'phi_cls/train.py'),
+                               'phi_cls.train._check_step_targets': ('train.html#_check_step_targets', 'phi_cls/train.py'),
                                'phi_cls.train._class_hybrid_results': ('train.html#_class_hybrid_results', 'phi_cls/train.py'),
                                'phi_cls.train._class_mode_metrics': ('train.html#_class_mode_metrics', 'phi_cls/train.py'),
                                'phi_cls.train._decision_metrics': ('train.html#_decision_metrics', 'phi_cls/train.py'),

@@ -320,6 +320,7 @@ def prepare_data(cfg:TrainConfig, tok) -> tuple:
     facts = dict(fingerprint=data_fingerprint(raw), rows={k: len(ds) for k, ds in data.items() if ds is not None},
                  truncated=truncated)
     if cfg.steps: facts["steps_unscored"] = _say_unscored(cfg, data)
+    if cfg.steps: _check_step_targets(cfg, data["train"])  # before the run folder is touched, for probe and LoRA
     return data, facts, raw
 
 def _check_step_data(cfg:TrainConfig, dd):
@@ -330,6 +331,18 @@ def _check_step_data(cfg:TrainConfig, dd):
                             "column first_error_step. Add it (0-based index of the first wrong step, -1 for a correct "
                             "solution), give ProcessBench (problem, steps, label) or TRL stepwise (prompt, "
                             "completions, labels) rows, or train without --steps.")
+
+def _check_step_targets(cfg:TrainConfig, train):
+    "`DataError` unless the training steps the model sees (scored, labelled) hold right and first wrong steps both."
+    pairs = [(e, y) for ends, ys in zip(train["step_ends"], train["step_labels"]) for e, y in zip(ends, ys)
+             if y != IGNORE]
+    seen, cut = {y for e, y in pairs if e >= 0}, sum(e < 0 and y == 1 for e, y in pairs)
+    if len(seen) == 2: return
+    why = (f" ({cut} first wrong steps were cut by max_length={cfg.max_length}: raise it)" if cut
+           else " (no training row is flawed with a known first_error_step)" if 1 not in seen else "")
+    raise DataError(f"steps=True: the training steps carry {sum(e >= 0 for e, _ in pairs)} targets, all "
+                    f"{seen or '-'}{why}; the step head needs both right steps and first wrong steps. Use data with "
+                    "correct and flawed rows whose first_error_step is known, or train without steps.")
 
 def _say_unscored(cfg:TrainConfig, data:dict) -> dict:
     "Per split, the steps whose last token truncation cut (they get no score), said when there are any."

@@ -123,6 +123,26 @@ def test_steps_need_first_error_steps(tmp_path):
             says=["steps=True", "first_error_step", "without --steps"], watch=tmp_path)
 
 
+@pytest.mark.parametrize("mode", ["probe", "lora"])
+@pytest.mark.parametrize("case", ["unknown", "cut"])
+def test_steps_need_a_first_wrong_step_to_learn(tmp_path, mode, case):
+    """No flawed training row with a known first wrong step, or every one cut by truncation: refused before the run
+    folder is made (LoRA too, which would otherwise train its step head on right steps only)."""
+    flawed = [i % 2 == 1 for i in range(8)]
+    if case == "unknown": sol, first = ["1 + 1 = 2\n2 + 2 = 4"] * 8, [None if f else -1 for f in flawed]
+    else:  # the wrong step first, then 40 lines: truncation keeps the end
+        sol = ["1 + 1 = 3\n" + "\n".join(f"{k} + 0 = {k}" for k in range(40))] * 8
+        first = [0 if f else -1 for f in flawed]
+    rows = pd.DataFrame(dict(question=[f"q{i}" for i in range(8)], solution=sol, label=[int(f) for f in flawed],
+                             first_error_step=pd.array(first, dtype="Int64"), split=["train"] * 4 + ["test"] * 4))
+    rows.to_csv(tmp_path / "d.csv", index=False)
+    why = "no training row is flawed with a known first_error_step" if case == "unknown" else "cut by max_length=80"
+    refused("train", "--mode", mode, "--steps", "--data", tmp_path / "d.csv", "--model", "tiny", "--out",
+            tmp_path / "run", "--max-length", 80 if case == "cut" else 128,
+            says=["steps=True: the training steps carry", why, "needs both right steps and first wrong steps"],
+            watch=tmp_path)
+
+
 # the positive control and a whole run
 
 def planted(n, seed, start=0):
