@@ -212,6 +212,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'phi_cls.data._last_token': ('data.html#_last_token', 'phi_cls/data.py'),
                               'phi_cls.data._line_start': ('data.html#_line_start', 'phi_cls/data.py'),
                               'phi_cls.data._listed_files': ('data.html#_listed_files', 'phi_cls/data.py'),
+                              'phi_cls.data._literal': ('data.html#_literal', 'phi_cls/data.py'),
                               'phi_cls.data._missing': ('data.html#_missing', 'phi_cls/data.py'),
                               'phi_cls.data._norm': ('data.html#_norm', 'phi_cls/data.py'),
                               'phi_cls.data._not_utf8': ('data.html#_not_utf8', 'phi_cls/data.py'),

@@ -133,12 +133,19 @@ def check_first_error_step(df:pd.DataFrame, where:str, separator:str="line") -> 
     return df.assign(**{col: num.astype("Int64")})
 
 # %% ../nbs/00_data.ipynb #st08
+import ast
+
 STEP_FORMATS = {"ProcessBench": ("problem", "steps", "label"), "TRL stepwise": ("prompt", "completions", "labels")}
 
+def _literal(text:str):
+    "A list written as JSON, or as Python writes it (a CSV from pandas' to_csv: ['a', 'b'], [True, False]); else None."
+    for parse in (json.loads, ast.literal_eval):  # literal_eval reads literals only, never runs code
+        try: return parse(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError): pass
+    return None
+
 def _step_list(v) -> list|None:
-    if isinstance(v, str):
-        try: v = json.loads(v)
-        except ValueError: return None
+    if isinstance(v, str): v = _literal(v)
     return list(v) if isinstance(v, (list, tuple, np.ndarray)) else None
 
 def _joined(steps:list, separator:str) -> str|None:

@@ -99,12 +99,15 @@ def _step_scores(stdout: str) -> dict:
     return rows
 
 
-@pytest.mark.parametrize("fmt", ["processbench_json_array", "trl_jsonl"])
+@pytest.mark.parametrize("fmt", ["processbench_json_array", "trl_jsonl", "trl_csv_from_pandas"])
 def test_check_reads_step_formats(tmp_path, fmt):
-    "A ProcessBench JSON array and a TRL JSONL file: checker_step per row, the step scores below the summary."
-    path = (tmp_path / "pb.json" if fmt == "processbench_json_array" else tmp_path / "trl.jsonl")
+    """A ProcessBench JSON array, a TRL JSONL file and a TRL CSV as pandas writes one (lists as Python literals):
+    checker_step per row, the step scores below the summary."""
+    names = {"processbench_json_array": "pb.json", "trl_jsonl": "trl.jsonl", "trl_csv_from_pandas": "t.csv"}
+    path = tmp_path / names[fmt]
     if fmt == "processbench_json_array": path.write_text(json.dumps(PB, indent=1))
-    else: _jsonl(path, TRL)
+    elif fmt == "trl_jsonl": _jsonl(path, TRL)
+    else: pd.DataFrame(TRL).to_csv(path, index=False)  # "['We need 7 * 8.', ...]", "[True, False, False]"
     proc = here("check", "--input", path, "--output", tmp_path / "out.csv", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     out = pd.read_csv(tmp_path / "out.csv")
