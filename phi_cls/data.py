@@ -219,7 +219,9 @@ def read_step_format(df:pd.DataFrame, where:str, separator:str="line", questions
         lengths = df[labels_col].map(lambda v: len(_step_list(v) or [])) if labels_col in df else None
         if first is not None and (bad := first.isna() | (lengths != steps.map(len))).any():
             raise DataError(f"{where} ({name} format), column '{labels_col}' is not a list of true/false, one per step "
-                            f"of '{steps_col}', in {_count(bad)}: {_examples(df, bad, labels_col)}.")
+                            f"of '{steps_col}', in {_count(bad)}: {_examples(df, bad, labels_col)}. Give one true or "
+                            "false per step (true: the step is right; the first false is the first wrong step); "
+                            "0 / 1 are not read, as 1 would mean flawed to phi_cls and right to TRL.")
     out = df.drop(columns=[c for c in (q, steps_col, labels_col) if c in df]).assign(question=df[q], solution=solution)
     if first is None: return out
     derived = dict(first_error_step=first, label=(first.fillna(0) >= 0).astype("int64").where(first.notna()))

@@ -40,6 +40,11 @@ def _bad(kind, folder):
         rows = [PB[0], dict(PB[1], steps="We need 7 * 8. 7 * 8 = 56")]
         return folder / "in.json", lambda p: p.write_text(json.dumps(rows)), (
             "(ProcessBench format), column 'steps' is not a list of non-empty steps", "in 1 row: row 1 (")
+    if kind == "trl_labels_numbers":  # 1 is right to TRL, flawed to phi_cls: not guessed
+        rows = [TRL[0], dict(TRL[1], labels=[1, 1, 1])]
+        return folder / "in.jsonl", lambda p: _jsonl(p, rows), (
+            "(TRL stepwise format), column 'labels' is not a list of true/false", "in 1 row: row 1 ([1, 1, 1])",
+            "true: the step is right", "0 / 1 are not read")
     if kind == "pb_label_bool":  # ProcessBench's label is a step number: True is not step 1
         rows = [PB[0], dict(PB[1], label=True)]
         return folder / "in.json", lambda p: p.write_text(json.dumps(rows)), (
@@ -63,8 +68,8 @@ def _bad(kind, folder):
     raise ValueError(kind)
 
 
-KINDS = ["past_last_step", "trl_labels_length", "pb_steps_not_list", "pb_label_bool", "first_error_step_bool",
-         "pb_first_error_step_disagrees"]
+KINDS = ["past_last_step", "trl_labels_length", "trl_labels_numbers", "pb_steps_not_list", "pb_label_bool",
+         "first_error_step_bool", "pb_first_error_step_disagrees"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
