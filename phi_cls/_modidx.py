@@ -193,6 +193,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'phi_cls.data._bools': ('data.html#_bools', 'phi_cls/data.py'),
                               'phi_cls.data._cap': ('data.html#_cap', 'phi_cls/data.py'),
                               'phi_cls.data._check_agrees': ('data.html#_check_agrees', 'phi_cls/data.py'),
+                              'phi_cls.data._check_one_format': ('data.html#_check_one_format', 'phi_cls/data.py'),
                               'phi_cls.data._check_step_question': ('data.html#_check_step_question', 'phi_cls/data.py'),
                               'phi_cls.data._chunks': ('data.html#_chunks', 'phi_cls/data.py'),
                               'phi_cls.data._class_ids': ('data.html#_class_ids', 'phi_cls/data.py'),

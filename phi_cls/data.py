@@ -174,6 +174,19 @@ def _first_false(flags) -> int|None:
     return next((i for i, f in enumerate(flags) if not f), -1)
 
 # %% ../nbs/00_data.ipynb #st09
+def _check_one_format(df:pd.DataFrame, where:str):
+    "`DataError` when the rows of one file are in different formats (question / solution, ProcessBench, TRL stepwise)."
+    formats = {"question / solution": ("question", "solution"), **{n: c[:2] for n, c in STEP_FORMATS.items()}}
+    kinds = pd.Series(None, index=df.index, dtype=object)
+    for name, (_, key) in reversed(formats.items()):  # a row with several: the first format it fits
+        if key in df: kinds = kinds.mask(df[key].notna(), name)
+    found = list(dict.fromkeys(kinds.dropna()))
+    if len(found) < 2: return
+    bad = kinds == found[1]
+    raise DataError(f"{where} mixes row formats: {found[0]} ({', '.join(formats[found[0]])}) and {found[1]} "
+                    f"({', '.join(formats[found[1]])}) in {_count(bad)}: {_examples(df, bad, formats[found[1]][1])}. "
+                    "Use one format per file.")
+
 def _check_step_question(df:pd.DataFrame, col:str, where:str):
     "`DataError` naming the question column of a step format (`problem`, `prompt`) where it is not text."
     if not (bad := _text_mask(df[col])).any(): return
@@ -202,6 +215,7 @@ def step_format(df:pd.DataFrame) -> str|None:
 def read_step_format(df:pd.DataFrame, where:str, separator:str="line", questions:bool=True) -> pd.DataFrame:
     ("A ProcessBench or TRL stepwise frame as question, solution, label and first_error_step; other frames unchanged "
      "(`questions`: check the question column too).")
+    _check_one_format(df, where)
     name = step_format(df)
     if name is None: return df
     q, steps_col, labels_col = STEP_FORMATS[name]

@@ -45,6 +45,11 @@ def _bad(kind, folder):
         return folder / "in.jsonl", lambda p: _jsonl(p, rows), (
             "(TRL stepwise format), column 'labels' is not a list of true/false", "in 1 row: row 1 ([1, 1, 1])",
             "true: the step is right", "0 / 1 are not read")
+    if kind == "mixed_formats":  # a TRL row among ProcessBench rows: named, not an empty 'steps'
+        rows = [PB[0], TRL[1]]
+        return folder / "in.jsonl", lambda p: _jsonl(p, rows), (
+            "mixes row formats: ProcessBench (problem, steps) and TRL stepwise (prompt, completions) in 1 row: row 1",
+            "Use one format per file")
     if kind == "pb_label_bool":  # ProcessBench's label is a step number: True is not step 1
         rows = [PB[0], dict(PB[1], label=True)]
         return folder / "in.json", lambda p: p.write_text(json.dumps(rows)), (
@@ -69,7 +74,7 @@ def _bad(kind, folder):
 
 
 KINDS = ["past_last_step", "trl_labels_length", "trl_labels_numbers", "pb_steps_not_list", "pb_label_bool",
-         "first_error_step_bool", "pb_first_error_step_disagrees"]
+         "first_error_step_bool", "pb_first_error_step_disagrees", "mixed_formats"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
