@@ -498,13 +498,13 @@ def _save_mode(cfg:TrainConfig, mode:str, tok, meta:dict, test, result:Experimen
     "Write one experiment's test predictions, artifact and training log (and, with the checker, the hybrid's)."
     out = cfg.run_dir
     if steps: meta = dict(meta, steps=steps["artifact"])  # the step decision goes into classifier.json
-    if steps: write_csv(out / f"{mode}_steps.csv", steps["frame"])
     write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], probs))
     save_classifier(result.clf, tok, out / mode, dict(meta, **result.details, threshold=decision.threshold,
                                                       temperature=decision.temperature, decision=decision.to_dict()),
                     cfg.classes)
     write_json(out / mode / "training_log.json", result.log_history)
     if checked is not None: metrics.update(_hybrid_results(out, mode, test, probs, checked, decision, cfg.classes))
+    if steps: write_csv(out / f"{mode}_steps.csv", steps["frame"])  # last: it appears once the step head is saved
 
 # %% ../nbs/12_train.ipynb #8607b8f0
 def _setup_line(cfg:TrainConfig, res:Resolved) -> str:
@@ -543,7 +543,8 @@ def _train_all(cfg:TrainConfig, res:Resolved, start:float, prev:dict|None, tok, 
                     prompt=PROMPT, batch_size=cfg.eval_batch_size)
         metrics, test = {}, data["test"]
         for mode in cfg.modes:
-            if card.done(mode) and (out / PRED_FILES[mode]).exists() and (out / mode / "classifier.json").exists():
+            if (card.done(mode) and (out / PRED_FILES[mode]).exists() and (out / mode / "classifier.json").exists()
+                    and (not cfg.steps or (out / f"{mode}_steps.csv").exists())):
                 metrics[mode] = card.done(mode)
                 say(f"{mode}: finished before the interruption; kept its results.")
                 continue

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import SLOW, phi_cls as cli, refused
+from conftest import SLOW, phi_cls as cli, phi_cls_here, refused
 from phi_cls.data import Collator, PromptEncoder, step_spans, tokenize
 from phi_cls.model import PhiClassifier, init_head, load_backbone, load_tokenizer
 from phi_cls.steps import IGNORE, step_targets
@@ -249,3 +249,25 @@ def test_runs_without_steps_write_no_step_file_or_key(tiny_run):
     for mode in ("probe", "lora"): assert "steps" not in json.loads((tiny_run / mode / "classifier.json").read_text())
     config = json.loads((tiny_run / "config.json").read_text())["config"]
     assert "steps" not in config and "step_separator" not in config
+
+
+@SLOW
+def test_an_interrupted_steps_run_leaves_no_steps_file_and_resumes(tmp_path):
+    "Stopped while its files are written: no probe_steps.csv until the step head is saved; --resume ends the run."
+    parts = dict(train=planted(16, 0), validation=planted(8, 1, 100), test=planted(8, 2, 200))
+    pd.concat([v.assign(split=k) for k, v in parts.items()]).to_csv(tmp_path / "d.csv", index=False)
+    args = ["train", "--mode", "probe", "--steps", "--data", tmp_path / "d.csv", "--out", tmp_path / "run", "--model",
+            "tiny", "--max-length", "128", "--batch-size", "4", "--epochs", "1", "--no-progress", "--workers", "1"]
+
+    def stop(mp):
+        import phi_cls.train
+        def save_classifier(*a, **k): raise KeyboardInterrupt
+        mp.setattr(phi_cls.train, "save_classifier", save_classifier)
+    proc = phi_cls_here(*args, patch=stop)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "interrupted"
+    assert not (tmp_path / "run" / "probe_steps.csv").exists()
+    proc = phi_cls_here(*args, "--resume")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(pd.read_csv(tmp_path / "run" / "probe_steps.csv")) == 8
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "finished"
