@@ -225,8 +225,9 @@ def read_step_format(df:pd.DataFrame, where:str, separator:str="line", questions
     if (bad := pd.Series([s is None for s in solution], index=df.index)).any():
         raise DataError(f"{where} ({name} format), column '{steps_col}' is not a list of non-empty steps, or a step "
                         f"holds a line break, in {_count(bad)}: {_examples(df, bad, steps_col)}. "
-                        "Give each step as one string; "
-                        "for steps of several lines use step_separator='blank'.")
+                        "Give each step as one string; for steps of several lines use step_separator='blank' "
+                        "(--step-separator blank when training or checking; a trained classifier splits steps as it "
+                        "was trained).")
     if name == "ProcessBench": first = _processbench_steps(df, steps, where) if labels_col in df else None
     else:
         first = df[labels_col].map(_first_false) if labels_col in df else None
