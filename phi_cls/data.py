@@ -102,13 +102,15 @@ def step_at(spans:list, char:int) -> int|None:
     return next((i for i, (_, end) in enumerate(spans) if char < end), None)
 
 # %% ../nbs/00_data.ipynb #st05
+def _bools(values:pd.Series) -> pd.Series: return values.map(lambda v: isinstance(v, (bool, np.bool_))).astype(bool)
+
 def _step_counts(df:pd.DataFrame, separator:str) -> pd.Series:
     return df["solution"].map(lambda s: len(step_spans(s, separator)) if isinstance(s, str) else 0)
 
 def check_first_error_step(df:pd.DataFrame, where:str, separator:str="line") -> pd.DataFrame:
     "`df` with `first_error_step` as nullable whole numbers, checked against steps and labels; else `DataError`."
     col, values = "first_error_step", df["first_error_step"]
-    num = pd.to_numeric(values, errors="coerce")
+    num = pd.to_numeric(values.where(~_bools(values)), errors="coerce")  # True is not step 1
     if (bad := values.notna() & ~(num.notna() & (num % 1 == 0) & (num >= -1))).any():
         raise DataError(f"{where}, column '{col}' is not a whole number from -1 up in {_count(bad)}: "
                         f"{_examples(df, bad, col)}. Use the 0-based index of the first wrong step, "
@@ -119,7 +121,8 @@ def check_first_error_step(df:pd.DataFrame, where:str, separator:str="line") -> 
         raise DataError(f"{where}, column '{col}' points past the last step in {_count(bad)}: "
                         f"{_examples(shown, bad, col)} "
                         f"(steps split with step_separator={separator!r}). Steps count from 0; "
-                        "use step_separator='blank' if the steps are paragraphs.")
+                        + ("use step_separator='blank' if the steps are paragraphs." if separator == "line" else
+                           "use step_separator='line' if every line is a step."))
     if "label" in df:
         flawed = pd.to_numeric(df["label"], errors="coerce") > 0
         if (bad := (flawed & (num == -1)) | (~flawed & (num >= 0))).any():
@@ -130,12 +133,19 @@ def check_first_error_step(df:pd.DataFrame, where:str, separator:str="line") -> 
     return df.assign(**{col: num.astype("Int64")})
 
 # %% ../nbs/00_data.ipynb #st08
+import ast
+
 STEP_FORMATS = {"ProcessBench": ("problem", "steps", "label"), "TRL stepwise": ("prompt", "completions", "labels")}
 
+def _literal(text:str):
+    "A list written as JSON, or as Python writes it (a CSV from pandas' to_csv: ['a', 'b'], [True, False]); else None."
+    for parse in (json.loads, ast.literal_eval):  # literal_eval reads literals only, never runs code
+        try: return parse(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError): pass
+    return None
+
 def _step_list(v) -> list|None:
-    if isinstance(v, str):
-        try: v = json.loads(v)
-        except ValueError: return None
+    if isinstance(v, str): v = _literal(v)
     return list(v) if isinstance(v, (list, tuple, np.ndarray)) else None
 
 def _joined(steps:list, separator:str) -> str|None:
@@ -144,39 +154,94 @@ def _joined(steps:list, separator:str) -> str|None:
                         or len(step_spans(s, "blank")) > 1 for s in steps): return None
     return ("\n" if separator == "line" else "\n\n").join(s.strip() for s in steps)
 
+def _missing(v) -> bool: return v is None or (isinstance(v, float) and v != v)
+
+def _processbench_steps(df:pd.DataFrame, steps:pd.Series, where:str) -> pd.Series:
+    "ProcessBench's `label` (the first wrong step, -1: none) as numbers; `DataError` where it is not a step of its row."
+    values = df["label"]
+    num = pd.to_numeric(values.where(~_bools(values)), errors="coerce")
+    if (bad := ~(num.notna() & (num % 1 == 0) & (num >= -1) & (num < steps.map(len)))).any():
+        shown = df.assign(label=[f"{'empty' if _missing(v) else repr(v)} ({len(s)} steps)"
+                                 for v, s in zip(values, steps)])
+        raise DataError(f"{where} (ProcessBench format), column 'label' is not the index of a step of its row in "
+                        f"{_count(bad)}: {_examples(shown, bad, 'label')}. ProcessBench's label is the 0-based index "
+                        "of the first wrong step in 'steps', -1 when every step is right (a number, not true/false).")
+    return num
+
 def _first_false(flags) -> int|None:
     flags = _step_list(flags)
     if flags is None or not all(isinstance(f, (bool, np.bool_)) for f in flags): return None
     return next((i for i, f in enumerate(flags) if not f), -1)
 
 # %% ../nbs/00_data.ipynb #st09
+def _check_one_format(df:pd.DataFrame, where:str):
+    "`DataError` when the rows of one file are in different formats (question / solution, ProcessBench, TRL stepwise)."
+    formats = {"question / solution": ("question", "solution"), **{n: c[:2] for n, c in STEP_FORMATS.items()}}
+    kinds = pd.Series(None, index=df.index, dtype=object)
+    for name, (_, key) in reversed(formats.items()):  # a row with several: the first format it fits
+        if key in df: kinds = kinds.mask(df[key].notna(), name)
+    found = list(dict.fromkeys(kinds.dropna()))
+    if len(found) < 2: return
+    bad = kinds == found[1]
+    raise DataError(f"{where} mixes row formats: {found[0]} ({', '.join(formats[found[0]])}) and {found[1]} "
+                    f"({', '.join(formats[found[1]])}) in {_count(bad)}: {_examples(df, bad, formats[found[1]][1])}. "
+                    "Use one format per file.")
+
+def _check_step_question(df:pd.DataFrame, col:str, where:str):
+    "`DataError` naming the question column of a step format (`problem`, `prompt`) where it is not text."
+    if not (bad := _text_mask(df[col])).any(): return
+    messages = bad & df[col].map(lambda v: isinstance(v, (list, tuple, np.ndarray)))
+    raise DataError(f"{where}, column '{col}' is empty or not text in {_count(bad)}: {_examples(df, bad, col)}. "
+                    + (f"A conversational prompt (a list of messages) is not read: put the question itself (the user "
+                       f"message's content) in '{col}' as text." if messages.any()
+                       else "Remove those rows or fill in the text."))
+
+def _check_agrees(df:pd.DataFrame, derived:dict, where:str, source:str):
+    "`DataError` where a column read from `source` (label, first_error_step) is also in `df` and says otherwise."
+    for col, values in derived.items():
+        if col == source or col not in df: continue
+        given = pd.to_numeric(df[col].where(~_bools(df[col])), errors="coerce")
+        if (bad := df[col].notna() & ~(given == values)).any():
+            shown = df.assign(**{col: [f"{g!r}; '{source}' gives {v}" for g, v in zip(df[col], values)]})
+            raise DataError(f"{where}, column '{col}' disagrees with '{source}' in {_count(bad)}: "
+                            f"{_examples(shown, bad, col)}. phi_cls reads {col} from '{source}': drop the '{col}' "
+                            "column, or correct the rows.")
+
 def step_format(df:pd.DataFrame) -> str|None:
     "Which of `STEP_FORMATS` a frame is in (None: the usual question / solution columns)."
     if "question" in df or "solution" in df: return None
     return next((name for name, cols in STEP_FORMATS.items() if all(c in df for c in cols[:2])), None)
 
-def read_step_format(df:pd.DataFrame, where:str, separator:str="line") -> pd.DataFrame:
-    "A ProcessBench or TRL stepwise frame as question, solution, label and first_error_step; other frames unchanged."
+def read_step_format(df:pd.DataFrame, where:str, separator:str="line", questions:bool=True) -> pd.DataFrame:
+    ("A ProcessBench or TRL stepwise frame as question, solution, label and first_error_step; other frames unchanged "
+     "(`questions`: check the question column too).")
+    _check_one_format(df, where)
     name = step_format(df)
     if name is None: return df
     q, steps_col, labels_col = STEP_FORMATS[name]
+    if questions: _check_step_question(df, q, f"{where} ({name} format)")
     steps = df[steps_col].map(_step_list)
     solution = [None if s is None else _joined(s, separator) for s in steps]
     if (bad := pd.Series([s is None for s in solution], index=df.index)).any():
         raise DataError(f"{where} ({name} format), column '{steps_col}' is not a list of non-empty steps, or a step "
                         f"holds a line break, in {_count(bad)}: {_examples(df, bad, steps_col)}. "
-                        "Give each step as one string; "
-                        "for steps of several lines use step_separator='blank'.")
-    if name == "ProcessBench": first = pd.to_numeric(df[labels_col], errors="coerce") if labels_col in df else None
+                        "Give each step as one string; for steps of several lines use step_separator='blank' "
+                        "(--step-separator blank when training or checking; a trained classifier splits steps as it "
+                        "was trained).")
+    if name == "ProcessBench": first = _processbench_steps(df, steps, where) if labels_col in df else None
     else:
         first = df[labels_col].map(_first_false) if labels_col in df else None
         lengths = df[labels_col].map(lambda v: len(_step_list(v) or [])) if labels_col in df else None
         if first is not None and (bad := first.isna() | (lengths != steps.map(len))).any():
             raise DataError(f"{where} ({name} format), column '{labels_col}' is not a list of true/false, one per step "
-                            f"of '{steps_col}', in {_count(bad)}: {_examples(df, bad, labels_col)}.")
+                            f"of '{steps_col}', in {_count(bad)}: {_examples(df, bad, labels_col)}. Give one true or "
+                            "false per step (true: the step is right; the first false is the first wrong step); "
+                            "0 / 1 are not read, as 1 would mean flawed to phi_cls and right to TRL.")
     out = df.drop(columns=[c for c in (q, steps_col, labels_col) if c in df]).assign(question=df[q], solution=solution)
     if first is None: return out
-    return out.assign(first_error_step=first, label=(first.fillna(0) >= 0).astype("int64").where(first.notna()))
+    derived = dict(first_error_step=first, label=(first.fillna(0) >= 0).astype("int64").where(first.notna()))
+    _check_agrees(df, derived, f"{where} ({name} format)", labels_col)
+    return out.assign(**derived)
 
 # %% ../nbs/00_data.ipynb #c0b10cb
 def validate_frame(df:pd.DataFrame, source:str, split:str|None=None, label_required:bool=True,

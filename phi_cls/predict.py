@@ -323,7 +323,7 @@ def check_file(path, output, chunk_rows:int=4096, progress:bool=True, explain:bo
     known = []  # per chunk with first_error_step: true and checker steps, step counts
     def rows(chunk):
         stepped = step_format(chunk) is not None or "first_error_step" in chunk
-        chunk = read_step_format(chunk, str(path), step_separator)  # its question stays unchecked, like any other
+        chunk = read_step_format(chunk, str(path), step_separator, questions=False)  # unchecked, like any other
         df = validate_frame(chunk.drop(columns=["question"], errors="ignore").assign(question="-"), str(path),
                             label_required=False, step_separator=step_separator)
         out = check_frame(df[["index", "solution"]], explain=explain)

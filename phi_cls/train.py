@@ -320,6 +320,7 @@ def prepare_data(cfg:TrainConfig, tok) -> tuple:
     facts = dict(fingerprint=data_fingerprint(raw), rows={k: len(ds) for k, ds in data.items() if ds is not None},
                  truncated=truncated)
     if cfg.steps: facts["steps_unscored"] = _say_unscored(cfg, data)
+    if cfg.steps: _check_step_targets(cfg, data["train"])  # before the run folder is touched, for probe and LoRA
     return data, facts, raw
 
 def _check_step_data(cfg:TrainConfig, dd):
@@ -330,6 +331,18 @@ def _check_step_data(cfg:TrainConfig, dd):
                             "column first_error_step. Add it (0-based index of the first wrong step, -1 for a correct "
                             "solution), give ProcessBench (problem, steps, label) or TRL stepwise (prompt, "
                             "completions, labels) rows, or train without --steps.")
+
+def _check_step_targets(cfg:TrainConfig, train):
+    "`DataError` unless the training steps the model sees (scored, labelled) hold right and first wrong steps both."
+    pairs = [(e, y) for ends, ys in zip(train["step_ends"], train["step_labels"]) for e, y in zip(ends, ys)
+             if y != IGNORE]
+    seen, cut = {y for e, y in pairs if e >= 0}, sum(e < 0 and y == 1 for e, y in pairs)
+    if len(seen) == 2: return
+    why = (f" ({cut} first wrong steps were cut by max_length={cfg.max_length}: raise it)" if cut
+           else " (no training row is flawed with a known first_error_step)" if 1 not in seen else "")
+    raise DataError(f"steps=True: the training steps carry {sum(e >= 0 for e, _ in pairs)} targets, all "
+                    f"{seen or '-'}{why}; the step head needs both right steps and first wrong steps. Use data with "
+                    "correct and flawed rows whose first_error_step is known, or train without steps.")
 
 def _say_unscored(cfg:TrainConfig, data:dict) -> dict:
     "Per split, the steps whose last token truncation cut (they get no score), said when there are any."
@@ -485,13 +498,13 @@ def _save_mode(cfg:TrainConfig, mode:str, tok, meta:dict, test, result:Experimen
     "Write one experiment's test predictions, artifact and training log (and, with the checker, the hybrid's)."
     out = cfg.run_dir
     if steps: meta = dict(meta, steps=steps["artifact"])  # the step decision goes into classifier.json
-    if steps: write_csv(out / f"{mode}_steps.csv", steps["frame"])
     write_csv(out / PRED_FILES[mode], predictions_frame(test["index"], test["labels"], probs))
     save_classifier(result.clf, tok, out / mode, dict(meta, **result.details, threshold=decision.threshold,
                                                       temperature=decision.temperature, decision=decision.to_dict()),
                     cfg.classes)
     write_json(out / mode / "training_log.json", result.log_history)
     if checked is not None: metrics.update(_hybrid_results(out, mode, test, probs, checked, decision, cfg.classes))
+    if steps: write_csv(out / f"{mode}_steps.csv", steps["frame"])  # last: it appears once the step head is saved
 
 # %% ../nbs/12_train.ipynb #8607b8f0
 def _setup_line(cfg:TrainConfig, res:Resolved) -> str:
@@ -530,7 +543,8 @@ def _train_all(cfg:TrainConfig, res:Resolved, start:float, prev:dict|None, tok, 
                     prompt=PROMPT, batch_size=cfg.eval_batch_size)
         metrics, test = {}, data["test"]
         for mode in cfg.modes:
-            if card.done(mode) and (out / PRED_FILES[mode]).exists() and (out / mode / "classifier.json").exists():
+            if (card.done(mode) and (out / PRED_FILES[mode]).exists() and (out / mode / "classifier.json").exists()
+                    and (not cfg.steps or (out / f"{mode}_steps.csv").exists())):
                 metrics[mode] = card.done(mode)
                 say(f"{mode}: finished before the interruption; kept its results.")
                 continue

@@ -40,10 +40,41 @@ def _bad(kind, folder):
         rows = [PB[0], dict(PB[1], steps="We need 7 * 8. 7 * 8 = 56")]
         return folder / "in.json", lambda p: p.write_text(json.dumps(rows)), (
             "(ProcessBench format), column 'steps' is not a list of non-empty steps", "in 1 row: row 1 (")
+    if kind == "trl_labels_numbers":  # 1 is right to TRL, flawed to phi_cls: not guessed
+        rows = [TRL[0], dict(TRL[1], labels=[1, 1, 1])]
+        return folder / "in.jsonl", lambda p: _jsonl(p, rows), (
+            "(TRL stepwise format), column 'labels' is not a list of true/false", "in 1 row: row 1 ([1, 1, 1])",
+            "true: the step is right", "0 / 1 are not read")
+    if kind == "mixed_formats":  # a TRL row among ProcessBench rows: named, not an empty 'steps'
+        rows = [PB[0], TRL[1]]
+        return folder / "in.jsonl", lambda p: _jsonl(p, rows), (
+            "mixes row formats: ProcessBench (problem, steps) and TRL stepwise (prompt, completions) in 1 row: row 1",
+            "Use one format per file")
+    if kind == "pb_label_bool":  # ProcessBench's label is a step number: True is not step 1
+        rows = [PB[0], dict(PB[1], label=True)]
+        return folder / "in.json", lambda p: p.write_text(json.dumps(rows)), (
+            "(ProcessBench format), column 'label' is not the index of a step of its row in 1 row: row 1 ('True (3 "
+            "steps)')", "-1 when every step is right")
+    if kind == "first_error_step_bool":
+        rows = [dict(question="q", solution=WRONG, label=1, first_error_step=1),
+                dict(question="q", solution=WRONG, label=1, first_error_step=True)]
+        return folder / "in.jsonl", lambda p: _jsonl(p, rows), (
+            "column 'first_error_step' is not a whole number from -1 up in 1 row: row 1 (True)",)
+    if kind == "pb_first_error_step_disagrees":  # the label must not silently replace the user's own column
+        rows = [dict(PB[0], first_error_step=1), dict(PB[1], first_error_step=2)]
+        return folder / "in.json", lambda p: p.write_text(json.dumps(rows)), (
+            "(ProcessBench format), column 'first_error_step' disagrees with 'label' in 1 row: row 1 (\"2; 'label' "
+            "gives -1\")", "drop the 'first_error_step' column")
+    if kind == "trl_conversational_prompt":  # TRL's conversational form: the prompt as a list of messages
+        rows = [TRL[0], dict(TRL[1], prompt=[{"role": "user", "content": TRL[1]["prompt"]}])]
+        return folder / "in.jsonl", lambda p: _jsonl(p, rows), (
+            "(TRL stepwise format), column 'prompt' is empty or not text in 1 row: row 1 ([{'role': 'user'",
+            "A conversational prompt (a list of messages) is not read")
     raise ValueError(kind)
 
 
-KINDS = ["past_last_step", "trl_labels_length", "pb_steps_not_list"]
+KINDS = ["past_last_step", "trl_labels_length", "trl_labels_numbers", "pb_steps_not_list", "pb_label_bool",
+         "first_error_step_bool", "pb_first_error_step_disagrees", "mixed_formats"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -55,7 +86,7 @@ def test_check_refuses_bad_steps(tmp_path, kind):
             watch=tmp_path)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, "trl_conversational_prompt"])  # check reads no question
 def test_load_data_refuses_bad_steps(tmp_path, kind):
     "The same rows as a test split of a folder: `load_data` names the file, split, row and column."
     path, write, says = _bad(kind, tmp_path)
@@ -78,12 +109,15 @@ def _step_scores(stdout: str) -> dict:
     return rows
 
 
-@pytest.mark.parametrize("fmt", ["processbench_json_array", "trl_jsonl"])
+@pytest.mark.parametrize("fmt", ["processbench_json_array", "trl_jsonl", "trl_csv_from_pandas"])
 def test_check_reads_step_formats(tmp_path, fmt):
-    "A ProcessBench JSON array and a TRL JSONL file: checker_step per row, the step scores below the summary."
-    path = (tmp_path / "pb.json" if fmt == "processbench_json_array" else tmp_path / "trl.jsonl")
+    """A ProcessBench JSON array, a TRL JSONL file and a TRL CSV as pandas writes one (lists as Python literals):
+    checker_step per row, the step scores below the summary."""
+    names = {"processbench_json_array": "pb.json", "trl_jsonl": "trl.jsonl", "trl_csv_from_pandas": "t.csv"}
+    path = tmp_path / names[fmt]
     if fmt == "processbench_json_array": path.write_text(json.dumps(PB, indent=1))
-    else: _jsonl(path, TRL)
+    elif fmt == "trl_jsonl": _jsonl(path, TRL)
+    else: pd.DataFrame(TRL).to_csv(path, index=False)  # "['We need 7 * 8.', ...]", "[True, False, False]"
     proc = here("check", "--input", path, "--output", tmp_path / "out.csv", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     out = pd.read_csv(tmp_path / "out.csv")
@@ -153,3 +187,12 @@ def test_check_paragraph_steps(tmp_path):
     assert _step_scores(proc.stdout)["checker"] == (1.0, 1.0, 1.0)
     refused("check", "--input", path, "--output", tmp_path / "out2.csv", "--no-progress", watch=tmp_path,
             says=(str(path), "column 'steps'", "row 0", "step_separator='blank'"))
+
+
+def test_check_needs_no_question_of_step_rows(tmp_path):
+    "`check` reads only the solution: a conversational TRL prompt, refused by train and evaluate, is fine here."
+    rows = [dict(t, prompt=[{"role": "user", "content": t["prompt"]}]) for t in TRL]
+    proc = here("check", "--input", _jsonl(tmp_path / "trl.jsonl", rows), "--output", tmp_path / "out.csv",
+                "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert pd.read_csv(tmp_path / "out.csv")["checker_step"].tolist() == [1, -1, 1]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import SLOW, phi_cls as cli, planted, refused
+from conftest import SLOW, phi_cls as cli, phi_cls_here, planted, refused
 from phi_cls.data import Collator, PromptEncoder, step_spans, tokenize
 from phi_cls.model import PhiClassifier, init_head, load_backbone, load_tokenizer
 from phi_cls.steps import IGNORE, step_targets
@@ -123,6 +123,26 @@ def test_steps_need_first_error_steps(tmp_path):
             says=["steps=True", "first_error_step", "without --steps"], watch=tmp_path)
 
 
+@pytest.mark.parametrize("mode", ["probe", "lora"])
+@pytest.mark.parametrize("case", ["unknown", "cut"])
+def test_steps_need_a_first_wrong_step_to_learn(tmp_path, mode, case):
+    """No flawed training row with a known first wrong step, or every one cut by truncation: refused before the run
+    folder is made (LoRA too, which would otherwise train its step head on right steps only)."""
+    flawed = [i % 2 == 1 for i in range(8)]
+    if case == "unknown": sol, first = ["1 + 1 = 2\n2 + 2 = 4"] * 8, [None if f else -1 for f in flawed]
+    else:  # the wrong step first, then 40 lines: truncation keeps the end
+        sol = ["1 + 1 = 3\n" + "\n".join(f"{k} + 0 = {k}" for k in range(40))] * 8
+        first = [0 if f else -1 for f in flawed]
+    rows = pd.DataFrame(dict(question=[f"q{i}" for i in range(8)], solution=sol, label=[int(f) for f in flawed],
+                             first_error_step=pd.array(first, dtype="Int64"), split=["train"] * 4 + ["test"] * 4))
+    rows.to_csv(tmp_path / "d.csv", index=False)
+    why = "no training row is flawed with a known first_error_step" if case == "unknown" else "cut by max_length=80"
+    refused("train", "--mode", mode, "--steps", "--data", tmp_path / "d.csv", "--model", "tiny", "--out",
+            tmp_path / "run", "--max-length", 80 if case == "cut" else 128,
+            says=["steps=True: the training steps carry", why, "needs both right steps and first wrong steps"],
+            watch=tmp_path)
+
+
 # the positive control and a whole run
 
 @pytest.fixture(scope="module")
@@ -212,3 +232,25 @@ def test_runs_without_steps_write_no_step_file_or_key(tiny_run):
     for mode in ("probe", "lora"): assert "steps" not in json.loads((tiny_run / mode / "classifier.json").read_text())
     config = json.loads((tiny_run / "config.json").read_text())["config"]
     assert "steps" not in config and "step_separator" not in config
+
+
+@SLOW
+def test_an_interrupted_steps_run_leaves_no_steps_file_and_resumes(tmp_path):
+    "Stopped while its files are written: no probe_steps.csv until the step head is saved; --resume ends the run."
+    parts = dict(train=planted(16, 0), validation=planted(8, 1, 100), test=planted(8, 2, 200))
+    pd.concat([v.assign(split=k) for k, v in parts.items()]).to_csv(tmp_path / "d.csv", index=False)
+    args = ["train", "--mode", "probe", "--steps", "--data", tmp_path / "d.csv", "--out", tmp_path / "run", "--model",
+            "tiny", "--max-length", "128", "--batch-size", "4", "--epochs", "1", "--no-progress", "--workers", "1"]
+
+    def stop(mp):
+        import phi_cls.train
+        def save_classifier(*a, **k): raise KeyboardInterrupt
+        mp.setattr(phi_cls.train, "save_classifier", save_classifier)
+    proc = phi_cls_here(*args, patch=stop)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "interrupted"
+    assert not (tmp_path / "run" / "probe_steps.csv").exists()
+    proc = phi_cls_here(*args, "--resume")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(pd.read_csv(tmp_path / "run" / "probe_steps.csv")) == 8
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "finished"

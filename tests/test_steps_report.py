@@ -194,6 +194,28 @@ def test_evaluate_without_steps_writes_nothing_of_steps(tmp_path):
     assert "first wrong step" not in proc.stdout
 
 
+def test_evaluate_steps_overwrite_keeps_the_users_files(tmp_path):
+    "--overwrite over an earlier evaluate: the user's files stay, evaluate's own (step files too) go to previous-*/."
+    art, out = _artifact(tmp_path), tmp_path / "result"
+    rows = _rows(tmp_path)
+    run = lambda *extra: phi_cls_here("evaluate", "--model", art, "--input", rows, "--out", out, "--no-progress",
+                                      *extra, patch=_patch(art, []))
+    assert run().returncode == 0  # without steps first
+    (out / "notes.md").write_text("mine")
+    (out / "steps.txt").write_text("mine too")
+    first = (out / "metrics.json").read_bytes()
+    for k in (1, 2):
+        proc = run("--steps", "--overwrite")
+        assert proc.returncode == 0, proc.stderr
+        assert (out / "notes.md").read_text() == "mine" and (out / "steps.txt").read_text() == "mine too"
+        assert (out / "steps.md").exists() and "steps" in json.loads((out / "metrics.json").read_text())["probe"]
+        previous = sorted(out.glob("previous-*"))
+        assert len(previous) == k
+    assert (previous[0] / "metrics.json").read_bytes() == first and not (previous[0] / "steps.md").exists()
+    assert {"steps.md", "probe_steps.csv", "metrics.json"} <= {p.name for p in previous[1].iterdir()}
+    assert not [p for p in previous[1].iterdir() if p.name in ("notes.md", "steps.txt")]
+
+
 @pytest.mark.parametrize("steps_head, extra, file_steps, says", [
     (False, [], True, ["has no step head", "--checker"]),
     (True, ["--step-separator", "blank"], True, ["--step-separator blank", "split by 'line'"]),
