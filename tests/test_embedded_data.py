@@ -127,8 +127,12 @@ def test_load_gsm8k_pairs_schema():
     dd = load_data("gsm8k-pairs")
     assert sorted(dd) == ["test", "train", "validation"]
     for split, ds in dd.items():
-        assert ds.column_names == COLUMNS
+        assert ds.column_names == COLUMNS + ["first_error_step"]  # derived on load from changed_line
         assert 2 * sum(ds["label"]) == len(ds)
+        flawed = ds.to_pandas().query("label == 1")
+        nonblank_before = [sum(1 for line in s.split("\n")[:int(n) - 1] if line.strip())
+                           for s, n in zip(flawed["solution"], flawed["changed_line"])]
+        assert flawed["first_error_step"].tolist() == nonblank_before  # a step per non-empty line, counted from 0
     assert len(dd["test"]) == 800 and set(dd["test"]["error_type"]) == {"none", "computational", "conceptual"}
 
 
