@@ -256,7 +256,8 @@ def steps_rows(metrics:dict, data:str) -> list:
         for name in STEP_ORDER:
             m = metrics[mode]["steps"].get(name)
             if m is None or (i > 0 and name not in ("classifier", "hybrid")): continue
-            rule = f"; {m['rule']}" if m.get("rule") else ""
+            rule = (metrics[mode].get("step_decision") or {}).get("rule")
+            rule = f"; rule: {rule}" if rule else ""
             shown = {"classifier": NAMES[mode], "hybrid": f"hybrid ({NAMES[mode]}{rule})"}.get(name, name)
             rows.append(dict(data=data, signal=shown, **{k: m.get(k) for k in ("n_flawed", "n_correct", "acc_flawed",
                                                                                "acc_correct", "f1")},

@@ -149,6 +149,30 @@ def test_markdown_and_csv_carry_the_intervals():
     assert df.loc[df.signal == "probe", ["n", "auroc_low"]].values.tolist() == [[10, 0.4]]
 
 
+def _s(af, ac, f1):
+    return dict(acc_flawed=af, acc_correct=ac, f1=f1, n_flawed=6, n_correct=4,
+                intervals={"acc_flawed": [af - .1, af + .1], "acc_correct": [ac - .1, ac + .1], "f1": [f1 - .1, f1 + .1]})
+
+
+STEP_METRICS = {m: {"step_decision": {"threshold": 0.5, "rule": rule},
+                    "steps": {"classifier": _s(0.3, 0.6, 0.4), "checker": _s(0.5, 1.0, 0.667),
+                              "hybrid": _s(0.5, 0.9, 0.643), "always -1": _s(0.0, 1.0, 0.0),
+                              "last step": _s(0.1, 0.0, 0.0), "random step": _s(0.2, 0.1, 0.133)}}
+                for m, rule in (("probe", "checker"), ("lora", "earlier"))}
+
+
+def test_step_table_rows_once_per_baseline_and_per_classifier():
+    rows = quality.steps_rows(STEP_METRICS, "gsm8k-pairs")
+    assert [r["signal"] for r in rows] == ["always -1", "last step", "random step", "checker", "probe",
+                                           "hybrid (probe; rule: checker)", "LoRA", "hybrid (LoRA; rule: earlier)"]
+    md = quality.steps_markdown(pd.DataFrame(rows)).splitlines()
+    assert md[0] == "| data | signal | flawed rows: exact step (95% CI) | correct rows: -1 (95% CI) | F1 (95% CI) |"
+    assert "| gsm8k-pairs | checker | 0.500 (0.40-0.60) | 1.000 (0.90-1.10) | 0.667 (0.57-0.77) |" in md
+    s = quality.steps_settings(quality.parse(["--steps", "--out-dir", "x"]), "champ")
+    assert s["steps"] and s["probe_layer"] == "last" and s["checker"]
+    assert s["output_dir"].endswith("x/steps/champ")
+
+
 def test_settings_keep_validation_and_take_overrides():
     a = quality.parse(["--data", "champ", "--max-train-samples", "8", "--out-dir", "somewhere"])
     s = quality.settings(a, "champ")
