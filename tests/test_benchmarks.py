@@ -166,7 +166,8 @@ def test_step_table_rows_once_per_baseline_and_per_classifier():
     assert [r["signal"] for r in rows] == ["always -1", "last step", "random step", "checker", "probe",
                                            "hybrid (probe; rule: checker)", "LoRA", "hybrid (LoRA; rule: earlier)"]
     md = quality.steps_markdown(pd.DataFrame(rows)).splitlines()
-    assert md[0] == "| data | signal | flawed rows: exact step (95% CI) | correct rows: -1 (95% CI) | F1 (95% CI) |"
+    assert md[0] == ("| data | signal | flawed rows: exact step (95% CI) | correct rows: -1 (95% CI) | "
+                     "F1 (95% CI) |")
     assert "| gsm8k-pairs | checker | 0.500 (0.40-0.60) | 1.000 (0.90-1.10) | 0.667 (0.57-0.77) |" in md
     s = quality.steps_settings(quality.parse(["--steps", "--out-dir", "x"]), "champ")
     assert s["steps"] and s["probe_layer"] == "last" and s["checker"]
