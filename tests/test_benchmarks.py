@@ -151,7 +151,7 @@ def test_markdown_and_csv_carry_the_intervals():
 
 def _s(af, ac, f1):
     return dict(acc_flawed=af, acc_correct=ac, f1=f1, n_flawed=6, n_correct=4,
-                intervals={"acc_flawed": [af - .1, af + .1], "acc_correct": [ac - .1, ac + .1], "f1": [f1 - .1, f1 + .1]})
+                intervals={k: [v - .1, v + .1] for k, v in (("acc_flawed", af), ("acc_correct", ac), ("f1", f1))})
 
 
 STEP_METRICS = {m: {"step_decision": {"threshold": 0.5, "rule": rule},
