@@ -121,8 +121,8 @@ def check_first_error_step(df:pd.DataFrame, where:str, separator:str="line") -> 
         raise DataError(f"{where}, column '{col}' points past the last step in {_count(bad)}: "
                         f"{_examples(shown, bad, col)} "
                         f"(steps split with step_separator={separator!r}). Steps count from 0; "
-                        + ("use step_separator='blank' if the steps are paragraphs." if separator == "line" else
-                           "use step_separator='line' if every line is a step."))
+                        + ("with 'line' every non-empty line is a step, so the index is too high or counts from 1."
+                           if separator == "line" else "use step_separator='line' if every line is a step."))
     if "label" in df:
         flawed = pd.to_numeric(df["label"], errors="coerce") > 0
         if (bad := (flawed & (num == -1)) | (~flawed & (num >= 0))).any():

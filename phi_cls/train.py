@@ -23,8 +23,8 @@ from .metrics import (PRED_FILES, baseline_metrics, binary_view, class_baseline_
                              shortcut_baselines, shortcut_class_baselines, summary_lines, versus_baselines)
 from .decide import Decision, checker_flagged, combine, combine_classes, fit_decision
 from .steps import (IGNORE, StepDecision, checker_steps, combine_steps, first_error_from_probs,
-                           fit_step_decision, p_flawed_from_steps, step_baselines, step_metrics, step_table,
-                           step_targets)
+                           fit_step_decision, localisation, p_flawed_from_steps, step_baselines, step_metrics,
+                           step_table, step_targets)
 from .hardware import apply_kernels
 from .model import (add_lora, context_length, decoder_layers, describe_trainable, extract_step_features,
                            feature_settings, finite_probabilities, fold_standardization, freeze, init_head,
@@ -478,10 +478,12 @@ def _step_results(cfg:TrainConfig, mode:str, result:ExperimentResult, raw:dict, 
     results.update({name: step_metrics(true, b, seed=cfg.seed) for name, b in base.items()})
     pf, y = np.array([p_flawed_from_steps(ps) for ps in p]), np.asarray(raw["test"]["label"]) != 0
     ok = ~np.isnan(pf)
-    flawed = dict(classification_metrics(y[ok], pf[ok]), **headline_metrics(y[ok], pf[ok]),
+    t = decision.threshold  # a row is flawed when one of its steps is: the threshold of first_error_step
+    flawed = dict(classification_metrics(y[ok], pf[ok], t), **headline_metrics(y[ok], pf[ok], t),
                   rows_without_scored_step=int((~ok).sum())) if ok.any() else dict(rows_without_scored_step=len(pf))
+    located = {} if checked is None else dict(checker_localisation=localisation(true, frame["checker_step"]))
     return dict(frame=frame, metrics=dict(steps=results, steps_p_flawed=flawed, step_decision=decision.to_dict(),
-                                          steps_unscored=int(frame["steps_unscored"].sum())),
+                                          steps_unscored=int(frame["steps_unscored"].sum()), **located),
                 artifact=dict(separator=cfg.step_separator, decision=decision.to_dict()))
 
 def _say_steps(mode:str, steps:dict, n_rows:int):

@@ -153,6 +153,7 @@ class ClassifierTrainer(_TrainableCheckpoints, Trainer):
             outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
             w = torch.tensor(self.class_weights, device=outputs.logits.device)
             loss = F.cross_entropy(outputs.logits.float(), inputs["labels"].to(w.device), weight=w)
+            if outputs.loss is not None: loss = loss + outputs.loss.float()  # what the model adds: the step loss
             result = (loss, outputs) if return_outputs else loss
         if model.training:
             loss = result[0] if return_outputs else result

@@ -254,3 +254,20 @@ def test_an_interrupted_steps_run_leaves_no_steps_file_and_resumes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(pd.read_csv(tmp_path / "run" / "probe_steps.csv")) == 8
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "finished"
+
+
+def test_class_weights_keep_the_step_loss():
+    """With class weights (on by default for unbalanced data, CHAMP's) the Trainer reweights the solution's loss
+    itself; the step loss the model adds must stay in what it minimizes."""
+    from transformers.modeling_outputs import SequenceClassifierOutput
+    from phi_cls.trainer import ClassifierTrainer
+
+    class Steps(torch.nn.Module):  # what PhiClassifier returns without labels: its step loss
+        def forward(self, **inputs):
+            assert "labels" not in inputs
+            return SequenceClassifierOutput(loss=torch.tensor(5.0), logits=torch.zeros(2, 2))
+
+    trainer = ClassifierTrainer.__new__(ClassifierTrainer)  # compute_loss alone; no training set up
+    trainer.class_weights, trainer.step_losses = [0.6, 2.8], {}
+    loss = trainer.compute_loss(Steps().eval(), {"input_ids": torch.zeros(2, 3), "labels": torch.tensor([0, 1])})
+    assert loss.item() == pytest.approx(np.log(2) + 5.0)
