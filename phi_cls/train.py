@@ -23,8 +23,8 @@ from .metrics import (PRED_FILES, baseline_metrics, binary_view, class_baseline_
                              shortcut_baselines, shortcut_class_baselines, summary_lines, versus_baselines)
 from .decide import Decision, checker_flagged, combine, combine_classes, fit_decision
 from .steps import (IGNORE, StepDecision, checker_steps, combine_steps, first_error_from_probs,
-                           fit_step_decision, localisation, p_flawed_from_steps, step_baselines, step_metrics,
-                           step_table, step_targets)
+                           fit_step_decision, localisation, p_flawed_from_steps, score_steps, step_table,
+                           step_targets)
 from .hardware import apply_kernels
 from .model import (add_lora, context_length, decoder_layers, describe_trainable, extract_step_features,
                            feature_settings, finite_probabilities, fold_standardization, freeze, init_head,
@@ -468,14 +468,12 @@ def _step_results(cfg:TrainConfig, mode:str, result:ExperimentResult, raw:dict, 
     frame = pd.DataFrame({"index": test["index"].to_numpy(), "true_first_error_step": true.to_numpy(),
                           "first_error_step": pred, "p_steps": [_json_list(ps) for ps in p],
                           "steps_unscored": [sum(x != x for x in ps) for ps in p]})
-    results = {"classifier": step_metrics(true, pred, seed=cfg.seed)}
+    verdicts = {"classifier": pred}
     if checked is not None:
         frame["checker_step"] = checker_steps(test["solution"], checked["error_line"], cfg.step_separator)
         frame["hybrid_step"] = combine_steps(decision.rule, pred, frame["checker_step"])
-        results.update(checker=step_metrics(true, frame["checker_step"], seed=cfg.seed),
-                       hybrid=step_metrics(true, frame["hybrid_step"], seed=cfg.seed))
-    base = step_baselines(true, [len(ps) for ps in p], seed=cfg.seed)
-    results.update({name: step_metrics(true, b, seed=cfg.seed) for name, b in base.items()})
+        verdicts.update(checker=frame["checker_step"], hybrid=frame["hybrid_step"])
+    results = score_steps(true, verdicts, [len(ps) for ps in p], seed=cfg.seed)
     pf, y = np.array([p_flawed_from_steps(ps) for ps in p]), np.asarray(raw["test"]["label"]) != 0
     ok = ~np.isnan(pf)
     t = decision.threshold  # a row is flawed when one of its steps is: the threshold of first_error_step
